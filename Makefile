@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Each creates the Python 3.10 venv from requirements.lock first.
+SHELL := /bin/bash
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+PY := $(VENV)/bin/python
+DEMO := build/demo
+# TFX 1.16 needs Python 3.10: pyenv's if there is one, else python3.10 on the PATH.
+PYTHON310 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 $$(command -v python3.10); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
+export TF_USE_LEGACY_KERAS := 1
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test venv lock clean
+
+demo: venv
+	$(VENV)/bin/recsys data sample --out $(DEMO)/data
+	$(VENV)/bin/recsys pipeline run --data $(DEMO)/data --workdir $(DEMO)/work
+	$(VENV)/bin/recsys model show --model-base $(DEMO)/work/serving/recsys --data $(DEMO)/data
+
+test: venv
+	$(PY) -m pytest
+
+venv: $(VENV)/.installed
+
+$(UV):
+	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv==0.13.9
+
+$(VENV)/.installed: requirements.lock setup.py | $(UV)
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (TFX 1.16 needs it): install it, e.g. pyenv install 3.10"; exit 1; }
+	test -x $(PY) || $(UV) venv --seed --python "$(PYTHON310)" $(VENV)
+	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip install --python $(PY) --no-deps -e .
+	touch $@
+
+lock: | $(UV)
+	$(UV) pip compile --python-version 3.10 --python-platform x86_64-unknown-linux-gnu requirements.in -o requirements.lock
+
+clean:
+	rm -rf build

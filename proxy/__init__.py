@@ -1,0 +1,1 @@
+"""The recommendation API (Cloud Run proxy) and its model backends."""

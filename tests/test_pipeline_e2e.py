@@ -1,0 +1,115 @@
+"""The whole local pipeline on sample data, and the pushed model called as a server would call it."""
+
+import collections
+import csv
+import json
+import os
+
+import pytest
+
+from proxy.embedded import EmbeddedModel
+from tests import holdout
+from tfx_pipeline import local_runner
+from tfx_pipeline.data import local_source
+from trainer_module import export
+
+COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+              "Pusher"]
+
+
+@pytest.fixture(scope="module")
+def model(pipeline_run):
+    return EmbeddedModel(os.path.dirname(pipeline_run["pushed"]))
+
+
+@pytest.fixture(scope="module")
+def train_events(sample_split):
+    data_dir, _ = sample_split
+    with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda r: r["timestamp"])
+    seen = collections.defaultdict(list)
+    for r in rows:
+        seen[r["user_id"]].append(r["item_id"])
+    return seen
+
+
+def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipeline_run):
+    assert [line.split(":")[0].removeprefix("[pipeline] ") for line in pipeline_run["lines"][::2]] == COMPONENTS
+    pushed = pipeline_run["pushed"]
+    assert os.path.dirname(pushed) == os.path.join(pipeline_run["workdir"], "serving", "recsys")
+    assert os.path.basename(pushed).isdigit()
+    for graph in ("saved_model.pb", "scann/saved_model.pb"):
+        assert os.path.exists(os.path.join(pushed, graph)), graph
+    report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
+    assert report["num_items"] == 200 and report["scann_check_queries"] > 0
+    assert report["scann_recall_at_10_vs_exact"] >= 0.9
+
+
+def test_known_user_gets_known_items_with_titles_and_categories(model, train_events):
+    user = sorted(train_events)[0]
+    [recs] = model.recommend([user], [train_events[user][-20:]], [[]], k=10)
+    assert len(recs) == 10
+    assert all(item in model.items for item, _ in recs)
+    scores = [s for _, s in recs]
+    assert scores == sorted(scores, reverse=True)
+    item = model.items[recs[0][0]]
+    assert item.title.endswith(f"title {int(item.item_id[1:])}") and item.category
+
+
+def test_unknown_users_with_and_without_history_get_answers(model, train_events):
+    history = train_events[sorted(train_events)[1]][-20:]
+    with_history, without = model.recommend(["never-seen-1", "never-seen-2"], [history, []], [[], []], k=10)
+    assert len(with_history) == len(without) == 10
+    assert all(item in model.items for item, _ in with_history + without)
+    # The history is what makes the new user's answer personal.
+    assert [i for i, _ in with_history] != [i for i, _ in without]
+
+
+def test_a_new_interaction_changes_the_next_recommendation(model, train_events):
+    user = sorted(train_events)[2]
+    history = train_events[user][-20:]
+    before = model.recommend([user], [history], [[]], k=10)[0]
+    after = model.recommend([user], [history + [before[0][0]] * 5], [[]], k=10)[0]
+    assert before != after
+
+
+def test_excluded_items_are_left_out(model, train_events):
+    user = sorted(train_events)[3]
+    first = [i for i, _ in model.recommend([user], [[]], [[]], k=10)[0]]
+    second = [i for i, _ in model.recommend([user], [[]], [first[:5]], k=10)[0]]
+    assert not set(first[:5]) & set(second)
+    assert second[:5] == first[5:10]
+
+
+def test_similar_items_are_known_and_exclude_the_item_itself(model):
+    item = sorted(model.items)[0]
+    [similar] = model.similar([item], k=10)
+    assert len(similar) == 10 and item not in [i for i, _ in similar]
+    assert all(i in model.items for i, _ in similar)
+
+
+def test_model_beats_popularity_on_held_out_events(model, sample_split, train_events):
+    _, held_out = sample_split
+    users = sorted(held_out)
+    seen = [train_events[u] for u in users]
+    recs = model.recommend(users, [s[-20:] for s in seen], seen, k=10)
+    model_recall = holdout.recall_at_k({u: [i for i, _ in r] for u, r in zip(users, recs)}, held_out)
+    counts = collections.Counter(i for s in train_events.values() for i in s)
+    popular_recall = holdout.recall_at_k(holdout.popularity(dict(zip(users, seen)), counts, 10), held_out)
+    print(f"recall@10 model {model_recall:.3f} popularity {popular_recall:.3f}")
+    assert model_recall >= 1.5 * popular_recall
+
+
+def test_rerun_with_the_same_data_is_cached_and_pushes_nothing(pipeline_run):
+    lines = []
+    result = local_runner.run(pipeline_run["data_dir"], pipeline_run["workdir"], echo=lines.append)
+    assert result["pushed"] is None
+    assert set(result["timings"]) == set(COMPONENTS)
+    assert result["timings"]["Trainer"] < 5  # cached: no training
+
+
+def test_recent_histories_are_the_last_items_in_time_order(sample_split, train_events):
+    data_dir, _ = sample_split
+    histories = local_source.recent_histories(local_source.open_data_dir(data_dir))
+    user = sorted(train_events)[0]
+    assert histories[user] == train_events[user][-20:]

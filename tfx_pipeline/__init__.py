@@ -1,0 +1,1 @@
+"""The TFX pipeline: one factory (pipeline.py), thin runners, the data sources and the `recsys` CLI."""

@@ -1,0 +1,1 @@
+"""Input data: the local data directory (validated), sample data and dataset converters."""

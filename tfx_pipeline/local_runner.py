@@ -1,0 +1,66 @@
+"""Runs create_pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite metadata, push to a directory."""
+
+import contextlib
+import os
+import time
+from unittest import mock
+
+from tfx import v1 as tfx
+from tfx.orchestration.portable import launcher
+
+from tfx_pipeline import example_gen
+from tfx_pipeline.data import local_source
+from tfx_pipeline.pipeline import create_pipeline
+
+PIPELINE_NAME = "recsys"
+
+
+@contextlib.contextmanager
+def _component_progress(echo, timings: dict):
+    """Prints each component as it starts and ends, with its wall time. It wraps the launcher rather than
+    reading the runner's log lines, because TensorFlow silences absl logging while it saves a model."""
+    launch = launcher.Launcher.launch
+
+    def timed_launch(self):
+        name, started = self._pipeline_node.node_info.id, time.time()
+        echo(f"[pipeline] {name}: started")
+        result = launch(self)
+        timings[name] = time.time() - started
+        echo(f"[pipeline] {name}: done in {timings[name]:.1f} s")
+        return result
+
+    with mock.patch.object(launcher.Launcher, "launch", timed_launch):
+        yield
+
+
+def serving_dir(workdir: str, model_name: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "serving", model_name)
+
+
+def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparameters: dict | None = None,
+        echo=print) -> dict:
+    """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s}}."""
+    local_source.open_data_dir(data_dir).close()  # a contract violation stops here, before any component
+    workdir = os.path.abspath(workdir)
+    items = local_source.find_files(data_dir).items_file
+    pipeline = create_pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=os.path.join(workdir, "pipeline_root"),
+        example_gen=example_gen.local_example_gen(data_dir),
+        serving_model_dir=serving_dir(workdir, model_name),
+        hyperparameters=hyperparameters,
+        items_uri=os.path.abspath(items) if items else None,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(workdir, "metadata.sqlite")),
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    before = set(_versions(serving_dir(workdir, model_name)))
+    timings = {}
+    with _component_progress(echo, timings):
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    new = sorted(set(_versions(serving_dir(workdir, model_name))) - before, key=int)
+    return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
+            "timings": timings}
+
+
+def _versions(base: str) -> list[str]:
+    return [d for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []

@@ -1,0 +1,60 @@
+"""create_pipeline: the one definition of the pipeline; runners only configure it."""
+
+from typing import Optional
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import pipeline as tfx_pipeline_lib
+
+from tfx_pipeline import pusher as pusher_executor
+
+PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
+RUN_FN = "trainer_module.task.run_fn"
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    example_gen,
+    serving_model_dir: str,
+    hyperparameters: Optional[dict] = None,
+    items_uri: Optional[str] = None,
+    beam_pipeline_args: Optional[list] = None,
+    metadata_connection_config=None,
+    enable_cache: bool = True,
+) -> tfx_pipeline_lib.Pipeline:
+    """Wires ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Pusher.
+
+    example_gen: the data source component (tfx_pipeline.example_gen: local files or BigQuery).
+    serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).
+    hyperparameters: overrides of trainer_module.hparams.HParams, by field name.
+    items_uri: optional items catalog (item_id,title,category) shipped inside the pushed model.
+    """
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(),  # epochs are a hyperparameter
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config={"hyperparameters": hyperparameters or {}, "items_uri": items_uri})
+    # The ranking-quality Evaluator goes here; the Pusher then takes its blessing as `model_blessing`.
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, pusher],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [])

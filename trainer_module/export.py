@@ -1,0 +1,130 @@
+"""Export of the serving contract (README: "Serving signatures") as two SavedModels, and their check.
+
+Layout of the serving model directory (what the Pusher copies to <base>/<model-name>/<version>/):
+  saved_model.pb, variables/   brute-force index: loads in stock TensorFlow Serving and anywhere TF runs
+  scann/                       the same signatures over a ScaNN index (needs the ScaNN ops: `import scann`)
+  assets.extra/items.csv       the candidates: item_id,title,category
+  assets.extra/export_report.json   ScaNN-vs-exact recall@10, sizes, hyperparameters
+"""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer_module.hparams import HParams
+from transform import features as f
+
+SCANN_DIR = "scann"
+EXTRA_DIR = "assets.extra"
+ITEMS_FILE = "items.csv"
+REPORT_FILE = "export_report.json"
+RECOMMEND_SIGNATURE = "serving_default"
+SIMILAR_SIGNATURE = "similar_items"
+
+
+class ServingModule(tf.Module):
+    """Raw strings in, item ids and scores out; the Transform graph maps strings to indices."""
+
+    def __init__(self, tft_layer, query_tower, item_ids: np.ndarray, item_embeddings: np.ndarray,
+                 index: tfrs.layers.factorized_top_k.TopK, hp: HParams):
+        super().__init__()
+        self.tft_layer = tft_layer
+        self.query_tower = query_tower
+        num_items = len(item_ids)
+        self.k = min(hp.top_k, num_items)
+        self.fetch = _fetch(hp, num_items)
+        self.max_exclusions = hp.max_exclusions
+        # One extra zero row: the out-of-vocabulary item maps there and scores nothing.
+        self.item_embeddings = tf.Variable(
+            np.vstack([item_embeddings, np.zeros((1, item_embeddings.shape[1]), np.float32)]), trainable=False)
+        self.index = index
+        self.index.index(tf.constant(item_embeddings), tf.constant(item_ids))
+
+    def _top_k(self, queries, exclude_item_ids):
+        tf.debugging.assert_less_equal(
+            tf.shape(exclude_item_ids)[1], self.max_exclusions,
+            message=f"exclude_item_ids: at most {self.max_exclusions} items per query")
+        scores, ids = self.index(queries, k=self.fetch)
+        excluded = tf.reduce_any(tf.equal(ids[:, :, tf.newaxis], exclude_item_ids[:, tf.newaxis, :]), axis=-1)
+        masked = tf.where(excluded, tf.fill(tf.shape(scores), -np.inf), scores)
+        top_scores, positions = tf.math.top_k(masked, k=self.k)
+        return {"item_ids": tf.gather(ids, positions, batch_dims=1), "scores": top_scores}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="user_id"),
+        tf.TensorSpec([None, None], tf.string, name="history"),
+        tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+    ])
+    def recommend(self, user_id, history, exclude_item_ids):
+        transformed = self.tft_layer({f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)})
+        queries = self.query_tower(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
+        return self._top_k(queries, exclude_item_ids)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+    def similar(self, item_id):
+        item_idx = self.tft_layer({f.ITEM_ID: item_id[:, tf.newaxis]})[f.ITEM_IDX]
+        queries = tf.gather(self.item_embeddings, item_idx)
+        return self._top_k(queries, item_id[:, tf.newaxis])  # an item is not similar to itself
+
+    def save(self, path: str, options=None):
+        # Called once before saving: ScaNN builds its searcher state on first use.
+        self.recommend(tf.constant([""]), tf.constant([[""]]), tf.constant([[""]]))
+        self.similar(tf.constant([""]))
+        tf.saved_model.save(self, path, options=options, signatures={
+            RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
+            SIMILAR_SIGNATURE: self.similar.get_concrete_function()})
+
+
+def _fetch(hp: HParams, num_items: int) -> int:
+    return min(hp.top_k + hp.max_exclusions, num_items)
+
+
+def brute_force_index(hp: HParams, num_items: int):
+    return tfrs.layers.factorized_top_k.BruteForce(k=_fetch(hp, num_items))
+
+
+def scann_index(hp: HParams, num_items: int):
+    leaves = max(1, int(math.sqrt(num_items)))
+    fetch = _fetch(hp, num_items)
+    # Search enough leaves to hold about twice the items a query fetches.
+    to_search = min(leaves, max(math.ceil(leaves * hp.scann_leaves_to_search_ratio),
+                                math.ceil(2 * fetch * leaves / num_items)))
+    return tfrs.layers.factorized_top_k.ScaNN(
+        k=fetch, num_leaves=leaves, num_leaves_to_search=to_search, num_reordering_candidates=fetch)
+
+
+def write_items(path: str, item_ids, categories, catalog: dict):
+    with tf.io.gfile.GFile(path, "w") as out:
+        writer = csv.writer(out)
+        writer.writerow(f.ITEM_COLUMNS)
+        for item, category in zip(item_ids, categories):
+            title, catalog_category = catalog.get(item, ("", ""))
+            writer.writerow([item, title, catalog_category or category])
+
+
+def load(path: str):
+    """Loads one exported SavedModel (the ScaNN one only where `import scann` works)."""
+    if os.path.basename(os.path.normpath(path)) == SCANN_DIR:
+        import scann  # noqa: F401  registers the ScaNN ops the SavedModel uses
+    return tf.saved_model.load(path)
+
+
+def recall_against_exact(model_dir: str, user_ids, histories, k: int = 10) -> float:
+    """Loads both SavedModels fresh and returns the ScaNN results' recall@k of the brute-force results."""
+    exact = load(model_dir).signatures[RECOMMEND_SIGNATURE]
+    approximate = load(os.path.join(model_dir, SCANN_DIR)).signatures[RECOMMEND_SIGNATURE]
+    inputs = dict(user_id=tf.constant(user_ids), history=tf.constant(histories),
+                  exclude_item_ids=tf.zeros([len(user_ids), 0], tf.string))
+    a = approximate(**inputs)["item_ids"].numpy()[:, :k]
+    e = exact(**inputs)["item_ids"].numpy()[:, :k]
+    return float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, e)]))
+
+
+def write_report(model_dir: str, report: dict):
+    with tf.io.gfile.GFile(os.path.join(model_dir, EXTRA_DIR, REPORT_FILE), "w") as out:
+        json.dump(report, out, indent=2, sort_keys=True)

@@ -1,0 +1,83 @@
+"""The two-tower retrieval model (TFRS) over the transformed features.
+
+Query tower: user id embedding + mean of the recent-history item embeddings, so a user unseen in
+training (the out-of-vocabulary bucket) still gets personal results from their history, and a new
+interaction changes the next query without retraining. Candidate tower: item id + category.
+Both towers end in L2-normalized vectors; scores are cosine similarities.
+"""
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer_module.hparams import HParams
+from transform import features as f
+
+
+def mean_history_embedding(table: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
+    """Mean of the embeddings of each row's history items; zeros for an empty history."""
+    dense = tf.sparse.to_dense(history_idx, default_value=-1)
+    mask = tf.cast(dense >= 0, tf.float32)[..., tf.newaxis]
+    vectors = tf.gather(table, tf.maximum(dense, 0)) * mask
+    return tf.math.divide_no_nan(tf.reduce_sum(vectors, axis=1), tf.reduce_sum(mask, axis=1))
+
+
+class QueryTower(tf.keras.Model):
+    def __init__(self, num_users: int, num_items: int, dim: int):
+        super().__init__()
+        self.user_embedding = tf.keras.layers.Embedding(num_users, dim)
+        self.history_table = self.add_weight(
+            name="history_item_embeddings", shape=(num_items, dim), initializer="uniform", trainable=True)
+        self.dense = tf.keras.layers.Dense(dim)
+
+    def call(self, user_idx: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
+        x = tf.concat([self.user_embedding(user_idx), mean_history_embedding(self.history_table, history_idx)], 1)
+        return tf.math.l2_normalize(self.dense(x), axis=1)
+
+
+class CandidateTower(tf.keras.Model):
+    def __init__(self, num_items: int, num_categories: int, dim: int):
+        super().__init__()
+        self.item_embedding = tf.keras.layers.Embedding(num_items, dim)
+        self.category_embedding = tf.keras.layers.Embedding(num_categories, dim // 4)
+        self.dense = tf.keras.layers.Dense(dim)
+
+    def call(self, item_idx: tf.Tensor, category_idx: tf.Tensor) -> tf.Tensor:
+        x = tf.concat([self.item_embedding(item_idx), self.category_embedding(category_idx)], 1)
+        return tf.math.l2_normalize(self.dense(x), axis=1)
+
+
+class TwoTowerModel(tfrs.Model):
+    """Retrieval (in-batch softmax, logQ-corrected) plus an optional rating head on explicit ratings."""
+
+    def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts):
+        super().__init__()
+        self.hp = hp
+        self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index
+        self.query_tower = QueryTower(num_users, num_items, hp.embedding_dim)
+        self.candidate_tower = CandidateTower(num_items, num_categories, hp.embedding_dim)
+        # Sampling probability of each item as an in-batch negative: its share of the training events.
+        counts = tf.constant(item_counts, tf.float32) + 1.0
+        self.item_probability = counts / tf.reduce_sum(counts)
+        self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
+        self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
+                                                tf.keras.layers.Dense(1)])
+        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError())
+
+    def compute_loss(self, features, training=False):
+        user_idx = features[f.USER_IDX]
+        if training and self.hp.user_id_dropout > 0:
+            drop = tf.random.uniform(tf.shape(user_idx)) < self.hp.user_id_dropout
+            user_idx = tf.where(drop, tf.cast(self.oov_user, user_idx.dtype), user_idx)
+        query = self.query_tower(user_idx, features[f.HISTORY_IDX])
+        item_idx = features[f.ITEM_IDX]
+        candidate = self.candidate_tower(item_idx, features[f.CATEGORY_IDX])
+        sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
+        loss = self.hp.retrieval_weight * self.retrieval(
+            query, candidate, candidate_sampling_probability=sampling, candidate_ids=item_idx,
+            compute_metrics=False)
+        if self.hp.rating_weight > 0:
+            predicted = self.rating_head(tf.concat([query, candidate], 1))
+            loss += self.hp.rating_weight * self.rating_task(
+                labels=features[f.RATING][:, tf.newaxis], predictions=predicted,
+                sample_weight=features[f.RATING_WEIGHT][:, tf.newaxis], compute_metrics=False)
+        return loss

@@ -1,0 +1,1 @@
+"""Transform: the feature names and the preprocessing_fn that builds the vocabularies."""
