@@ -61,7 +61,9 @@ class TwoTowerModel(tfrs.Model):
         self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
         self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
                                                 tf.keras.layers.Dense(1)])
-        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError())
+        # Summed like the retrieval loss (TFRS default), which distribution strategies also require.
+        self.rating_task = tfrs.tasks.Ranking(
+            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM))
 
     def compute_loss(self, features, training=False):
         user_idx = features[f.USER_IDX]

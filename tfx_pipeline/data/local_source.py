@@ -131,8 +131,8 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
         rows = con.execute(f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({f.ITEM_ID}), '') IS NULL "
                            "ORDER BY _row LIMIT 3").fetchall()
         problems += [f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': empty" for (row,) in rows]
-        dupes = con.execute(f"SELECT {f.ITEM_ID}, min(_row) FROM raw_items GROUP BY 1 HAVING count(*) > 1 "
-                            "ORDER BY 2 LIMIT 3").fetchall()
+        dupes = con.execute(f"SELECT {f.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {f.ITEM_ID} "
+                            "ORDER BY _row) AS k FROM raw_items) WHERE k = 2 ORDER BY _row LIMIT 3").fetchall()
         problems += [f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': duplicate item {item!r}"
                      for item, row in dupes]
         con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT {', '.join(f.ITEM_COLUMNS)} FROM raw_items")

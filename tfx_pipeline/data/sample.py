@@ -27,7 +27,8 @@ def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 200
     popularity = popularity[rng.permutation(items)]
     members = [np.flatnonzero(item_group == g) for g in range(len(GROUPS))]
     in_group_p = [popularity[m] / popularity[m].sum() for m in members]
-    tastes = rng.dirichlet(np.full(len(GROUPS), 0.3), size=users)
+    tastes = rng.dirichlet(np.full(len(GROUPS), 0.3), size=users) * [len(m) > 0 for m in members]
+    tastes /= tastes.sum(axis=1, keepdims=True)  # a catalog smaller than the groups leaves some empty
     per_user = rng.multinomial(events - 5 * users, rng.dirichlet(np.full(users, 2.0))) + 5
     types, type_p = list(TYPE_WEIGHTS), np.array(list(TYPE_WEIGHTS.values()))
 
@@ -41,8 +42,6 @@ def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 200
             for _ in range(per_user[u]):
                 if rng.random() > STAY_IN_GROUP:
                     group = rng.choice(len(GROUPS), p=tastes[u])
-                if len(members[group]) == 0:
-                    continue
                 item = rng.choice(members[group], p=in_group_p[group])
                 kind = types[rng.choice(len(types), p=type_p)]
                 rating = (min(5.0, max(1.0, round(2.0 + 4.0 * tastes[u][group] + rng.normal(0, 0.5)))

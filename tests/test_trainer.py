@@ -1,0 +1,65 @@
+"""The trainer's parts on their own: hyperparameters, the history bag, multi-device training."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer_module.hparams import HParams
+from trainer_module.model import mean_history_embedding
+
+
+def test_hyperparameter_overrides_and_unknown_names():
+    assert HParams.from_overrides({"epochs": 2}).epochs == 2
+    assert HParams.from_overrides(None) == HParams()
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['epoch'\]"):
+        HParams.from_overrides({"epoch": 2})
+
+
+def test_history_bag_is_the_mean_of_its_items_and_zero_when_empty():
+    table = tf.constant([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]])
+    # Rows: items 0 and 1; nothing; item 2. Index 0 is a real item (the most frequent), not padding.
+    history = tf.SparseTensor(indices=[[0, 0], [0, 1], [2, 0]], values=tf.constant([0, 1, 2], tf.int64),
+                              dense_shape=[3, 2])
+    np.testing.assert_allclose(mean_history_embedding(table, history).numpy(),
+                               [[0.5, 0.5], [0.0, 0.0], [4.0, 4.0]])
+
+
+MIRRORED = textwrap.dedent("""
+    import os
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainer_module.hparams import HParams
+    from trainer_module.model import TwoTowerModel
+    from trainer_module.task import training_strategy
+    from transform import features as f
+
+    strategy = training_strategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    assert isinstance(strategy, tf.distribute.MirroredStrategy) and strategy.num_replicas_in_sync == 2
+    n = 256
+    rng = np.random.default_rng(0)
+    history = tf.sparse.from_dense(tf.constant(rng.integers(0, 20, (n, 3)), tf.int64))
+    data = tf.data.Dataset.from_tensor_slices({
+        f.USER_IDX: rng.integers(0, 10, n), f.ITEM_IDX: rng.integers(0, 20, n),
+        f.CATEGORY_IDX: rng.integers(0, 4, n), f.HISTORY_IDX: history,
+        f.RATING: rng.uniform(1, 5, n).astype("float32"), f.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
+    with strategy.scope():
+        model = TwoTowerModel(HParams(embedding_dim=8), 11, 21, 5, np.ones(21))
+        model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+    losses = model.fit(data, epochs=3, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    print("replicas", strategy.num_replicas_in_sync, "losses", losses)
+""")
+
+
+def test_mirrored_strategy_trains_on_two_logical_devices():
+    # A fresh process: logical devices must be configured before TensorFlow initializes.
+    result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
