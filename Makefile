@@ -5,19 +5,22 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PY := $(VENV)/bin/python
 DEMO := build/demo
+PORT ?= 8080
 # TFX 1.16 needs Python 3.10: pyenv's if there is one, else python3.10 on the PATH.
 PYTHON310 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 $$(command -v python3.10); do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
 export TF_USE_LEGACY_KERAS := 1
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2  # TensorFlow's C++ info and end-of-data warnings drown the output
 
 .PHONY: demo test venv lock clean
 
 demo: venv
 	$(VENV)/bin/recsys data sample --out $(DEMO)/data
 	$(VENV)/bin/recsys pipeline run --data $(DEMO)/data --workdir $(DEMO)/work
-	$(VENV)/bin/recsys model show --model-base $(DEMO)/work/serving/recsys --data $(DEMO)/data
+	$(PY) -m proxy.demo --model-base $(DEMO)/work/serving/recsys --data $(DEMO)/data \
+		--feedback-db $(DEMO)/work/feedback.sqlite --port $(PORT)
 
 test: venv
 	$(PY) -m pytest

@@ -1,20 +1,11 @@
-"""The embedded backend: the newest pushed version under a model base, loaded in this process."""
+"""The embedded backend: one pushed version loaded in this process, ScaNN where ScaNN imports."""
 
-import csv
 import os
-from dataclasses import dataclass
 
 import tensorflow as tf
 
+from proxy.catalog import Catalog, newest_version
 from trainer_module import export
-from transform import features as f
-
-
-def newest_version(model_base: str) -> str:
-    versions = [d for d in os.listdir(model_base) if d.isdigit()] if os.path.isdir(model_base) else []
-    if not versions:
-        raise FileNotFoundError(f"{model_base}: no pushed model version (expected <model-base>/<integer>/)")
-    return max(versions, key=int)
 
 
 def scann_available() -> bool:
@@ -25,42 +16,35 @@ def scann_available() -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Item:
-    item_id: str
-    title: str
-    category: str
+def pad(rows: list[list[str]]) -> tf.Tensor:
+    """Ragged lists of ids as the dense [batch, width] string tensor the signatures take, "" as padding."""
+    width = max((len(r) for r in rows), default=0)
+    return tf.constant([r + [""] * (width - len(r)) for r in rows], tf.string, shape=[len(rows), width])
+
+
+def results(item_ids, scores, k: int) -> list[list[tuple[str, float]]]:
+    """The signatures' [batch, K] outputs as lists of (item_id, score), the first k of each."""
+    return [[(i.decode() if isinstance(i, bytes) else i, float(s)) for i, s in zip(row_ids[:k], row_scores[:k])]
+            for row_ids, row_scores in zip(item_ids, scores)]
 
 
 class EmbeddedModel:
-    """Loads one version: the ScaNN SavedModel where ScaNN imports, else the brute-force one."""
+    """The newest (or the given) version under model_base: its signatures and its catalog."""
 
     def __init__(self, model_base: str, version: str | None = None):
-        self.version = version or newest_version(model_base)
-        path = os.path.join(model_base, self.version)
+        self.model_version = version or newest_version(model_base)
+        path = os.path.join(model_base, self.model_version)
         self.index_kind = "scann" if scann_available() else "brute_force"
-        model = export.load(os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path)
-        self._model = model  # keeps the signatures' variables alive
-        self._recommend = model.signatures[export.RECOMMEND_SIGNATURE]
-        self._similar = model.signatures[export.SIMILAR_SIGNATURE]
-        with open(os.path.join(path, export.EXTRA_DIR, export.ITEMS_FILE), newline="", encoding="utf-8") as fh:
-            self.items = {r[f.ITEM_ID]: Item(r[f.ITEM_ID], r[f.TITLE], r[f.CATEGORY]) for r in csv.DictReader(fh)}
-
-    @staticmethod
-    def _pad(rows: list[list[str]]) -> tf.Tensor:
-        width = max((len(r) for r in rows), default=0)
-        return tf.constant([r + [""] * (width - len(r)) for r in rows], tf.string, shape=[len(rows), width])
-
-    @staticmethod
-    def _results(outputs, k: int) -> list[list[tuple[str, float]]]:
-        ids, scores = outputs["item_ids"].numpy()[:, :k], outputs["scores"].numpy()[:, :k]
-        return [[(i.decode(), float(s)) for i, s in zip(row_ids, row_scores)]
-                for row_ids, row_scores in zip(ids, scores)]
+        self._model = export.load(os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path)
+        self._recommend = self._model.signatures[export.RECOMMEND_SIGNATURE]
+        self._similar = self._model.signatures[export.SIMILAR_SIGNATURE]
+        self.catalog = Catalog(path)
 
     def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
-        outputs = self._recommend(user_id=tf.constant(user_ids, tf.string), history=self._pad(histories),
-                                  exclude_item_ids=self._pad(exclude))
-        return self._results(outputs, k)
+        out = self._recommend(user_id=tf.constant(user_ids, tf.string), history=pad(histories),
+                              exclude_item_ids=pad(exclude))
+        return results(out["item_ids"].numpy(), out["scores"].numpy(), k)
 
     def similar(self, item_ids: list[str], k: int):
-        return self._results(self._similar(item_id=tf.constant(item_ids, tf.string)), k)
+        out = self._similar(item_id=tf.constant(item_ids, tf.string))
+        return results(out["item_ids"].numpy(), out["scores"].numpy(), k)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from proxy.embedded import EmbeddedModel
+from proxy.history import SEEN_LIMIT, HistoryStore
 from tests import holdout
 from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source
@@ -49,10 +50,10 @@ def test_known_user_gets_known_items_with_titles_and_categories(model, train_eve
     user = sorted(train_events)[0]
     [recs] = model.recommend([user], [train_events[user][-20:]], [[]], k=10)
     assert len(recs) == 10
-    assert all(item in model.items for item, _ in recs)
+    assert all(item in model.catalog.items for item, _ in recs)
     scores = [s for _, s in recs]
     assert scores == sorted(scores, reverse=True)
-    item = model.items[recs[0][0]]
+    item = model.catalog.items[recs[0][0]]
     assert item.title.endswith(f"title {int(item.item_id[1:])}") and item.category
 
 
@@ -60,7 +61,7 @@ def test_unknown_users_with_and_without_history_get_answers(model, train_events)
     history = train_events[sorted(train_events)[1]][-20:]
     with_history, without = model.recommend(["never-seen-1", "never-seen-2"], [history, []], [[], []], k=10)
     assert len(with_history) == len(without) == 10
-    assert all(item in model.items for item, _ in with_history + without)
+    assert all(item in model.catalog.items for item, _ in with_history + without)
     # The history is what makes the new user's answer personal.
     assert [i for i, _ in with_history] != [i for i, _ in without]
 
@@ -82,10 +83,10 @@ def test_excluded_items_are_left_out(model, train_events):
 
 
 def test_similar_items_are_known_and_exclude_the_item_itself(model):
-    item = sorted(model.items)[0]
+    item = sorted(model.catalog.items)[0]
     [similar] = model.similar([item], k=10)
     assert len(similar) == 10 and item not in [i for i, _ in similar]
-    assert all(i in model.items for i, _ in similar)
+    assert all(i in model.catalog.items for i, _ in similar)
 
 
 def test_model_beats_popularity_on_held_out_events(model, sample_split, train_events):
@@ -108,8 +109,10 @@ def test_rerun_with_the_same_data_is_cached_and_pushes_nothing(pipeline_run):
     assert result["timings"]["Trainer"] < 5  # cached: no training
 
 
-def test_recent_histories_are_the_last_items_in_time_order(sample_split, train_events):
+def test_history_store_seeded_from_data_holds_the_last_items_in_time_order(sample_split, train_events):
     data_dir, _ = sample_split
-    histories = local_source.recent_histories(local_source.open_data_dir(data_dir))
+    store = HistoryStore()
+    store.add_events(local_source.recent_events(local_source.open_data_dir(data_dir), per_user=SEEN_LIMIT))
     user = sorted(train_events)[0]
-    assert histories[user] == train_events[user][-20:]
+    assert store.history(user) == train_events[user][-20:]
+    assert store.seen(user) == list(dict.fromkeys(reversed(train_events[user])))

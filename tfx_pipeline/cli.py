@@ -40,17 +40,40 @@ def _pipeline_run(args):
 
 def _model_show(args):
     from proxy.embedded import EmbeddedModel
+    from proxy.history import SEEN_LIMIT, HistoryStore
     from tfx_pipeline.data import local_source
     model = EmbeddedModel(args.model_base)
-    histories = local_source.recent_histories(local_source.open_data_dir(args.data)) if args.data else {}
-    users = args.user_id or sorted(histories)[:3]
-    print(f"model version {model.version} ({model.index_kind} index)")
-    for user, recs in zip(users, model.recommend(users, [histories.get(u, []) for u in users],
-                                                 [histories.get(u, []) for u in users], args.k)):
-        print(f"\nuser {user} (recent: {', '.join(histories.get(user, [])[-5:]) or 'none'})")
+    store = HistoryStore()
+    if args.data:
+        store.add_events(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
+    users = args.user_id or sorted(store.users())[:3]
+    print(f"model version {model.model_version} ({model.index_kind} index)")
+    results = model.recommend(users, [store.history(u) for u in users], [store.seen(u) for u in users], args.k)
+    for user, recs in zip(users, results):
+        print(f"\nuser {user} (recent: {', '.join(store.history(user)[-5:]) or 'none'})")
         for rank, (item, score) in enumerate(recs, 1):
-            meta = model.items.get(item)
+            meta = model.catalog.items.get(item)
             print(f"  {rank:2d}. {item:>8}  {score:6.3f}  {meta.title if meta else ''} [{meta.category if meta else ''}]")
+
+
+def _serve(args):
+    from proxy import server
+    server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
+                 backend=args.backend, model_name=args.model_name, timeout=args.timeout,
+                 reload_interval=args.reload_interval)
+
+
+def _recommend(args):
+    from proxy.api_client import ApiClient
+    with ApiClient(args.api, timeout=args.timeout) as api:
+        if args.wait:
+            api.wait_ready(args.wait)
+        answer = api.recommend(args.user_id, args.k)
+    print(json.dumps(answer, indent=2))
+
+
+def _env(name, default=None):
+    return os.environ.get(name, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,15 +110,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-id", action="append")
     p.add_argument("-k", type=int, default=5)
     p.set_defaults(func=_model_show)
+    p = groups.add_parser("serve", help="run the recommendation API")
+    p.add_argument("--model-base", default=_env("RECSYS_MODEL_BASE"), required=_env("RECSYS_MODEL_BASE") is None,
+                   help="WORKDIR/serving/<model-name> (or gs://...); env RECSYS_MODEL_BASE")
+    p.add_argument("--data", default=_env("RECSYS_DATA"), help="data directory to seed user histories from")
+    p.add_argument("--backend", default=_env("RECSYS_BACKEND"),
+                   help="grpc://host:8500 or http://host:8501 (TF Serving); default: the model in-process")
+    p.add_argument("--model-name", default=_env("RECSYS_MODEL_NAME"), help="TF Serving's model name")
+    p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
+    p.add_argument("--host", default=_env("RECSYS_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("PORT", "8080")))
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
+    p.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks for a new version")
+    p.set_defaults(func=_serve)
+
+    p = groups.add_parser("recommend", help="ask a running API for recommendations")
+    p.add_argument("--api", required=True, help="http://host:port of `recsys serve`")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--wait", type=float, default=0, help="seconds to wait for the API to be ready")
+    p.set_defaults(func=_recommend)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from proxy.api_client import ApiError
     from tfx_pipeline.data.local_source import DataError
     try:
         args.func(args)
-    except (DataError, FileNotFoundError) as e:
+    except (DataError, FileNotFoundError, ApiError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -9,11 +9,13 @@ import os
 from typing import Any, Dict
 
 import apache_beam as beam
+from google.protobuf import any_pb2, wrappers_pb2
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from tfx_pipeline.data import local_source
@@ -59,9 +61,14 @@ class DuckDBExecutor(BaseExampleGenExecutor):
         return _DuckDBToExample
 
 
-def local_example_gen(data_dir: str):
+def local_example_gen(data_dir: str, code_fingerprint: str):
+    """code_fingerprint: of this package (pipeline.code_fingerprint), so a change of the SQL or of the
+    contract checks re-runs ExampleGen instead of reusing its cached output."""
+    fingerprint = any_pb2.Any()
+    fingerprint.Pack(wrappers_pb2.StringValue(value=code_fingerprint))
     return FileBasedExampleGen(
         input_base=os.path.abspath(data_dir),
+        custom_config=example_gen_pb2.CustomConfig(custom_config=fingerprint),
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single", pattern=INTERACTIONS_PATTERN)]),
         custom_executor_spec=executor_spec.BeamExecutorSpec(DuckDBExecutor))
 

@@ -1,7 +1,8 @@
 """The SQL that turns interactions into training examples, the same text for BigQuery and DuckDB.
 
 Each event gets the user's preceding items (at most HISTORY_LENGTH, oldest first) through a window,
-so the history is computed where the data lives, by the engine that holds it.
+so the history is computed where the data lives, by the engine that holds it. Dislikes are neither
+training targets nor history: every other interaction counts as a positive.
 """
 
 from transform import features as f
@@ -18,4 +19,5 @@ SELECT
     PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP}, {f.ITEM_ID}
     ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {f.HISTORY}
 FROM {table}
+WHERE {f.INTERACTION_TYPE} != 'dislike'
 """

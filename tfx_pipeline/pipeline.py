@@ -1,6 +1,12 @@
 """create_pipeline: the one definition of the pipeline; runners only configure it."""
 
+import glob
+import hashlib
+import os
 from typing import Optional
+
+import trainer_module
+import transform as transform_package
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
@@ -10,6 +16,19 @@ from tfx_pipeline import pusher as pusher_executor
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.task.run_fn"
+
+
+def code_fingerprint(*packages) -> str:
+    """A hash of the packages' source. Transform and Trainer name their functions by module path, which TFX's
+    cache does not look into; passing this as a property makes a code change re-run them."""
+    digest = hashlib.sha256()
+    for package in packages:
+        root = os.path.dirname(package.__file__)
+        for path in sorted(glob.glob(os.path.join(root, "**", "*.py"), recursive=True)):
+            digest.update(os.path.relpath(path, root).encode())
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()
 
 
 def create_pipeline(
@@ -36,7 +55,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN)
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"code": code_fingerprint(transform_package)})
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -44,7 +63,8 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(),  # epochs are a hyperparameter
         eval_args=tfx.proto.EvalArgs(),
-        custom_config={"hyperparameters": hyperparameters or {}, "items_uri": items_uri})
+        custom_config={"hyperparameters": hyperparameters or {}, "items_uri": items_uri,
+                       "code": code_fingerprint(trainer_module, transform_package)})
     # The ranking-quality Evaluator goes here; the Pusher then takes its blessing as `model_blessing`.
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],

@@ -3,7 +3,7 @@
 Layout of the serving model directory (what the Pusher copies to <base>/<model-name>/<version>/):
   saved_model.pb, variables/   brute-force index: loads in stock TensorFlow Serving and anywhere TF runs
   scann/                       the same signatures over a ScaNN index (needs the ScaNN ops: `import scann`)
-  assets.extra/items.csv       the candidates: item_id,title,category
+  assets.extra/items.csv       the candidates: item_id,title,category,popularity
   assets.extra/export_report.json   ScaNN-vs-exact recall@10, sizes, hyperparameters
 """
 
@@ -23,6 +23,7 @@ SCANN_DIR = "scann"
 EXTRA_DIR = "assets.extra"
 ITEMS_FILE = "items.csv"
 REPORT_FILE = "export_report.json"
+POPULARITY = "popularity"
 RECOMMEND_SIGNATURE = "serving_default"
 SIMILAR_SIGNATURE = "similar_items"
 
@@ -98,13 +99,14 @@ def scann_index(hp: HParams, num_items: int):
         k=fetch, num_leaves=leaves, num_leaves_to_search=to_search, num_reordering_candidates=fetch)
 
 
-def write_items(path: str, item_ids, categories, catalog: dict):
+def write_items(path: str, item_ids, categories, counts, catalog: dict):
+    """The candidates with their catalog entry and training event count (the popularity fallback's ranking)."""
     with tf.io.gfile.GFile(path, "w") as out:
         writer = csv.writer(out)
-        writer.writerow(f.ITEM_COLUMNS)
-        for item, category in zip(item_ids, categories):
+        writer.writerow(f.ITEM_COLUMNS + (POPULARITY,))
+        for item, category, count in zip(item_ids, categories, counts):
             title, catalog_category = catalog.get(item, ("", ""))
-            writer.writerow([item, title, catalog_category or category])
+            writer.writerow([item, title, catalog_category or category, int(count)])
 
 
 def load(path: str):

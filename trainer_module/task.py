@@ -98,7 +98,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
                options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
     tf.io.gfile.makedirs(os.path.join(model_dir, export.EXTRA_DIR))
     export.write_items(os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE), item_ids,
-                       category_names[categories[item_index]], _read_catalog(fn_args.custom_config.get("items_uri")))
+                       category_names[categories[item_index]], counts[item_index], _read_catalog(fn_args.custom_config.get("items_uri")))
 
     # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)

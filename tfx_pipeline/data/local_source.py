@@ -146,10 +146,10 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def recent_histories(con, history_length: int = f.HISTORY_LENGTH) -> dict[str, list[str]]:
-    """Each user's most recent items (oldest first): what a query carries at serving time."""
-    rows = con.execute(f"""
-        SELECT {f.USER_ID}, list({f.ITEM_ID} ORDER BY {f.TIMESTAMP}, {f.ITEM_ID}) FROM (
+def recent_events(con, per_user: int) -> list[tuple[str, str, str]]:
+    """(user_id, item_id, interaction_type) of each user's last `per_user` events, in time order."""
+    return con.execute(f"""
+        SELECT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE} FROM (
           SELECT *, row_number() OVER (PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP} DESC, {f.ITEM_ID} DESC) AS r
-          FROM {INTERACTIONS_TABLE}) WHERE r <= {history_length} GROUP BY 1""").fetchall()
-    return dict(rows)
+          FROM {INTERACTIONS_TABLE}) WHERE r <= {per_user}
+        ORDER BY {f.USER_ID}, {f.TIMESTAMP}, {f.ITEM_ID}""").fetchall()

@@ -1,0 +1,263 @@
+"""The recommendation API: /recommend, /similar, /feedback, health and metrics (FastAPI on uvicorn)."""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from proxy import schemas
+from proxy.feedback_store import FeedbackStore
+from proxy.history import SEEN_LIMIT, HistoryStore
+from proxy.model_watcher import ModelWatcher, ServingModel
+from proxy.tf_serving import BackendError, BackendUnavailable
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "2"
+ERRORS = {400: {"model": schemas.Error}, 413: {"model": schemas.Error}, 422: {"model": schemas.Error},
+          503: {"model": schemas.Error}}
+
+
+@dataclass
+class Settings:
+    model_base: str
+    feedback_db: str
+    data_dir: Optional[str] = None
+    backend_timeout: float = 2.0  # seconds, every model call
+    reload_interval: float = 5.0  # seconds between looks for a newer pushed version
+    max_body_bytes: int = 1 << 20
+
+
+class Unavailable(Exception):
+    """No model to answer with right now: 503 with Retry-After."""
+
+
+class BodyLimit:
+    """ASGI middleware: refuses a body over max_bytes with 413, whether or not Content-Length announces it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await _too_large(self.max_bytes)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return JSONResponse({"error": f"request body larger than {max_bytes} bytes"}, status_code=413)
+
+
+def _validation_message(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
+    if error["type"] == "json_invalid":
+        return f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
+    if error["loc"] == ("body",) and error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return "body: expected a JSON object (Content-Type: application/json)"
+    return f"{field}: {error['msg']}"
+
+
+def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
+    """The API over `watcher`'s current model. Feedback goes to settings.feedback_db; user histories start
+    from settings.data_dir (if given) plus every stored feedback event."""
+    registry = CollectorRegistry()
+    requests = Counter("recsys_requests", "API requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram("recsys_request_seconds", "API request latency", ["endpoint"], registry=registry,
+                        buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
+    model_version = Gauge("recsys_model_version", "Model version being served", registry=registry)
+    feedback_events = Counter("recsys_feedback_events", "Feedback events stored", ["feedback_type"],
+                              registry=registry)
+    fallbacks = Counter("recsys_popularity_fallbacks", "Answers from popularity", registry=registry)
+    history = HistoryStore()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if settings.data_dir:
+            from tfx_pipeline.data import local_source
+            history.add_events(local_source.recent_events(local_source.open_data_dir(settings.data_dir), SEEN_LIMIT))
+        store = FeedbackStore(settings.feedback_db)
+        history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
+        app.state.feedback = store
+        await run_in_threadpool(watcher.poll)
+        watcher.start()
+        yield
+        watcher.stop()
+        store.close()
+
+    app = FastAPI(title="recsys API", version="1", lifespan=lifespan,
+                  description="Personalized recommendations from the two-tower model the pipeline pushed.")
+
+    def serving() -> ServingModel:
+        if watcher.current is None:
+            raise Unavailable("no model loaded yet")
+        return watcher.current
+
+    async def call_model(fn, *args):
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn, *args), settings.backend_timeout)
+        except (asyncio.TimeoutError, BackendUnavailable) as e:
+            raise Unavailable(f"model backend did not answer: {e or 'timed out'}") from e
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = route.path if route is not None else "unmatched"
+        requests.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        errors = exc.errors()
+        status = 400 if any(e["type"] == "json_invalid" for e in errors) else 422
+        return JSONResponse({"error": "; ".join(_validation_message(e) for e in errors)}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request, exc: Unavailable):
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(BackendError)
+    async def backend_error(request, exc: BackendError):
+        log.error("model backend error: %s", exc)
+        return JSONResponse({"error": "the model backend refused the request"}, status_code=502)
+
+    @app.exception_handler(Exception)
+    async def internal(request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    async def recommend_many(reqs: list[schemas.RecommendRequest]) -> list[schemas.RecommendResponse]:
+        model = serving()
+        catalog = model.catalog
+        histories = [history.history(r.user_id) for r in reqs]
+        excludes = [list(dict.fromkeys(r.exclude_item_ids + (history.seen(r.user_id) if r.exclude_seen else [])))
+                    [:schemas.MAX_EXCLUDED] for r in reqs]
+        personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
+        answers = {}
+        if personal:
+            k = max(reqs[i].num_recommendations for i in personal)
+            results = await call_model(model.backend.recommend, [reqs[i].user_id for i in personal],
+                                       [histories[i] for i in personal], [excludes[i] for i in personal], k)
+            answers = dict(zip(personal, results))
+        version = getattr(model.backend, "model_version", None) or catalog.version
+        model_version.set(int(version))
+        responses = []
+        for i, r in enumerate(reqs):
+            fallback = None if i in answers else "popularity"
+            if fallback:
+                fallbacks.inc()
+            ranked = answers.get(i) or catalog.popular(r.num_recommendations, set(excludes[i]))
+            responses.append(schemas.RecommendResponse(
+                user_id=r.user_id, model_version=version, request_id=uuid.uuid4().hex, fallback=fallback,
+                recommendations=[_recommendation(catalog, item, score) for item, score in
+                                 ranked[:r.num_recommendations]]))
+        return responses
+
+    @app.post("/recommend", response_model=schemas.RecommendResponse, responses=ERRORS,
+              response_model_exclude_none=True)
+    async def recommend(body: schemas.RecommendRequest):
+        """Recommendations for one user; items they interacted with are left out unless exclude_seen is false."""
+        return (await recommend_many([body]))[0]
+
+    @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, responses=ERRORS,
+              response_model_exclude_none=True)
+    async def recommend_batch(body: schemas.BatchRecommendRequest):
+        """Recommendations for up to 100 users in one model call."""
+        return schemas.BatchRecommendResponse(results=await recommend_many(body.requests))
+
+    @app.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
+                                                                                      **ERRORS})
+    async def similar(item_id: schemas.Id = Path(), k: int = Query(10, ge=1, le=100)):
+        """The items closest to item_id in the model's item space."""
+        model = serving()
+        if item_id not in model.catalog.items:
+            raise HTTPException(404, f"item_id: unknown item {item_id!r}")
+        [ranked] = await call_model(model.backend.similar, [item_id], k)
+        return schemas.SimilarResponse(
+            item_id=item_id, model_version=getattr(model.backend, "model_version", None) or model.catalog.version,
+            similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
+
+    async def store_feedback(request: Request, events: list[schemas.FeedbackEvent]) -> list[str]:
+        for n, e in enumerate(events):
+            if e.feedback_type == schemas.FeedbackType.rating and e.rating is None:
+                where = f"events.{n}." if len(events) > 1 else ""
+                raise HTTPException(422, f"{where}rating: required when feedback_type is rating")
+        rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value,
+                     rating=e.rating, timestamp=e.timestamp, request_id=e.request_id) for e in events]
+        event_ids = await run_in_threadpool(request.app.state.feedback.append, rows)  # committed from here on
+        for row in rows:
+            history.add(row["user_id"], row["item_id"], row["interaction_type"])
+            feedback_events.labels(row["interaction_type"]).inc()
+        return event_ids
+
+    @app.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
+    async def feedback(request: Request, body: schemas.FeedbackEvent):
+        """Stores one event durably (202 only after the commit); the user's next recommendation sees it."""
+        return schemas.FeedbackAccepted(event_id=(await store_feedback(request, [body]))[0])
+
+    @app.post("/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS)
+    async def feedback_batch(request: Request, body: schemas.BatchFeedbackRequest):
+        """Stores up to 1000 events in one transaction."""
+        return schemas.BatchFeedbackAccepted(event_ids=await store_feedback(request, body.events))
+
+    @app.get("/healthz")
+    async def healthz():
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": schemas.Error}})
+    async def readyz():
+        """A model is loaded and its backend answers."""
+        model = serving()
+        ready = getattr(model.backend, "ready", None)
+        if ready is not None and not await run_in_threadpool(ready):
+            raise Unavailable("model backend not ready")
+        return {"status": "ready", "model_version": watcher.version}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _recommendation(catalog, item_id: str, score: float) -> schemas.Recommendation:
+    item = catalog.items.get(item_id)
+    return schemas.Recommendation(item_id=item_id, score=round(score, 6), title=item.title if item else None,
+                                  category=item.category if item else None)

@@ -1,0 +1,45 @@
+"""What the API knows of a pushed model version besides its signatures: items and known users."""
+
+import csv
+import os
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from trainer_module import export
+from transform import features as f
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    title: str
+    category: str
+    popularity: int
+
+
+def newest_version(model_base: str) -> str:
+    """The highest integer version under model_base whose top saved_model.pb is there (the Pusher writes it last)."""
+    versions = [v for v in (tf.io.gfile.listdir(model_base) if tf.io.gfile.isdir(model_base) else [])
+                if v.strip("/").isdigit() and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))]
+    if not versions:
+        raise FileNotFoundError(f"{model_base}: no pushed model version (expected <model-base>/<integer>/)")
+    return max((v.strip("/") for v in versions), key=int)
+
+
+class Catalog:
+    def __init__(self, version_dir: str):
+        self.version = os.path.basename(os.path.normpath(version_dir))
+        with tf.io.gfile.GFile(os.path.join(version_dir, export.EXTRA_DIR, export.ITEMS_FILE)) as fh:
+            self.items = {r[f.ITEM_ID]: Item(r[f.ITEM_ID], r[f.TITLE], r[f.CATEGORY], int(r[export.POPULARITY]))
+                          for r in csv.DictReader(fh)}
+        # The Transform vocabulary the SavedModel maps user ids with.
+        with tf.io.gfile.GFile(os.path.join(version_dir, "assets", f.USER_VOCAB)) as fh:
+            self.known_users = frozenset(line.rstrip("\n") for line in fh)
+        self.by_popularity = sorted(self.items, key=lambda i: -self.items[i].popularity)
+
+    def popular(self, k: int, exclude: set[str]) -> list[tuple[str, float]]:
+        """The k most popular items not in exclude, scored by their share of training events."""
+        total = sum(item.popularity for item in self.items.values()) or 1
+        top = [i for i in self.by_popularity if i not in exclude][:k]
+        return [(i, self.items[i].popularity / total) for i in top]

@@ -1,0 +1,91 @@
+"""Feedback events, durable: a local SQLite database in WAL mode, each write committed (fsynced) before
+the API answers 202. Its rows have the interactions contract's columns, so `export` writes them as a
+data-directory file that the next training run reads beside the original interactions."""
+
+import csv
+import os
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+
+from transform import features as f
+
+EXPORT_FILE = "interactions-feedback.csv"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order
+  event_id TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL,
+  item_id TEXT NOT NULL,
+  interaction_type TEXT NOT NULL,
+  rating REAL,
+  timestamp TEXT NOT NULL,                 -- ISO 8601, UTC
+  request_id TEXT,
+  received_at TEXT NOT NULL
+)"""
+
+
+def utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # a timestamp without zone is taken as UTC
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FeedbackStore:
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a crash of the machine, not only ours
+        self._db.execute(SCHEMA)
+
+    def append(self, events: list[dict]) -> list[str]:
+        """Stores events (user_id, item_id, interaction_type, rating, timestamp, request_id) in one
+        transaction; returns their new event ids once committed."""
+        now = utc_iso(datetime.now(timezone.utc))
+        rows = [(uuid.uuid4().hex, e["user_id"], e["item_id"], e["interaction_type"], e.get("rating"),
+                 utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("request_id"), now) for e in events]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, "
+                    "request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [r[0] for r in rows]
+
+    def events(self, after_seq: int = 0) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT seq, event_id, user_id, item_id, interaction_type, rating, timestamp, request_id "
+                "FROM feedback WHERE seq > ? ORDER BY seq", (after_seq,))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def count_by_type(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall())
+
+    def export(self, out_dir: str, categories: dict[str, str]) -> str:
+        """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path.
+        categories: item_id -> category, from the catalog (an item it does not know gets an empty category)."""
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, EXPORT_FILE)
+        with open(path + ".tmp", "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(f.INTERACTION_COLUMNS)
+            for e in self.events():
+                writer.writerow([e["user_id"], e["item_id"], e["interaction_type"],
+                                 "" if e["rating"] is None else e["rating"], e["timestamp"],
+                                 categories.get(e["item_id"], ""), ""])
+        os.replace(path + ".tmp", path)  # a reader never sees half a file
+        return path
+
+    def close(self):
+        self._db.close()

@@ -1,0 +1,93 @@
+"""The API's request and response bodies: the validation rules and the OpenAPI document come from here."""
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_ID_LENGTH = 256
+MAX_EXCLUDED = 400  # the SavedModel's limit per query (trainer_module.hparams.max_exclusions)
+MAX_BATCH_USERS = 100
+MAX_BATCH_EVENTS = 1000
+
+# An id: 1..256 characters, no control characters, not only spaces.
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_LENGTH,
+                                      pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f ][^\x00-\x1f\x7f]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RecommendRequest(Strict):
+    user_id: Id
+    num_recommendations: int = Field(10, ge=1, le=100)
+    exclude_item_ids: list[Id] = Field(default_factory=list, max_length=MAX_EXCLUDED)
+    exclude_seen: bool = Field(True, description="leave out the items the user already interacted with")
+
+
+class Recommendation(BaseModel):
+    item_id: str
+    score: float
+    title: Optional[str] = None
+    category: Optional[str] = None
+
+
+class RecommendResponse(BaseModel):
+    user_id: str
+    model_version: str
+    request_id: str
+    fallback: Optional[str] = Field(None, description='"popularity" when the user has no id in the model '
+                                                      "and no history: the most popular items instead")
+    recommendations: list[Recommendation]
+
+
+class BatchRecommendRequest(Strict):
+    requests: list[RecommendRequest] = Field(min_length=1, max_length=MAX_BATCH_USERS)
+
+
+class BatchRecommendResponse(BaseModel):
+    results: list[RecommendResponse]
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    model_version: str
+    similar: list[Recommendation]
+
+
+class FeedbackType(str, Enum):
+    like = "like"
+    dislike = "dislike"
+    click = "click"
+    purchase = "purchase"
+    view = "view"
+    cart_add = "cart_add"
+    rating = "rating"
+
+
+class FeedbackEvent(Strict):
+    user_id: Id
+    item_id: Id
+    feedback_type: FeedbackType = Field(strict=False)  # the JSON string names the member
+    rating: Optional[float] = Field(None, ge=0, le=10, allow_inf_nan=False,
+                                    description="required when feedback_type is rating")
+    request_id: Optional[Id] = Field(None, description="the request_id of the /recommend answer it reacts to")
+    timestamp: Optional[datetime] = Field(None, strict=False, description="ISO 8601; default: when received")
+
+
+class FeedbackAccepted(BaseModel):
+    event_id: str
+
+
+class BatchFeedbackRequest(Strict):
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class BatchFeedbackAccepted(BaseModel):
+    event_ids: list[str]
+
+
+class Error(BaseModel):
+    error: str = Field(description="what is wrong, naming the field")

@@ -1,0 +1,32 @@
+"""`recsys serve`: builds the backend named by --backend and runs the API under uvicorn."""
+
+import logging
+import os
+
+import uvicorn
+
+from proxy.app import Settings, create_app
+from proxy.model_watcher import ModelWatcher, embedded_loader, remote_loader
+from proxy.tf_serving import client_for_url
+
+
+def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, backend: str | None = None,
+              model_name: str | None = None, timeout: float = 2.0, reload_interval: float = 5.0):
+    """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
+    model name defaults to the last part of model_base, as TF Serving's --model_base_path convention)."""
+    model_base = model_base.rstrip("/")
+    if backend:
+        client = client_for_url(backend, model_name or os.path.basename(model_base), timeout)
+        load = remote_loader(model_base, client)
+    else:
+        load = embedded_loader(model_base)
+    settings = Settings(model_base=model_base, feedback_db=feedback_db, data_dir=data_dir, backend_timeout=timeout,
+                        reload_interval=reload_interval)
+    return create_app(settings, ModelWatcher(model_base, load, reload_interval))
+
+
+def serve(host: str, port: int, **kwargs):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One process: the embedded model is large and TensorFlow already uses every core for one call.
+    uvicorn.run(build_app(**kwargs), host=host, port=port, workers=1, log_level="warning",
+                access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=10)

@@ -1,0 +1,183 @@
+"""Clients of a remote TensorFlow Serving: gRPC (PredictionService, ModelService) and REST (/v1/models/...).
+
+Both have EmbeddedModel's recommend/similar, so the proxy can use any of the three. Every call has a deadline.
+Failures surface as two exceptions only: BackendUnavailable (no answer: retry elsewhere or later) and
+BackendError (the server answered with an error: the request or the deployment is wrong).
+"""
+
+import urllib.parse
+
+import grpc
+import httpx
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+
+from proxy.embedded import results
+from trainer_module import export
+
+DEFAULT_TIMEOUT = 2.0
+AVAILABLE = "AVAILABLE"
+
+
+class BackendUnavailable(Exception):
+    """No answer: connection refused or reset, deadline exceeded, or the server said it is unavailable."""
+
+
+class BackendError(Exception):
+    """The server answered with an error; the message is the server's."""
+
+
+def _padded(rows: list[list[str]]) -> list[list[str]]:
+    width = max((len(r) for r in rows), default=0)
+    return [r + [""] * (width - len(r)) for r in rows]  # "" is the padding the signatures ignore
+
+
+def _signatures(signatures) -> dict:
+    """{signature: {"inputs": [...], "outputs": [...]}} from (name, inputs, outputs) triples."""
+    return {name: {"inputs": sorted(inputs), "outputs": sorted(outputs)}
+            for name, inputs, outputs in signatures if not name.startswith("__")}  # not __saved_model_init_op
+
+
+class GrpcPredictionClient:
+    """TF Serving's gRPC API (default port 8500). `target` is "host:port"."""
+
+    def __init__(self, target: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
+        self.target, self.model_name, self.timeout = target, model_name, timeout
+        self.model_version: str | None = None
+        # Short reconnect backoff: after a TF Serving restart the channel must not sit out gRPC's default
+        # backoff (up to 120 s), failing every call fast meanwhile. (Not min_reconnect_backoff_ms: that one
+        # is also the connect timeout.)
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)])
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            message = f"{self.target} {e.code().name}: {e.details()}"
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise BackendUnavailable(message) from e
+            raise BackendError(message) from e
+
+    def _predict(self, signature: str, **inputs) -> dict:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=self.model_name, signature_name=signature),
+            inputs={name: tf.make_tensor_proto(np.array(value, dtype=object), dtype=tf.string)
+                    for name, value in inputs.items()})
+        response = self._call(self._predictions.Predict, request)
+        self.model_version = str(response.model_spec.version.value)
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
+        outputs = self._predict(export.RECOMMEND_SIGNATURE, user_id=user_ids, history=_padded(histories),
+                                exclude_item_ids=_padded(exclude))
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+    def similar(self, item_ids: list[str], k: int):
+        outputs = self._predict(export.SIMILAR_SIGNATURE, item_id=item_ids)
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+    def metadata(self) -> dict:
+        """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}}."""
+        response = self._call(self._predictions.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_pb2.ModelSpec(name=self.model_name), metadata_field=["signature_def"]))
+        signature_defs = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_defs)
+        self.model_version = str(response.model_spec.version.value)
+        return {"name": response.model_spec.name, "version": self.model_version,
+                "signatures": _signatures((name, sig.inputs, sig.outputs)
+                                          for name, sig in signature_defs.signature_def.items())}
+
+    def ready(self) -> bool:
+        try:
+            response = self._call(self._models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(
+                model_spec=model_pb2.ModelSpec(name=self.model_name)))
+        except (BackendUnavailable, BackendError):
+            return False
+        available = [s.version for s in response.model_version_status
+                     if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+        if available:
+            self.model_version = str(max(available))  # TF Serving serves the newest available version
+        return bool(available)
+
+    def close(self):
+        self._channel.close()
+
+
+class RestPredictionClient:
+    """TF Serving's REST API (default port 8501). `base_url` is "http://host:port".
+
+    A REST predict response does not name the model version: `model_version` comes from the last
+    metadata() or ready() call, and the first prediction asks for the metadata when it is not known yet.
+    """
+
+    def __init__(self, base_url: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
+        self.base_url, self.model_name, self.timeout = base_url.rstrip("/"), model_name, timeout
+        self.model_version: str | None = None
+        self._model_path = f"/v1/models/{urllib.parse.quote(model_name, safe='')}"
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        try:
+            response = self._http.request(method, self._model_path + path, json=body)
+        except httpx.TransportError as e:  # connect/read/write errors and timeouts
+            raise BackendUnavailable(f"{self.base_url}: {type(e).__name__}: {e}") from e
+        try:
+            payload = response.json()
+        except ValueError:  # not JSON: something other than TF Serving answered (a proxy, a load balancer)
+            payload = None
+        if response.status_code == 200 and isinstance(payload, dict):
+            return payload
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = f"{self.base_url} HTTP {response.status_code}: {error or response.text}"
+        # 503 and 504 are how TF Serving's REST API reports UNAVAILABLE and DEADLINE_EXCEEDED.
+        raise (BackendUnavailable if response.status_code in (503, 504) else BackendError)(message)
+
+    def _predict(self, signature: str, **inputs) -> dict:
+        if self.model_version is None:
+            self.metadata()
+        return self._call("POST", ":predict", {"signature_name": signature, "inputs": inputs})["outputs"]
+
+    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
+        outputs = self._predict(export.RECOMMEND_SIGNATURE, user_id=user_ids, history=_padded(histories),
+                                exclude_item_ids=_padded(exclude))
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+    def similar(self, item_ids: list[str], k: int):
+        outputs = self._predict(export.SIMILAR_SIGNATURE, item_id=item_ids)
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+    def metadata(self) -> dict:
+        """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}}."""
+        response = self._call("GET", "/metadata")
+        self.model_version = response["model_spec"]["version"]
+        return {"name": response["model_spec"]["name"], "version": self.model_version,
+                "signatures": _signatures((name, sig.get("inputs", {}), sig.get("outputs", {})) for name, sig
+                                          in response["metadata"]["signature_def"]["signature_def"].items())}
+
+    def ready(self) -> bool:
+        try:
+            statuses = self._call("GET", "")["model_version_status"]
+        except (BackendUnavailable, BackendError):
+            return False
+        available = [int(s["version"]) for s in statuses if s["state"] == AVAILABLE]
+        if available:
+            self.model_version = str(max(available))
+        return bool(available)
+
+    def close(self):
+        self._http.close()
+
+
+def client_for_url(url: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
+    """grpc://host:port → GrpcPredictionClient; http(s)://host:port → RestPredictionClient."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "grpc" and parsed.netloc:
+        return GrpcPredictionClient(parsed.netloc, model_name, timeout)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return RestPredictionClient(url, model_name, timeout)
+    raise ValueError(f"{url}: expected grpc://host:port or http://host:port")

@@ -1,0 +1,209 @@
+"""The API run for real on 127.0.0.1 over the model the pipeline pushed (embedded backend)."""
+
+import collections
+import csv
+import os
+import sqlite3
+
+import httpx
+import pytest
+
+from proxy import schemas
+from tests.api_server import post, running_api
+
+
+@pytest.fixture(scope="module")
+def seen(sample_split):
+    data_dir, _ = sample_split
+    events = collections.defaultdict(list)
+    with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
+        for r in sorted(csv.DictReader(fh), key=lambda r: r["timestamp"]):
+            events[r["user_id"]].append(r["item_id"])
+    return events
+
+
+@pytest.fixture(scope="module")
+def api(pipeline_run, tmp_path_factory):
+    db = str(tmp_path_factory.mktemp("api") / "feedback.sqlite")
+    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), feedback_db=db,
+                     data_dir=pipeline_run["data_dir"]) as (url, _):
+        yield url, db
+
+
+def recommend(url, **body):
+    response = post(url, "/recommend", body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(answer):
+    return [r["item_id"] for r in answer["recommendations"]]
+
+
+def test_health_readiness_and_openapi(api, pipeline_run):
+    url, _ = api
+    assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(url + "/readyz").json()
+    assert ready == {"status": "ready", "model_version": os.path.basename(pipeline_run["pushed"])}
+    paths = httpx.get(url + "/openapi.json").json()["paths"]
+    assert {"/recommend", "/recommend/batch", "/similar/{item_id}", "/feedback", "/feedback/batch"} <= set(paths)
+
+
+def test_recommend_known_user_leaves_out_seen_items_by_default(api, seen, pipeline_run):
+    url, _ = api
+    user = sorted(seen)[0]
+    answer = recommend(url, user_id=user)
+    assert answer["user_id"] == user and "fallback" not in answer
+    assert answer["model_version"] == os.path.basename(pipeline_run["pushed"])
+    assert len(answer["request_id"]) == 32
+    assert len(answer["recommendations"]) == 10
+    assert not set(ids(answer)) & set(seen[user])
+    first = answer["recommendations"][0]
+    assert first["title"] and first["category"] and isinstance(first["score"], float)
+    with_seen = recommend(url, user_id=user, exclude_seen=False, num_recommendations=50)
+    assert set(ids(with_seen)) & set(seen[user])  # the user's own items rank high when allowed
+
+
+def test_exclude_item_ids_and_num_recommendations(api, seen):
+    url, _ = api
+    user = sorted(seen)[1]
+    top = ids(recommend(url, user_id=user, num_recommendations=3))
+    assert len(top) == 3
+    assert not set(top) & set(ids(recommend(url, user_id=user, num_recommendations=3, exclude_item_ids=top)))
+
+
+def test_unknown_user_without_history_gets_flagged_popularity(api, seen):
+    url, _ = api
+    answer = recommend(url, user_id="nobody-at-all", num_recommendations=5)
+    assert answer["fallback"] == "popularity"
+    counts = collections.Counter(i for items in seen.values() for i in items)
+    assert ids(answer) == [i for i, _ in counts.most_common(5)]
+
+
+def test_feedback_is_stored_before_202_and_changes_the_next_recommendation(api):
+    url, db = api
+    before = recommend(url, user_id="brand-new-user")
+    assert before["fallback"] == "popularity"
+    clicked = before["recommendations"][0]["item_id"]
+    response = post(url, "/feedback", {"user_id": "brand-new-user", "item_id": clicked, "feedback_type": "click",
+                                       "request_id": before["request_id"]})
+    assert response.status_code == 202
+    event_id = response.json()["event_id"]
+    row = sqlite3.connect(db).execute("SELECT user_id, item_id, interaction_type, request_id FROM feedback "
+                                      "WHERE event_id = ?", (event_id,)).fetchone()
+    assert row == ("brand-new-user", clicked, "click", before["request_id"])
+    after = recommend(url, user_id="brand-new-user")
+    assert "fallback" not in after  # personal now: the click is its history
+    assert clicked not in ids(after)  # and it is seen
+    assert ids(after) != ids(before)
+
+
+def test_a_click_changes_a_known_users_next_recommendation(api, seen):
+    url, _ = api
+    user = sorted(seen)[4]
+    before = ids(recommend(url, user_id=user))
+    for item in before[5:8]:
+        assert post(url, "/feedback", {"user_id": user, "item_id": item, "feedback_type": "like"}).status_code == 202
+    after = ids(recommend(url, user_id=user))
+    assert not set(before[5:8]) & set(after)
+    assert after != [i for i in before if i not in before[5:8]]  # the history moved, not only the exclusions
+
+
+def test_batch_forms(api, seen):
+    url, db = api
+    users = sorted(seen)[:3] + ["nobody-2"]
+    response = post(url, "/recommend/batch", {"requests": [{"user_id": u, "num_recommendations": 4} for u in users]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["user_id"] for r in results] == users
+    assert all(len(r["recommendations"]) == 4 for r in results)
+    assert [r.get("fallback") for r in results] == [None, None, None, "popularity"]
+    assert ids(results[0]) == ids(recommend(url, user_id=users[0], num_recommendations=4))
+    events = [{"user_id": "batch-user", "item_id": f"i{n:05d}", "feedback_type": "view"} for n in range(5)]
+    response = post(url, "/feedback/batch", {"events": events})
+    assert response.status_code == 202
+    stored = sqlite3.connect(db).execute("SELECT count(*) FROM feedback WHERE user_id = 'batch-user'").fetchone()
+    assert len(response.json()["event_ids"]) == 5 and stored == (5,)
+
+
+def test_similar_items(api, seen):
+    url, _ = api
+    item = seen[sorted(seen)[0]][0]
+    response = httpx.get(f"{url}/similar/{item}", params={"k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["item_id"] == item and len(body["similar"]) == 5 and item not in [s["item_id"] for s in body["similar"]]
+    assert all(s["title"] for s in body["similar"])
+    missing = httpx.get(f"{url}/similar/no-such-item")
+    assert missing.status_code == 404 and "item_id" in missing.json()["error"]
+    assert httpx.get(f"{url}/similar/{item}", params={"k": 0}).status_code == 422
+
+
+def test_metrics(api):
+    url, _ = api
+    recommend(url, user_id="metrics-user")
+    text = httpx.get(url + "/metrics").text
+    assert 'recsys_requests_total{endpoint="/recommend",status="200"}' in text
+    assert "recsys_request_seconds_bucket" in text and "recsys_model_version" in text
+    assert "recsys_popularity_fallbacks_total" in text
+
+
+@pytest.mark.parametrize("body, status, names", [
+    ({"user_id": "u", "num_recommendations": 0}, 422, "num_recommendations"),
+    ({"user_id": "u", "num_recommendations": 101}, 422, "num_recommendations"),
+    ({"user_id": "u", "num_recommendations": 10**12}, 422, "num_recommendations"),
+    ({"user_id": "u", "num_recommendations": "3"}, 422, "num_recommendations"),
+    ({"user_id": "u", "num_recommendations": 2.5}, 422, "num_recommendations"),
+    ({"user_id": ""}, 422, "user_id"),
+    ({"user_id": "   "}, 422, "user_id"),
+    ({"user_id": 42}, 422, "user_id"),
+    ({"user_id": "a\x00b"}, 422, "user_id"),
+    ({"user_id": "x" * 300}, 422, "user_id"),
+    ({}, 422, "user_id"),
+    ({"user_id": "u", "exclude_item_ids": "i1"}, 422, "exclude_item_ids"),
+    ({"user_id": "u", "exclude_item_ids": [""]}, 422, "exclude_item_ids.0"),
+    ({"user_id": "u", "exclude_item_ids": ["i"] * 401}, 422, "exclude_item_ids"),
+    ({"user_id": "u", "exclude_seen": "yes"}, 422, "exclude_seen"),
+    ({"user_id": "u", "colour": "red"}, 422, "colour"),
+    ([1, 2], 422, "body"),
+])
+def test_bad_recommend_requests_name_the_field(api, body, status, names):
+    url, _ = api
+    response = post(url, "/recommend", body)
+    assert response.status_code == status, response.text
+    assert names in response.json()["error"]
+
+
+@pytest.mark.parametrize("body, names", [
+    ({"user_id": "u", "item_id": "i", "feedback_type": "love"}, "feedback_type"),
+    ({"user_id": "u", "item_id": "i", "feedback_type": "rating"}, "rating"),
+    ({"user_id": "u", "item_id": "i", "feedback_type": "rating", "rating": "5"}, "rating"),
+    ({"user_id": "u", "item_id": "i", "feedback_type": "rating", "rating": 11}, "rating"),
+    ({"user_id": "u", "item_id": "", "feedback_type": "click"}, "item_id"),
+    ({"user_id": "u", "feedback_type": "click"}, "item_id"),
+    ({"user_id": "u", "item_id": "i", "feedback_type": "click", "timestamp": "yesterday"}, "timestamp"),
+])
+def test_bad_feedback_names_the_field_and_stores_nothing(api, body, names):
+    url, db = api
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()
+    response = post(url, "/feedback", body)
+    assert response.status_code == 422, response.text
+    assert names in response.json()["error"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone() == count
+
+
+def test_malformed_json_oversized_body_and_batches(api):
+    url, _ = api
+    response = httpx.post(url + "/recommend", content=b'{"user_id": ', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "malformed JSON" in response.json()["error"]
+    response = httpx.post(url + "/recommend", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    response = httpx.post(url + "/recommend", content=b"user_id=u")
+    assert response.status_code == 422 and "JSON object" in response.json()["error"]
+    huge = b'{"user_id": "' + b"x" * (2 << 20) + b'"}'
+    response = httpx.post(url + "/recommend", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "body" in response.json()["error"]
+    too_many = {"requests": [{"user_id": "u"}] * (schemas.MAX_BATCH_USERS + 1)}
+    response = post(url, "/recommend/batch", too_many)
+    assert response.status_code == 422 and "requests" in response.json()["error"]
+    assert httpx.get(url + "/healthz").status_code == 200  # unaffected
