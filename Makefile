@@ -12,7 +12,8 @@ PYTHON310 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.10*/bin/pyth
 export TF_USE_LEGACY_KERAS := 1
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
-export TF_CPP_MIN_LOG_LEVEL := 2  # TensorFlow's C++ info and end-of-data warnings drown the output
+# TensorFlow's C++ info and end-of-data warnings drown the output.
+export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: demo test venv lock clean
 

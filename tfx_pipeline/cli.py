@@ -72,6 +72,20 @@ def _recommend(args):
     print(json.dumps(answer, indent=2))
 
 
+def _feedback_export(args):
+    from proxy.catalog import Catalog, newest_version
+    from proxy.feedback_store import FeedbackStore
+    categories = {}
+    if args.model_base:
+        catalog = Catalog(os.path.join(args.model_base, newest_version(args.model_base)))
+        categories = {i.item_id: i.category for i in catalog.items.values()}
+    if not os.path.exists(args.db):
+        raise FileNotFoundError(f"{args.db}: no feedback database")
+    store = FeedbackStore(args.db)
+    path = store.export(args.out, categories)
+    print(f"wrote {len(store.events())} feedback events to {path}")
+
+
 def _env(name, default=None):
     return os.environ.get(name, default)
 
@@ -123,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
     p.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks for a new version")
     p.set_defaults(func=_serve)
+
+    feedback = groups.add_parser("feedback", help="the API's stored feedback").add_subparsers(dest="command",
+                                                                                              required=True)
+    p = feedback.add_parser("export", help="write the feedback as DIR/interactions-feedback.csv (the data contract), "
+                                           "so the next `recsys pipeline run --data DIR` trains on it")
+    p.add_argument("--db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
+    p.add_argument("--out", required=True, help="the data directory of the next training run")
+    p.add_argument("--model-base", help="take the items' categories from the newest model there")
+    p.set_defaults(func=_feedback_export)
 
     p = groups.add_parser("recommend", help="ask a running API for recommendations")
     p.add_argument("--api", required=True, help="http://host:port of `recsys serve`")
