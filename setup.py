@@ -10,6 +10,7 @@ setup(
     # Exact versions come from requirements.lock (make venv); these are the direct needs.
     install_requires=["tfx[kfp]==1.16.0", "tensorflow==2.16.2", "tf-keras==2.16.0",
                       "tensorflow-recommenders==0.7.7", "scann==1.3.2", "tensorflow-serving-api==2.16.1",
-                      "apache-beam[gcp]==2.74.0", "dill", "duckdb", "pyarrow"],
+                      "apache-beam[gcp]==2.74.0", "dill", "duckdb", "pyarrow", "google-cloud-bigquery",
+                      "fastapi", "uvicorn[standard]", "httpx", "prometheus-client"],
     entry_points={"console_scripts": ["recsys=tfx_pipeline.cli:main"]},
 )

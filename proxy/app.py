@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from proxy import schemas
+from proxy.bigquery_sink import BigQuerySink
 from proxy.feedback_store import FeedbackStore
 from proxy.history import SEEN_LIMIT, HistoryStore
 from proxy.model_watcher import ModelWatcher, ServingModel
@@ -35,6 +36,7 @@ class Settings:
     backend_timeout: float = 2.0  # seconds, every model call
     reload_interval: float = 5.0  # seconds between looks for a newer pushed version
     max_body_bytes: int = 1 << 20
+    bigquery_table: Optional[str] = None  # project.dataset.table: also stream feedback there (the cloud)
 
 
 class Unavailable(Exception):
@@ -107,10 +109,15 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         store = FeedbackStore(settings.feedback_db)
         history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
         app.state.feedback = store
+        sink = BigQuerySink(store, settings.bigquery_table) if settings.bigquery_table else None
+        if sink:
+            sink.start()
         await run_in_threadpool(watcher.poll)
         watcher.start()
         yield
         watcher.stop()
+        if sink:
+            sink.stop()
         store.close()
 
     app = FastAPI(title="recsys API", version="1", lifespan=lifespan,
@@ -217,8 +224,10 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             if e.feedback_type == schemas.FeedbackType.rating and e.rating is None:
                 where = f"events.{n}." if len(events) > 1 else ""
                 raise HTTPException(422, f"{where}rating: required when feedback_type is rating")
-        rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value,
-                     rating=e.rating, timestamp=e.timestamp, request_id=e.request_id) for e in events]
+        items = watcher.current.catalog.items if watcher.current else {}
+        rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value, rating=e.rating,
+                     timestamp=e.timestamp, request_id=e.request_id,
+                     category=items[e.item_id].category if e.item_id in items else "") for e in events]
         event_ids = await run_in_threadpool(request.app.state.feedback.append, rows)  # committed from here on
         for row in rows:
             history.add(row["user_id"], row["item_id"], row["interaction_type"])

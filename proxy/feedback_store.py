@@ -1,8 +1,10 @@
 """Feedback events, durable: a local SQLite database in WAL mode, each write committed (fsynced) before
 the API answers 202. Its rows have the interactions contract's columns, so `export` writes them as a
-data-directory file that the next training run reads beside the original interactions."""
+data-directory file that the next training run reads beside the original interactions. In the cloud it
+is also the write-ahead buffer of the BigQuery sink, which records how far it has delivered."""
 
 import csv
+import json
 import os
 import sqlite3
 import threading
@@ -21,15 +23,24 @@ CREATE TABLE IF NOT EXISTS feedback (
   interaction_type TEXT NOT NULL,
   rating REAL,
   timestamp TEXT NOT NULL,                 -- ISO 8601, UTC
+  category TEXT NOT NULL,                  -- the item's, from the model's catalog ('' if it has none)
   request_id TEXT,
   received_at TEXT NOT NULL
-)"""
+);
+CREATE TABLE IF NOT EXISTS delivered (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL)"""
 
 
 def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)  # a timestamp without zone is taken as UTC
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def contract_row(event: dict) -> dict:
+    """A stored event as an interactions row; the request it answered goes into `features`."""
+    return {f.USER_ID: event["user_id"], f.ITEM_ID: event["item_id"], f.INTERACTION_TYPE: event["interaction_type"],
+            f.RATING: event["rating"], f.TIMESTAMP: event["timestamp"], f.CATEGORY: event["category"],
+            f.FEATURES: json.dumps({"request_id": event["request_id"]}) if event["request_id"] else None}
 
 
 class FeedbackStore:
@@ -40,50 +51,60 @@ class FeedbackStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a crash of the machine, not only ours
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
 
     def append(self, events: list[dict]) -> list[str]:
-        """Stores events (user_id, item_id, interaction_type, rating, timestamp, request_id) in one
-        transaction; returns their new event ids once committed."""
+        """Stores events (user_id, item_id, interaction_type, rating, timestamp, category, request_id) in
+        one transaction; returns their new event ids once committed."""
         now = utc_iso(datetime.now(timezone.utc))
         rows = [(uuid.uuid4().hex, e["user_id"], e["item_id"], e["interaction_type"], e.get("rating"),
-                 utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("request_id"), now) for e in events]
+                 utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("category") or "",
+                 e.get("request_id"), now) for e in events]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, "
-                    "request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
+                    "request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return [r[0] for r in rows]
 
-    def events(self, after_seq: int = 0) -> list[sqlite3.Row]:
+    def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
+        """Stored events in arrival order, after `after_seq`."""
         with self._lock:
             cursor = self._db.execute(
-                "SELECT seq, event_id, user_id, item_id, interaction_type, rating, timestamp, request_id "
-                "FROM feedback WHERE seq > ? ORDER BY seq", (after_seq,))
+                "SELECT seq, event_id, user_id, item_id, interaction_type, rating, timestamp, category, request_id "
+                "FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def delivered(self, sink: str) -> int:
+        """The seq up to which `sink` has every event."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM delivered WHERE sink = ?", (sink,)).fetchone()
+        return row[0] if row else 0
+
+    def mark_delivered(self, sink: str, seq: int):
+        with self._lock:
+            self._db.execute("INSERT INTO delivered (sink, seq) VALUES (?, ?) "
+                             "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq", (sink, seq))
 
     def count_by_type(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall())
 
-    def export(self, out_dir: str, categories: dict[str, str]) -> str:
-        """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path.
-        categories: item_id -> category, from the catalog (an item it does not know gets an empty category)."""
+    def export(self, out_dir: str) -> str:
+        """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path."""
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, EXPORT_FILE)
         with open(path + ".tmp", "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow(f.INTERACTION_COLUMNS)
-            for e in self.events():
-                writer.writerow([e["user_id"], e["item_id"], e["interaction_type"],
-                                 "" if e["rating"] is None else e["rating"], e["timestamp"],
-                                 categories.get(e["item_id"], ""), ""])
+            for e in map(contract_row, self.events()):
+                writer.writerow([e[c] for c in f.INTERACTION_COLUMNS])
         os.replace(path + ".tmp", path)  # a reader never sees half a file
         return path
 

@@ -60,7 +60,7 @@ def _serve(args):
     from proxy import server
     server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
-                 reload_interval=args.reload_interval)
+                 reload_interval=args.reload_interval, bigquery_table=args.bigquery_table)
 
 
 def _recommend(args):
@@ -73,16 +73,11 @@ def _recommend(args):
 
 
 def _feedback_export(args):
-    from proxy.catalog import Catalog, newest_version
     from proxy.feedback_store import FeedbackStore
-    categories = {}
-    if args.model_base:
-        catalog = Catalog(os.path.join(args.model_base, newest_version(args.model_base)))
-        categories = {i.item_id: i.category for i in catalog.items.values()}
     if not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
     store = FeedbackStore(args.db)
-    path = store.export(args.out, categories)
+    path = store.export(args.out)
     print(f"wrote {len(store.events())} feedback events to {path}")
 
 
@@ -132,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grpc://host:8500 or http://host:8501 (TF Serving); default: the model in-process")
     p.add_argument("--model-name", default=_env("RECSYS_MODEL_NAME"), help="TF Serving's model name")
     p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
+    p.add_argument("--bigquery-table", default=_env("RECSYS_FEEDBACK_TABLE"),
+                   help="project.dataset.table to stream feedback to as well (Cloud); env RECSYS_FEEDBACK_TABLE")
     p.add_argument("--host", default=_env("RECSYS_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("PORT", "8080")))
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
@@ -144,7 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
                                            "so the next `recsys pipeline run --data DIR` trains on it")
     p.add_argument("--db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
     p.add_argument("--out", required=True, help="the data directory of the next training run")
-    p.add_argument("--model-base", help="take the items' categories from the newest model there")
     p.set_defaults(func=_feedback_export)
 
     p = groups.add_parser("recommend", help="ask a running API for recommendations")
