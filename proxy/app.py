@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from proxy import schemas
+from proxy.batcher import Batcher
 from proxy.bigquery_sink import BigQuerySink
 from proxy.feedback_store import FeedbackStore
 from proxy.history import SEEN_LIMIT, HistoryStore
@@ -69,6 +70,33 @@ class BodyLimit:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class Metrics:
+    """ASGI middleware: request count by endpoint and status, and latency by endpoint (route templates,
+    so ids in paths do not multiply the series)."""
+
+    def __init__(self, app, requests: Counter, latency: Histogram):
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = scope.get("route")
+            endpoint = route.path if route is not None else "unmatched"
+            self.requests.labels(endpoint, str(status)).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 class _BodyTooLarge(Exception):
@@ -128,21 +156,21 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             raise Unavailable("no model loaded yet")
         return watcher.current
 
-    async def call_model(fn, *args):
+    async def call_model(awaitable):
         try:
-            return await asyncio.wait_for(run_in_threadpool(fn, *args), settings.backend_timeout)
+            return await asyncio.wait_for(awaitable, settings.backend_timeout)
         except (asyncio.TimeoutError, BackendUnavailable) as e:
             raise Unavailable(f"model backend did not answer: {e or 'timed out'}") from e
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = route.path if route is not None else "unmatched"
-        requests.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    def recommend_together(queries: list[tuple]) -> list[tuple]:
+        """One model call for the queries of concurrent requests: (user_id, history, exclude, k) each."""
+        model = serving()
+        users, histories, excludes, ks = zip(*queries)
+        results = model.backend.recommend(list(users), list(histories), list(excludes), max(ks))
+        version = getattr(model.backend, "model_version", None) or model.catalog.version
+        return [(ranked, version) for ranked in results]
+
+    recommender = Batcher(recommend_together)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError):
@@ -175,20 +203,18 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         excludes = [list(dict.fromkeys(r.exclude_item_ids + (history.seen(r.user_id) if r.exclude_seen else [])))
                     [:schemas.MAX_EXCLUDED] for r in reqs]
         personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
-        answers = {}
-        if personal:
-            k = max(reqs[i].num_recommendations for i in personal)
-            results = await call_model(model.backend.recommend, [reqs[i].user_id for i in personal],
-                                       [histories[i] for i in personal], [excludes[i] for i in personal], k)
-            answers = dict(zip(personal, results))
-        version = getattr(model.backend, "model_version", None) or catalog.version
-        model_version.set(int(version))
+        results = await call_model(asyncio.gather(*(
+            recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations))
+            for i in personal)))
+        answers = dict(zip(personal, results))
         responses = []
         for i, r in enumerate(reqs):
             fallback = None if i in answers else "popularity"
             if fallback:
                 fallbacks.inc()
-            ranked = answers.get(i) or catalog.popular(r.num_recommendations, set(excludes[i]))
+            ranked, version = answers.get(i) or (catalog.popular(r.num_recommendations, set(excludes[i])),
+                                                 getattr(model.backend, "model_version", None) or catalog.version)
+            model_version.set(int(version))
             responses.append(schemas.RecommendResponse(
                 user_id=r.user_id, model_version=version, request_id=uuid.uuid4().hex, fallback=fallback,
                 recommendations=[_recommendation(catalog, item, score) for item, score in
@@ -214,7 +240,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         model = serving()
         if item_id not in model.catalog.items:
             raise HTTPException(404, f"item_id: unknown item {item_id!r}")
-        [ranked] = await call_model(model.backend.similar, [item_id], k)
+        [ranked] = await call_model(run_in_threadpool(model.backend.similar, [item_id], k))
         return schemas.SimilarResponse(
             item_id=item_id, model_version=getattr(model.backend, "model_version", None) or model.catalog.version,
             similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
@@ -262,6 +288,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     async def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(Metrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -2,6 +2,7 @@
 one, warms it up, then swaps one reference. A request holds the model it started with, so no request
 fails during a swap."""
 
+import gc
 import logging
 import os
 import threading
@@ -58,6 +59,12 @@ class ModelWatcher:
             self.failed.add(version)
             return False
         self.current, self.version = loaded, version
+        # A loaded TensorFlow model is millions of long-lived Python objects; every full garbage collection
+        # would walk them all (measured: 300 ms pauses under load). Frozen objects are never scanned; the
+        # old version's are unfrozen and collected first, one pause per swap instead of one every few seconds.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         log.info("serving model version %s", version)
         return True
 

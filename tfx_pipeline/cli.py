@@ -81,6 +81,17 @@ def _feedback_export(args):
     print(f"wrote {len(store.events())} feedback events to {path}")
 
 
+def _predict(args):
+    from proxy.tf_serving import BackendError, BackendUnavailable, client_for_url
+    client = client_for_url(f"grpc://{args.grpc}" if args.grpc else args.rest, args.model, args.timeout)
+    try:
+        [ranked] = client.recommend([args.user_id], [args.history or []], [args.exclude or []], args.k)
+    except (BackendError, BackendUnavailable) as e:
+        raise SystemExit(f"recsys: error: {e}")
+    print(json.dumps({"model_version": client.model_version,
+                      "recommendations": [{"item_id": i, "score": s} for i, s in ranked]}, indent=2))
+
+
 def _env(name, default=None):
     return os.environ.get(name, default)
 
@@ -142,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
     p.add_argument("--out", required=True, help="the data directory of the next training run")
     p.set_defaults(func=_feedback_export)
+
+    p = groups.add_parser("predict", help="ask TF Serving directly (the serving_default signature)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving's gRPC port (8500)")
+    target.add_argument("--rest", metavar="URL", help="TF Serving's REST base, e.g. http://host:8501")
+    p.add_argument("--model", required=True, help="TF Serving's model name")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("--history", nargs="*", help="the user's recent item ids, oldest first")
+    p.add_argument("--exclude", nargs="*", help="item ids to leave out")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=_predict)
 
     p = groups.add_parser("recommend", help="ask a running API for recommendations")
     p.add_argument("--api", required=True, help="http://host:port of `recsys serve`")

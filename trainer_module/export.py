@@ -29,32 +29,45 @@ SIMILAR_SIGNATURE = "similar_items"
 
 
 class ServingModule(tf.Module):
-    """Raw strings in, item ids and scores out; the Transform graph maps strings to indices."""
+    """Raw strings in, item ids and scores out; the Transform graph maps users and history to indices."""
 
     def __init__(self, tft_layer, query_tower, item_ids: np.ndarray, item_embeddings: np.ndarray,
                  index: tfrs.layers.factorized_top_k.TopK, hp: HParams):
         super().__init__()
         self.tft_layer = tft_layer
         self.query_tower = query_tower
-        num_items = len(item_ids)
+        self.num_items = num_items = len(item_ids)
         self.k = min(hp.top_k, num_items)
-        self.fetch = _fetch(hp, num_items)
+        self.fetch = min(hp.top_k + hp.max_exclusions, num_items)
         self.max_exclusions = hp.max_exclusions
-        # One extra zero row: the out-of-vocabulary item maps there and scores nothing.
+        self.item_ids = tf.Variable(item_ids, trainable=False)
+        # Item id -> candidate index; an unknown id (and the "" padding) maps to num_items.
+        self.item_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(item_ids), tf.range(num_items, dtype=tf.int64)),
+            default_value=num_items)
+        # One extra zero row: an unknown item scores nothing.
         self.item_embeddings = tf.Variable(
             np.vstack([item_embeddings, np.zeros((1, item_embeddings.shape[1]), np.float32)]), trainable=False)
         self.index = index
-        self.index.index(tf.constant(item_embeddings), tf.constant(item_ids))
+        self.index.index(tf.constant(item_embeddings))  # identifiers: the candidate indices
 
-    def _top_k(self, queries, exclude_item_ids):
+    def _top_k(self, queries, exclude_idx):
+        """The k best candidates per query, leaving out the candidate indices in exclude_idx [batch, M]."""
         tf.debugging.assert_less_equal(
-            tf.shape(exclude_item_ids)[1], self.max_exclusions,
+            tf.shape(exclude_idx)[1], self.max_exclusions,
             message=f"exclude_item_ids: at most {self.max_exclusions} items per query")
-        scores, ids = self.index(queries, k=self.fetch)
-        excluded = tf.reduce_any(tf.equal(ids[:, :, tf.newaxis], exclude_item_ids[:, tf.newaxis, :]), axis=-1)
-        masked = tf.where(excluded, tf.fill(tf.shape(scores), -np.inf), scores)
-        top_scores, positions = tf.math.top_k(masked, k=self.k)
-        return {"item_ids": tf.gather(ids, positions, batch_dims=1), "scores": top_scores}
+        scores, candidates = self.index(queries, k=self.fetch)
+        candidates = tf.cast(candidates, tf.int64)
+        # Excluded indices as a [batch, items + 1] mask, looked up for the fetched candidates: integer work
+        # per query, where comparing id strings pairwise cost milliseconds per query.
+        batch = tf.shape(exclude_idx, out_type=tf.int64)[0]
+        rows = tf.repeat(tf.range(batch), tf.shape(exclude_idx, out_type=tf.int64)[1])
+        mask = tf.scatter_nd(tf.stack([rows, tf.reshape(exclude_idx, [-1])], axis=1), tf.ones_like(rows, tf.float32),
+                             tf.stack([batch, tf.constant(self.num_items + 1, tf.int64)]))
+        excluded = tf.gather(mask, candidates, batch_dims=1) > 0
+        top_scores, positions = tf.math.top_k(tf.where(excluded, -np.inf, scores), k=self.k)
+        return {"item_ids": tf.gather(self.item_ids, tf.gather(candidates, positions, batch_dims=1)),
+                "scores": top_scores}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="user_id"),
@@ -64,13 +77,13 @@ class ServingModule(tf.Module):
     def recommend(self, user_id, history, exclude_item_ids):
         transformed = self.tft_layer({f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)})
         queries = self.query_tower(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
-        return self._top_k(queries, exclude_item_ids)
+        return self._top_k(queries, self.item_index.lookup(exclude_item_ids))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
     def similar(self, item_id):
-        item_idx = self.tft_layer({f.ITEM_ID: item_id[:, tf.newaxis]})[f.ITEM_IDX]
+        item_idx = self.item_index.lookup(item_id)
         queries = tf.gather(self.item_embeddings, item_idx)
-        return self._top_k(queries, item_id[:, tf.newaxis])  # an item is not similar to itself
+        return self._top_k(queries, item_idx[:, tf.newaxis])  # an item is not similar to itself
 
     def save(self, path: str, options=None):
         # Called once before saving: ScaNN builds its searcher state on first use.
