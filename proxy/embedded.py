@@ -16,10 +16,15 @@ def scann_available() -> bool:
     return True
 
 
-def pad(rows: list[list[str]]) -> tf.Tensor:
-    """Ragged lists of ids as the dense [batch, width] string tensor the signatures take, "" as padding."""
+def padded(rows: list[list[str]]) -> list[list[str]]:
+    """Ragged lists of ids as the dense [batch, width] rows the signatures take, "" as padding."""
     width = max((len(r) for r in rows), default=0)
-    return tf.constant([r + [""] * (width - len(r)) for r in rows], tf.string, shape=[len(rows), width])
+    return [r + [""] * (width - len(r)) for r in rows]
+
+
+def pad(rows: list[list[str]]) -> tf.Tensor:
+    dense = padded(rows)
+    return tf.constant(dense, tf.string, shape=[len(dense), len(dense[0]) if dense else 0])
 
 
 def results(item_ids, scores, k: int) -> list[list[tuple[str, float]]]:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
-from proxy.embedded import results
+from proxy.embedded import padded, results
 from trainer_module import export
 
 DEFAULT_TIMEOUT = 2.0
@@ -29,18 +29,26 @@ class BackendError(Exception):
     """The server answered with an error; the message is the server's."""
 
 
-def _padded(rows: list[list[str]]) -> list[list[str]]:
-    width = max((len(r) for r in rows), default=0)
-    return [r + [""] * (width - len(r)) for r in rows]  # "" is the padding the signatures ignore
-
-
 def _signatures(signatures) -> dict:
     """{signature: {"inputs": [...], "outputs": [...]}} from (name, inputs, outputs) triples."""
     return {name: {"inputs": sorted(inputs), "outputs": sorted(outputs)}
             for name, inputs, outputs in signatures if not name.startswith("__")}  # not __saved_model_init_op
 
 
-class GrpcPredictionClient:
+class _SignatureClient:
+    """The serving contract's two signatures over a subclass's `_predict(signature, **inputs) -> outputs`."""
+
+    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
+        outputs = self._predict(export.RECOMMEND_SIGNATURE, user_id=user_ids, history=padded(histories),
+                                exclude_item_ids=padded(exclude))
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+    def similar(self, item_ids: list[str], k: int):
+        outputs = self._predict(export.SIMILAR_SIGNATURE, item_id=item_ids)
+        return results(outputs["item_ids"], outputs["scores"], k)
+
+
+class GrpcPredictionClient(_SignatureClient):
     """TF Serving's gRPC API (default port 8500). `target` is "host:port"."""
 
     def __init__(self, target: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
@@ -72,15 +80,6 @@ class GrpcPredictionClient:
         self.model_version = str(response.model_spec.version.value)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
-        outputs = self._predict(export.RECOMMEND_SIGNATURE, user_id=user_ids, history=_padded(histories),
-                                exclude_item_ids=_padded(exclude))
-        return results(outputs["item_ids"], outputs["scores"], k)
-
-    def similar(self, item_ids: list[str], k: int):
-        outputs = self._predict(export.SIMILAR_SIGNATURE, item_id=item_ids)
-        return results(outputs["item_ids"], outputs["scores"], k)
-
     def metadata(self) -> dict:
         """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}}."""
         response = self._call(self._predictions.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(
@@ -108,7 +107,7 @@ class GrpcPredictionClient:
         self._channel.close()
 
 
-class RestPredictionClient:
+class RestPredictionClient(_SignatureClient):
     """TF Serving's REST API (default port 8501). `base_url` is "http://host:port".
 
     A REST predict response does not name the model version: `model_version` comes from the last
@@ -141,15 +140,6 @@ class RestPredictionClient:
         if self.model_version is None:
             self.metadata()
         return self._call("POST", ":predict", {"signature_name": signature, "inputs": inputs})["outputs"]
-
-    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
-        outputs = self._predict(export.RECOMMEND_SIGNATURE, user_id=user_ids, history=_padded(histories),
-                                exclude_item_ids=_padded(exclude))
-        return results(outputs["item_ids"], outputs["scores"], k)
-
-    def similar(self, item_ids: list[str], k: int):
-        outputs = self._predict(export.SIMILAR_SIGNATURE, item_id=item_ids)
-        return results(outputs["item_ids"], outputs["scores"], k)
 
     def metadata(self) -> dict:
         """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}}."""
