@@ -1,0 +1,128 @@
+"""The cloud deployment's config file (config/cloud.example.yaml): read and checked in one place.
+
+Every problem is collected and reported together, before anything is compiled or sent.
+"""
+
+import re
+from dataclasses import dataclass
+
+import yaml
+
+ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4", "NVIDIA_L4",
+                "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB")
+
+
+class ConfigError(ValueError):
+    """The config file is missing values or has malformed ones; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    project: str
+    region: str
+    bucket: str
+    pipeline_name: str
+    pipeline_image: str
+    interactions_table: str
+    feedback_table: str
+    window_days: int
+    dataflow_machine_type: str
+    dataflow_max_workers: int
+    dataflow_disk_size_gb: int
+    trainer_machine_type: str
+    trainer_accelerator_type: str
+    trainer_accelerator_count: int
+    trainer_image: str
+    model_name: str
+    namespace: str
+    grpc_port: int
+    rest_port: int
+    proxy_port: int
+    tf_serving_image: str
+    proxy_image: str
+
+    @property
+    def pipeline_root(self) -> str:
+        return f"{self.bucket}/pipeline_root"
+
+    @property
+    def serving_base(self) -> str:
+        """Where the Pusher writes versions and TF Serving reads them: <bucket>/serving/<model_name>."""
+        return f"{self.bucket}/serving/{self.model_name}"
+
+
+# (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds
+# "int" (positive), "count" (0..16), "port", "image", "accelerator")
+FIELDS = [
+    ("project", "project", r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"),
+    ("region", "region", r"^[a-z]+-[a-z]+[0-9]$"),
+    ("bucket", "bucket", r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    ("pipeline_name", "pipeline_name", r"^[a-z][a-z0-9-]{0,62}$"),
+    ("pipeline_image", "pipeline_image", "image"),
+    ("bigquery.interactions_table", "interactions_table", r"^[a-z][a-z0-9-]+\.\w+\.\w+$"),
+    ("bigquery.feedback_table", "feedback_table", r"^[a-z][a-z0-9-]+\.\w+\.\w+$"),
+    ("bigquery.window_days", "window_days", "int"),
+    ("dataflow.machine_type", "dataflow_machine_type", r"^[a-z0-9]+-[a-z0-9-]+$"),
+    ("dataflow.max_workers", "dataflow_max_workers", "int"),
+    ("dataflow.disk_size_gb", "dataflow_disk_size_gb", "int"),
+    ("trainer.machine_type", "trainer_machine_type", r"^[a-z0-9]+-[a-z0-9-]+$"),
+    ("trainer.accelerator_type", "trainer_accelerator_type", "accelerator"),
+    ("trainer.accelerator_count", "trainer_accelerator_count", "count"),
+    ("trainer.image", "trainer_image", "image"),
+    ("serving.model_name", "model_name", r"^[a-z][a-z0-9_-]{0,62}$"),
+    ("serving.namespace", "namespace", r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+    ("serving.grpc_port", "grpc_port", "port"),
+    ("serving.rest_port", "rest_port", "port"),
+    ("serving.proxy_port", "proxy_port", "port"),
+    ("serving.tf_serving_image", "tf_serving_image", "image"),
+    ("serving.proxy_image", "proxy_image", "image"),
+]
+IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
+
+
+def _check(key: str, value, kind: str) -> str | None:
+    """A problem with one value, or None."""
+    if kind in ("int", "count", "port"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{key}: expected an integer, got {value!r}"
+        low, high = {"int": (1, 10**6), "count": (0, 16), "port": (1, 65535)}[kind]
+        return None if low <= value <= high else f"{key}: {value} is outside {low}..{high}"
+    if not isinstance(value, str):
+        return f"{key}: expected a string, got {value!r}"
+    if kind == "accelerator":
+        return None if value in ("",) + ACCELERATORS else f"{key}: {value!r} is not one of {', '.join(ACCELERATORS)}"
+    if re.match(IMAGE if kind == "image" else kind, value):
+        return None
+    return f"{key}: {value!r} is not an image reference with a tag or digest" if kind == "image" else \
+        f"{key}: {value!r} does not match {kind}"
+
+
+def load(path: str) -> CloudConfig:
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    values, problems = {}, []
+    for key, field, kind in FIELDS:
+        node = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            problems.append(f"{key}: missing")
+            continue
+        problem = _check(key, node, kind)
+        if problem:
+            problems.append(problem)
+        values[field] = node
+    if not problems and bool(values["trainer_accelerator_type"]) != bool(values["trainer_accelerator_count"]):
+        problems.append("trainer: accelerator_type and accelerator_count must be set together (or both empty/0)")
+    if not problems and len({values["grpc_port"], values["rest_port"], values["proxy_port"]}) < 3:
+        problems.append("serving: grpc_port, rest_port and proxy_port must differ")
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return CloudConfig(**values)
