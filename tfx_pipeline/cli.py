@@ -38,6 +38,22 @@ def _pipeline_run(args):
               f"{local_runner.serving_dir(args.workdir, args.model_name)} is current)")
 
 
+def _pipeline_compile(args):
+    from tfx_pipeline import cloud_config, vertex_runner
+    config = cloud_config.load(args.config)  # every problem of the file, before anything is compiled
+    print(f"compiled: {vertex_runner.compile_pipeline(config, args.out)}")
+
+
+def _pipeline_submit(args):
+    import tempfile
+    from tfx_pipeline import cloud_config, vertex_runner
+    config = cloud_config.load(args.config)
+    with tempfile.TemporaryDirectory() as tmp:
+        template = args.template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
+        submitted = vertex_runner.submit(config, template, schedule=args.schedule)
+    print(f"submitted: {submitted.resource_name}")
+
+
 def _model_show(args):
     from proxy.embedded import EmbeddedModel
     from proxy.history import SEEN_LIMIT, HistoryStore
@@ -122,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hparams", help="JSON object of hyperparameter overrides (trainer_module/hparams.py)")
     p.set_defaults(func=_pipeline_run)
 
+    p = pipeline.add_parser("compile", help="compile for Vertex AI Pipelines (KubeflowV2DagRunner)")
+    p.add_argument("--config", required=True, help="the cloud config (config/cloud.example.yaml)")
+    p.add_argument("--out", default="pipeline.json")
+    p.set_defaults(func=_pipeline_compile)
+    p = pipeline.add_parser("submit", help="run on Vertex AI Pipelines, once or on a schedule")
+    p.add_argument("--config", required=True)
+    p.add_argument("--template", help="a compiled pipeline.json (default: compile now)")
+    p.add_argument("--schedule", metavar="CRON", help='retrain on this schedule, e.g. "0 3 * * 1"')
+    p.set_defaults(func=_pipeline_submit)
+
     model = groups.add_parser("model", help="use a pushed model in-process").add_subparsers(dest="command",
                                                                                             required=True)
     p = model.add_parser("show", help="print recommendations for a few users")
@@ -179,10 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from proxy.api_client import ApiError
+    from tfx_pipeline.cloud_config import ConfigError
     from tfx_pipeline.data.local_source import DataError
     try:
         args.func(args)
-    except (DataError, FileNotFoundError, ApiError) as e:
+    except (DataError, ConfigError, FileNotFoundError, ApiError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

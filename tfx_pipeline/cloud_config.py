@@ -26,6 +26,7 @@ class CloudConfig:
     interactions_table: str
     feedback_table: str
     window_days: int
+    catalog_uri: str
     dataflow_machine_type: str
     dataflow_max_workers: int
     dataflow_disk_size_gb: int
@@ -62,6 +63,7 @@ FIELDS = [
     ("bigquery.interactions_table", "interactions_table", r"^[a-z][a-z0-9-]+\.\w+\.\w+$"),
     ("bigquery.feedback_table", "feedback_table", r"^[a-z][a-z0-9-]+\.\w+\.\w+$"),
     ("bigquery.window_days", "window_days", "int"),
+    ("catalog_uri", "catalog_uri", r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/]+)+\.csv$"),
     ("dataflow.machine_type", "dataflow_machine_type", r"^[a-z0-9]+-[a-z0-9-]+$"),
     ("dataflow.max_workers", "dataflow_max_workers", "int"),
     ("dataflow.disk_size_gb", "dataflow_disk_size_gb", "int"),

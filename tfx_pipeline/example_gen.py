@@ -2,7 +2,7 @@
 
 - local: a FileBasedExampleGen over the data directory whose executor runs the SQL in DuckDB; the
   file-based driver fingerprints the input files, so new data means a new span and no stale cache.
-- BigQuery: BigQueryExampleGen with the SQL over the BigQuery table.
+- BigQuery: BigQueryExampleGen with the SQL over the recent interactions and feedback (vertex_runner.py).
 """
 
 import os
@@ -73,5 +73,6 @@ def local_example_gen(data_dir: str, code_fingerprint: str):
         custom_executor_spec=executor_spec.BeamExecutorSpec(DuckDBExecutor))
 
 
-def bigquery_example_gen(table: str):
-    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(query=history_query(f"`{table}`"))
+def bigquery_example_gen(source: str):
+    """source: a table (`project.dataset.table`) or a parenthesized query with the contract's columns."""
+    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(query=history_query(source))

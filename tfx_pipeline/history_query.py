@@ -21,3 +21,12 @@ SELECT
 FROM {table}
 WHERE {f.INTERACTION_TYPE} != 'dislike'
 """
+
+
+def recent_events_source(interactions_table: str, feedback_table: str, window_days: int) -> str:
+    """BigQuery: the interactions and the API's feedback (same columns) of the last `window_days`, as the
+    `table` of history_query, so each retraining reads recent data and what users did since."""
+    columns = ", ".join((f.USER_ID, f.ITEM_ID, f.INTERACTION_TYPE, f.RATING, f.TIMESTAMP, f.CATEGORY))
+    recent = f"WHERE {f.TIMESTAMP} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {int(window_days)} DAY)"
+    return (f"(SELECT {columns} FROM `{interactions_table}` {recent}\n"
+            f" UNION ALL SELECT {columns} FROM `{feedback_table}` {recent})")

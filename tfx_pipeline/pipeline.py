@@ -41,6 +41,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[list] = None,
     metadata_connection_config=None,
     enable_cache: bool = True,
+    vertex_training: Optional[dict] = None,
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Pusher.
 
@@ -48,6 +49,8 @@ def create_pipeline(
     serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).
     hyperparameters: overrides of trainer_module.hparams.HParams, by field name.
     items_uri: optional items catalog (item_id,title,category) shipped inside the pushed model.
+    vertex_training: {"region", "project", "worker_pool_specs"}: train on Vertex AI Training (with GPUs as
+        the worker pool says) instead of in the pipeline's own container.
     """
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -56,15 +59,22 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"code": code_fingerprint(transform_package)})
-    trainer = tfx.components.Trainer(
+    trainer_config = {"hyperparameters": hyperparameters or {}, "items_uri": items_uri,
+                      "code": code_fingerprint(trainer_module, transform_package)}
+    trainer_class = tfx.components.Trainer
+    if vertex_training:
+        vertex = tfx.extensions.google_cloud_ai_platform
+        trainer_class = vertex.Trainer
+        trainer_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: vertex_training["region"],
+                               vertex.TRAINING_ARGS_KEY: {k: v for k, v in vertex_training.items() if k != "region"}})
+    trainer = trainer_class(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(),  # epochs are a hyperparameter
         eval_args=tfx.proto.EvalArgs(),
-        custom_config={"hyperparameters": hyperparameters or {}, "items_uri": items_uri,
-                       "code": code_fingerprint(trainer_module, transform_package)})
+        custom_config=trainer_config)
     # The ranking-quality Evaluator goes here; the Pusher then takes its blessing as `model_blessing`.
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
