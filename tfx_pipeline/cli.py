@@ -54,6 +54,39 @@ def _pipeline_submit(args):
     print(f"submitted: {submitted.resource_name}")
 
 
+def _evaluate(args) -> dict:
+    from proxy.embedded import EmbeddedModel
+    from tfx_pipeline import evaluation
+    train, test = evaluation.load_split(args.split)
+    num_items = len({i for seen in train.values() for i in seen} | {i for t in test.values() for i in t})
+    results = {"most popular": evaluation.metrics(evaluation.most_popular(train), test, num_items),
+               "EASE": evaluation.metrics(evaluation.ease(train), test, num_items)}
+    model = EmbeddedModel(args.model_base)
+    results[f"two-tower {model.model_version}"] = evaluation.metrics(
+        evaluation.model_recommendations(model, train), test, num_items)
+    print(evaluation.report(results))
+    with open(os.path.join(args.split, "evaluation.json"), "w") as out:
+        json.dump(results, out, indent=2)
+    return results
+
+
+def _benchmark_quality(args):
+    from tfx_pipeline import evaluation, local_runner
+    from tfx_pipeline.data import movielens
+    data = args.dataset
+    if not os.path.exists(os.path.join(data, "interactions.csv")):
+        data = os.path.join(args.workdir, "data")
+        movielens.convert(args.dataset, data)
+    split = os.path.join(args.workdir, "split")
+    evaluation.split_per_user(data, split, seed=args.seed)
+    hyperparameters = json.loads(args.hparams) if args.hparams else None
+    result = local_runner.run(os.path.join(split, "train"), os.path.join(args.workdir, "work"),
+                              hyperparameters=hyperparameters)
+    print(f"trained: {result['pushed'] or 'cached'}; timings {json.dumps(result['timings'])}")
+    _evaluate(argparse.Namespace(split=split, model_base=local_runner.serving_dir(
+        os.path.join(args.workdir, "work"), local_runner.PIPELINE_NAME)))
+
+
 def _model_show(args):
     from proxy.embedded import EmbeddedModel
     from proxy.history import SEEN_LIMIT, HistoryStore
@@ -171,6 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
     p.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks for a new version")
     p.set_defaults(func=_serve)
+
+    p = groups.add_parser("evaluate", help="ranking quality of a pushed model on a split, against popularity and EASE")
+    p.add_argument("--split", required=True, help="a directory made by `recsys benchmark quality` (train/, test.csv)")
+    p.add_argument("--model-base", required=True)
+    p.set_defaults(func=_evaluate)
+
+    benchmark = groups.add_parser("benchmark", help="measurements").add_subparsers(dest="command", required=True)
+    p = benchmark.add_parser("quality", help="split 75/25 per user (seed 42), train on 75%%, evaluate on 25%%")
+    p.add_argument("--dataset", required=True, help="a data directory, or MovieLens (ml-latest-small, ml-100k)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--hparams", help="JSON object of hyperparameter overrides")
+    p.set_defaults(func=_benchmark_quality)
 
     feedback = groups.add_parser("feedback", help="the API's stored feedback").add_subparsers(dest="command",
                                                                                               required=True)

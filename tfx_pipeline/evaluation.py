@@ -1,0 +1,143 @@
+"""Offline ranking quality: the split protocol, the metrics, and the baselines they are compared with.
+
+Protocol (our reported numbers): per-user stratified random split, 75% train / 25% test, seed 42; every
+interaction is a positive; full ranking over all items with each user's training items left out; K = 10.
+"""
+
+import csv
+import math
+import os
+import shutil
+from collections import defaultdict
+
+import numpy as np
+
+from transform import features as f
+
+K = 10
+
+
+def split_per_user(src: str, out: str, test_fraction: float = 0.25, seed: int = 42):
+    """Writes out/train/ (the data directory without each user's test events) and out/test.csv: a random
+    `test_fraction` of each user's events (at least one event of each user stays in train)."""
+    with open(os.path.join(src, "interactions.csv"), newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    by_user = defaultdict(list)
+    for n, row in enumerate(rows):
+        by_user[row[f.USER_ID]].append(n)
+    rng = np.random.default_rng(seed)
+    test_rows = set()
+    for user in sorted(by_user):
+        events = by_user[user]
+        n_test = min(len(events) - 1, int(round(test_fraction * len(events))))
+        test_rows.update(int(n) for n in rng.choice(events, size=n_test, replace=False))
+    train_dir = os.path.join(out, "train")
+    os.makedirs(train_dir, exist_ok=True)
+    with open(os.path.join(train_dir, "interactions.csv"), "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(row for n, row in enumerate(rows) if n not in test_rows)
+    with open(os.path.join(out, "test.csv"), "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(row for n, row in enumerate(rows) if n in test_rows)
+    if os.path.exists(os.path.join(src, "items.csv")):
+        shutil.copy(os.path.join(src, "items.csv"), train_dir)
+
+
+def load_split(out: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """(each user's training items, oldest first; each user's test items) of a split_per_user directory."""
+    def read(path):
+        with open(path, newline="", encoding="utf-8") as fh:
+            return sorted(csv.DictReader(fh), key=lambda r: (r[f.TIMESTAMP], r[f.ITEM_ID]))
+    train, test = defaultdict(list), defaultdict(set)
+    for row in read(os.path.join(out, "train", "interactions.csv")):
+        train[row[f.USER_ID]].append(row[f.ITEM_ID])
+    for row in read(os.path.join(out, "test.csv")):
+        test[row[f.USER_ID]].add(row[f.ITEM_ID])
+    return dict(train), dict(test)
+
+
+def metrics(recommended: dict[str, list[str]], test: dict[str, set[str]], num_items: int, k: int = K) -> dict:
+    """precision, recall, nDCG, hit rate at k (averaged over the users with test items), and coverage:
+    the share of the catalog that appears in anyone's top k."""
+    precision, recall, ndcg, hit, shown = [], [], [], [], set()
+    for user, relevant in test.items():
+        top = recommended.get(user, [])[:k]
+        shown.update(top)
+        gains = [1.0 if item in relevant else 0.0 for item in top]
+        hits = sum(gains)
+        precision.append(hits / k)
+        recall.append(hits / min(k, len(relevant)))
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+        ndcg.append(sum(g / math.log2(i + 2) for i, g in enumerate(gains)) / ideal)
+        hit.append(1.0 if hits else 0.0)
+    return {f"precision@{k}": float(np.mean(precision)), f"recall@{k}": float(np.mean(recall)),
+            f"ndcg@{k}": float(np.mean(ndcg)), f"hit@{k}": float(np.mean(hit)),
+            "coverage": len(shown) / num_items, "users": len(test)}
+
+
+def train_matrix(train: dict[str, list[str]]):
+    """The binary user x item matrix of the training interactions, with its item ids."""
+    items = sorted({i for seen in train.values() for i in seen})
+    column = {item: c for c, item in enumerate(items)}
+    users = sorted(train)
+    x = np.zeros((len(users), len(items)), np.float32)
+    for r, user in enumerate(users):
+        x[r, [column[i] for i in train[user]]] = 1.0
+    return users, items, x
+
+
+def _top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> dict[str, list[str]]:
+    scores = np.where(x > 0, -np.inf, scores)
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
+    ranked = np.take_along_axis(top, order, 1)
+    return {user: [items[c] for c in row] for user, row in zip(users, ranked)}
+
+
+def most_popular(train: dict[str, list[str]], k: int = K) -> dict[str, list[str]]:
+    users, items, x = train_matrix(train)
+    return _top_k_unseen(np.broadcast_to(x.sum(0), x.shape), x, users, items, k)
+
+
+def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str, list[str]]:
+    """EASE (Steck 2019): B = I - P diagMat(1 / diag(P)), P = (X'X + l2 I)^-1, zero diagonal; scores X B."""
+    users, items, x = train_matrix(train)
+    gram = x.T @ x + l2 * np.eye(x.shape[1], dtype=np.float32)
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return _top_k_unseen(x @ b, x, users, items, k)
+
+
+def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch: int = 64) -> dict[str, list[str]]:
+    """The pushed model's top k per user, as the API asks it: the last HISTORY_LENGTH training items as
+    history and the training items left out (the signature's own exclusion takes the most recent ones; any
+    older ones it returns are dropped here)."""
+    from proxy.history import SEEN_LIMIT
+    users = sorted(train)
+    out = {}
+    for start in range(0, len(users), batch):
+        chunk = users[start:start + batch]
+        ranked = model.recommend(chunk, [train[u][-f.HISTORY_LENGTH:] for u in chunk],
+                                 [list(dict.fromkeys(reversed(train[u])))[:SEEN_LIMIT] for u in chunk], 100)
+        for user, items in zip(chunk, ranked):
+            seen = set(train[user])
+            out[user] = [i for i, _ in items if i not in seen][:k]
+    return out
+
+
+def report(results: dict[str, dict]) -> str:
+    """A Markdown table of the metrics of each method, with ratios to the first two (the baselines)."""
+    names = list(results)
+    keys = [m for m in next(iter(results.values())) if m != "users"]
+    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{results[name][m]:.4f}" for m in keys) + " |")
+    for baseline in names[:2]:
+        for name in names[2:]:
+            lines.append(f"| {name} / {baseline} | " + " | ".join(
+                f"{results[name][m] / results[baseline][m]:.2f}x" if results[baseline][m] else "-" for m in keys) + " |")
+    return "\n".join(lines)
