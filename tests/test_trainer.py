@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from trainer_module.hparams import HParams
-from trainer_module.model import mean_history_embedding
+from trainer_module.model import TwoTowerModel, mean_history_embedding
+from transform import features as f
 
 
 def test_hyperparameter_overrides_and_unknown_names():
@@ -63,3 +64,16 @@ def test_mirrored_strategy_trains_on_two_logical_devices():
     result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
+
+
+def test_model_trains_without_the_rating_head():
+    n = 64
+    rng = np.random.default_rng(0)
+    history = tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64))
+    data = tf.data.Dataset.from_tensor_slices({
+        f.USER_IDX: rng.integers(0, 10, n), f.ITEM_IDX: rng.integers(0, 20, n),
+        f.CATEGORY_IDX: rng.integers(0, 4, n), f.HISTORY_IDX: history,
+        f.RATING: np.zeros(n, "float32"), f.RATING_WEIGHT: np.zeros(n, "float32")}).batch(16)
+    model = TwoTowerModel(HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21))
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+    assert np.isfinite(model.fit(data, epochs=1, verbose=0).history["loss"][-1])

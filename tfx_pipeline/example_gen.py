@@ -62,8 +62,8 @@ class DuckDBExecutor(BaseExampleGenExecutor):
 
 
 def local_example_gen(data_dir: str, code_fingerprint: str):
-    """code_fingerprint: of this package (pipeline.code_fingerprint), so a change of the SQL or of the
-    contract checks re-runs ExampleGen instead of reusing its cached output."""
+    """code_fingerprint: of the code this executor runs (pipeline.code_fingerprint), so a change of the SQL
+    or of the contract checks re-runs ExampleGen instead of reusing its cached output."""
     fingerprint = any_pb2.Any()
     fingerprint.Pack(wrappers_pb2.StringValue(value=code_fingerprint))
     return FileBasedExampleGen(

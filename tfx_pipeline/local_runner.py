@@ -8,10 +8,10 @@ from unittest import mock
 from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 
-import tfx_pipeline
-from tfx_pipeline import example_gen
+from tfx_pipeline import example_gen, history_query
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
+from transform import features
 
 PIPELINE_NAME = "recsys"
 
@@ -47,7 +47,8 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
     pipeline = create_pipeline(
         pipeline_name=PIPELINE_NAME,
         pipeline_root=os.path.join(workdir, "pipeline_root"),
-        example_gen=example_gen.local_example_gen(data_dir, code_fingerprint(tfx_pipeline)),
+        example_gen=example_gen.local_example_gen(
+            data_dir, code_fingerprint(example_gen, history_query, local_source, features)),
         serving_model_dir=serving_dir(workdir, model_name),
         hyperparameters=hyperparameters,
         items_uri=os.path.abspath(items) if items else None,

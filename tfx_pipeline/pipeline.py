@@ -18,14 +18,17 @@ PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.task.run_fn"
 
 
-def code_fingerprint(*packages) -> str:
-    """A hash of the packages' source. Transform and Trainer name their functions by module path, which TFX's
-    cache does not look into; passing this as a property makes a code change re-run them."""
+def code_fingerprint(*modules) -> str:
+    """A hash of the source of the given modules (a package: all its files). Components that name their code by
+    module path or class are cached by TFX without looking into it; this as a property makes a change re-run them."""
     digest = hashlib.sha256()
-    for package in packages:
-        root = os.path.dirname(package.__file__)
-        for path in sorted(glob.glob(os.path.join(root, "**", "*.py"), recursive=True)):
-            digest.update(os.path.relpath(path, root).encode())
+    for module in modules:
+        if hasattr(module, "__path__"):
+            paths = sorted(glob.glob(os.path.join(module.__path__[0], "**", "*.py"), recursive=True))
+        else:
+            paths = [module.__file__]
+        for path in paths:
+            digest.update(os.path.basename(path).encode())
             with open(path, "rb") as fh:
                 digest.update(fh.read())
     return digest.hexdigest()

@@ -59,11 +59,12 @@ class TwoTowerModel(tfrs.Model):
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
         self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
-        self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
-                                                tf.keras.layers.Dense(1)])
-        # Summed like the retrieval loss (TFRS default), which distribution strategies also require.
-        self.rating_task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM))
+        if hp.rating_weight > 0:  # built only when trained: Keras refuses unbuilt weights in the gradient
+            self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
+                                                    tf.keras.layers.Dense(1)])
+            # Summed like the retrieval loss (TFRS default), which distribution strategies also require.
+            self.rating_task = tfrs.tasks.Ranking(
+                loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM))
 
     def compute_loss(self, features, training=False):
         user_idx = features[f.USER_IDX]
