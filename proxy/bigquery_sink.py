@@ -8,6 +8,7 @@ streaming insertId: a batch re-sent after a crash between insert and mark is de-
 
 import logging
 import threading
+import time
 
 from proxy.feedback_store import FeedbackStore, contract_row
 
@@ -53,7 +54,15 @@ class BigQuerySink:
     def start(self):
         self._thread.start()
 
-    def stop(self):
+    def stop(self, flush_seconds: float = 5.0):
+        """Stops the thread, then delivers what is left for up to flush_seconds (Cloud Run gives an instance
+        10 s after SIGTERM, and its /tmp goes with it)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=flush_seconds)
+        deadline = time.monotonic() + flush_seconds
+        try:
+            while time.monotonic() < deadline and self.deliver():
+                pass
+        except Exception as e:  # BigQuery still failing: the events stay in the store for the next start
+            log.warning("BigQuery delivery at shutdown failed (%s); %s keeps the events", e, self.store.path)

@@ -107,3 +107,13 @@ def test_the_sink_thread_retries_until_delivered(tmp_path):
     finally:
         sink.stop()
     assert list(recorder.stored) == ids and len(recorder.calls) == 2
+
+
+def test_stop_delivers_what_is_left(tmp_path):
+    store = FeedbackStore(str(tmp_path / "fb.sqlite"))
+    recorder = InsertAllRecorder()
+    sink = BigQuerySink(store, TABLE, client(recorder), interval=60)  # the thread would not run in time
+    sink.start()
+    ids = store.append(events(3))
+    sink.stop()
+    assert list(recorder.stored) == ids and store.delivered(SINK) == 3
