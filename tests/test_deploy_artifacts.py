@@ -111,7 +111,7 @@ def test_model_config_serves_the_pushed_model_base():
     config = text_format.Parse(_one("ConfigMap", "tf-serving-config")["data"]["models.config"],
                                model_server_config_pb2.ModelServerConfig())
     [model] = config.model_config_list.config
-    assert (model.name, model.base_path, model.model_platform) == (CONFIG.model_name, CONFIG.serving_base,
+    assert (model.name, model.base_path, model.model_platform) == (CONFIG.model_name, CONFIG.scann_serving_base,
                                                                   "tensorflow")
     # TF Serving only accepts labels of versions that its policy loads.
     assert set(model.version_labels) == {"stable", "canary"}

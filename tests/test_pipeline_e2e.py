@@ -12,6 +12,7 @@ from proxy.history import SEEN_LIMIT, HistoryStore
 from tests import holdout
 from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source
+from tfx_pipeline.serving_layout import scann_base
 from trainer_module import export
 
 COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
@@ -41,6 +42,9 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert os.path.basename(pushed).isdigit()
     for graph in ("saved_model.pb", "scann/saved_model.pb"):
         assert os.path.exists(os.path.join(pushed, graph)), graph
+    # The ScaNN model also as a version root of its own base, the same version: what TF Serving with ScaNN loads.
+    scann_root = os.path.join(scann_base(os.path.dirname(pushed)), os.path.basename(pushed))
+    assert sorted(os.listdir(scann_root)) == sorted(os.listdir(os.path.join(pushed, "scann")))
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
     assert report["scann_recall_at_10_vs_exact"] >= 0.9

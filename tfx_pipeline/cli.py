@@ -20,17 +20,23 @@ def _data_movielens(args):
     print(f"wrote {n} interactions to {args.out}/interactions.csv and the catalog to {args.out}/items.csv")
 
 
-def _pipeline_run(args):
-    from tfx_pipeline import local_runner
+def _hyperparameters(args) -> dict:
+    """--hparams (and --epochs where the command has it), checked against HParams before anything runs."""
     from trainer_module.hparams import HParams
     try:
         hyperparameters = json.loads(args.hparams) if args.hparams else {}
-        if args.epochs is not None:
+        if getattr(args, "epochs", None) is not None:
             hyperparameters["epochs"] = args.epochs
         HParams.from_overrides(hyperparameters)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"recsys: error: --hparams: {e}")
-    result = local_runner.run(args.data, args.workdir, model_name=args.model_name, hyperparameters=hyperparameters)
+    return hyperparameters
+
+
+def _pipeline_run(args):
+    from tfx_pipeline import local_runner
+    result = local_runner.run(args.data, args.workdir, model_name=args.model_name,
+                              hyperparameters=_hyperparameters(args))
     if result["pushed"]:
         print(f"pushed: {result['pushed']}")
     else:
@@ -73,13 +79,13 @@ def _evaluate(args) -> dict:
 def _benchmark_quality(args):
     from tfx_pipeline import evaluation, local_runner
     from tfx_pipeline.data import movielens
+    hyperparameters = _hyperparameters(args)
     data = args.dataset
     if not os.path.exists(os.path.join(data, "interactions.csv")):
         data = os.path.join(args.workdir, "data")
         movielens.convert(args.dataset, data)
     split = os.path.join(args.workdir, "split")
     evaluation.split_per_user(data, split, seed=args.seed)
-    hyperparameters = json.loads(args.hparams) if args.hparams else None
     result = local_runner.run(os.path.join(split, "train"), os.path.join(args.workdir, "work"),
                               hyperparameters=hyperparameters)
     print(f"trained: {result['pushed'] or 'cached'}; timings {json.dumps(result['timings'])}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from tfx_pipeline.serving_layout import scann_base
+
 ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4", "NVIDIA_L4",
                 "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB")
 
@@ -48,8 +50,13 @@ class CloudConfig:
 
     @property
     def serving_base(self) -> str:
-        """Where the Pusher writes versions and TF Serving reads them: <bucket>/serving/<model_name>."""
+        """Where the Pusher writes versions (the API reads the catalog there): <bucket>/serving/<model_name>."""
         return f"{self.bucket}/serving/{self.model_name}"
+
+    @property
+    def scann_serving_base(self) -> str:
+        """The ScaNN SavedModels as version roots: what TF Serving with the ScaNN ops serves."""
+        return scann_base(self.serving_base)
 
 
 # (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds

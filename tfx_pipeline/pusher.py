@@ -1,8 +1,9 @@
-"""Pusher executor that keeps every SavedModel of the serving directory whole.
+"""Pusher executor that keeps every SavedModel of the serving directory whole, and also pushes the ScaNN
+SavedModel as a version root of its own base (serving_layout.py), the one TF Serving with ScaNN ops serves.
 
 The stock executor holds back each file named saved_model.pb and then copies only the top one, so the
-nested ScaNN SavedModel would arrive without its graph. Here every file is copied, the top
-saved_model.pb last: TF Serving and the embedded backend take a version as complete once it appears.
+nested ScaNN SavedModel would arrive without its graph. Here every file is copied, each top saved_model.pb
+last: TF Serving and the embedded backend take a version as complete once it appears.
 """
 
 import os
@@ -15,20 +16,29 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from tfx_pipeline.serving_layout import scann_base
+from trainer_module.export import SCANN_DIR
+
 SAVED_MODEL_PB = "saved_model.pb"
 
 
+def _copy_saved_model(src: str, dst: str):
+    top_graph = os.path.join(src, SAVED_MODEL_PB)
+    io_utils.copy_dir(src, dst, deny_regex_patterns=[f"^{re.escape(top_graph)}$"])
+    io_utils.copy_file(top_graph, os.path.join(dst, SAVED_MODEL_PB))
+
+
 def push_version(model_path: str, base_directory: str) -> tuple[str, str]:
-    """Copies the model to <base_directory>/<unix time>/; returns (version, path)."""
-    version = str(int(time.time()))
-    serving_path = os.path.join(base_directory, version)
-    while fileio.exists(serving_path):  # two pushes within a second get distinct versions
-        version = str(int(version) + 1)
-        serving_path = os.path.join(base_directory, version)
-    top_graph = os.path.join(model_path, SAVED_MODEL_PB)
-    io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[f"^{re.escape(top_graph)}$"])
-    io_utils.copy_file(top_graph, os.path.join(serving_path, SAVED_MODEL_PB))
-    return version, serving_path
+    """Copies the model to <base_directory>/<unix time>/ and its ScaNN SavedModel to
+    <base_directory>-scann/<unix time>/ (first, so the main version appears last); returns (version, path)."""
+    version = int(time.time())
+    while any(fileio.exists(os.path.join(base, str(version)))  # two pushes within a second: distinct versions
+              for base in (base_directory, scann_base(base_directory))):
+        version += 1
+    _copy_saved_model(os.path.join(model_path, SCANN_DIR), os.path.join(scann_base(base_directory), str(version)))
+    serving_path = os.path.join(base_directory, str(version))
+    _copy_saved_model(model_path, serving_path)
+    return str(version), serving_path
 
 
 class Executor(pusher_executor.Executor):
