@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import uuid
@@ -38,6 +39,7 @@ class Settings:
     reload_interval: float = 5.0  # seconds between looks for a newer pushed version
     max_body_bytes: int = 1 << 20
     bigquery_table: Optional[str] = None  # project.dataset.table: also stream feedback there (the cloud)
+    api_key: Optional[str] = None  # when set, every endpoint but health checks needs the X-API-Key header
 
 
 class Unavailable(Exception):
@@ -70,6 +72,23 @@ class BodyLimit:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class ApiKey:
+    """ASGI middleware: answers 401 unless the X-API-Key header carries the key (health checks stay open)."""
+
+    OPEN = ("/healthz", "/readyz")
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = dict(scope["headers"]).get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.key):
+                response = JSONResponse({"error": "missing or wrong X-API-Key header"}, status_code=401)
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class Metrics:
@@ -290,6 +309,8 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
 
     app.add_middleware(Metrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKey, key=settings.api_key)
     return app
 
 

@@ -12,7 +12,7 @@ from proxy.tf_serving import client_for_url
 
 def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, backend: str | None = None,
               model_name: str | None = None, timeout: float = 2.0, reload_interval: float = 5.0,
-              bigquery_table: str | None = None):
+              bigquery_table: str | None = None, api_key: str | None = None):
     """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
     model name defaults to the last part of model_base, as TF Serving's --model_base_path convention)."""
     model_base = model_base.rstrip("/")
@@ -22,7 +22,7 @@ def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, ba
     else:
         load = embedded_loader(model_base)
     settings = Settings(model_base=model_base, feedback_db=feedback_db, data_dir=data_dir, backend_timeout=timeout,
-                        reload_interval=reload_interval, bigquery_table=bigquery_table)
+                        reload_interval=reload_interval, bigquery_table=bigquery_table, api_key=api_key)
     return create_app(settings, ModelWatcher(model_base, load, reload_interval))
 
 

@@ -207,3 +207,13 @@ def test_malformed_json_oversized_body_and_batches(api):
     response = post(url, "/recommend/batch", too_many)
     assert response.status_code == 422 and "requests" in response.json()["error"]
     assert httpx.get(url + "/healthz").status_code == 200  # unaffected
+
+
+def test_api_key_when_configured(pipeline_run, tmp_path):
+    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), feedback_db=str(tmp_path / "fb.sqlite"),
+                     api_key="s3cret") as (url, _):
+        assert httpx.get(url + "/healthz").status_code == 200  # probes need no key
+        refused = post(url, "/recommend", {"user_id": "u00001"})
+        assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
+        assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "s3cret"}).status_code == 200

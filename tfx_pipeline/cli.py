@@ -115,7 +115,8 @@ def _serve(args):
     from proxy import server
     server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
-                 reload_interval=args.reload_interval, bigquery_table=args.bigquery_table)
+                 reload_interval=args.reload_interval, bigquery_table=args.bigquery_table,
+                 api_key=_env("RECSYS_API_KEY"))
 
 
 def _recommend(args):

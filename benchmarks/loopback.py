@@ -1,0 +1,60 @@
+"""What the benchmarks share: the API started on a free loopback port, a bare HTTP/1.1 client, percentiles."""
+
+import contextlib
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from proxy.api_client import ApiClient
+
+
+@contextlib.contextmanager
+def served_api(model_base: str, data: str):
+    """`recsys serve` in its own process on 127.0.0.1 (a fresh feedback store); yields (port, pid)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recsys"), "serve",
+                                   "--model-base", model_base, "--data", data, "--port", str(port),
+                                   "--feedback-db", os.path.join(tmp, "fb.sqlite")])
+        try:
+            with ApiClient(f"http://127.0.0.1:{port}") as api:
+                api.wait_ready(180)
+            yield port, server.pid
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", fh.read()).group(1)) / 1024
+
+
+async def post_json(reader, writer, port: int, path: str, body: dict) -> int:
+    """One HTTP/1.1 keep-alive POST on an open connection; returns the status. A bare client, so the load
+    generator's own cost (it shares the 2 cores with the server) stays well below the server's."""
+    payload = json.dumps(body).encode()
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def summary(latencies, elapsed):
+    ms = [x * 1000 for x in latencies]
+    return {"n": len(ms), "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms), "mean_ms": statistics.fmean(ms), "rps": len(ms) / elapsed}
