@@ -72,6 +72,11 @@ class FeedbackStore:
                 raise
         return [r[0] for r in rows]
 
+    def append_groups(self, groups: list[list[dict]]) -> list[list[str]]:
+        """Stores several requests' events in one transaction; returns each request's event ids."""
+        ids = iter(self.append([event for group in groups for event in group]))
+        return [[next(ids) for _ in group] for group in groups]
+
     def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
         """Stored events in arrival order, after `after_seq`."""
         with self._lock:
