@@ -24,6 +24,7 @@ class HParams:
     # ScaNN index (leaves are sqrt(#items) unless set); the check against brute force uses this many queries.
     scann_leaves_to_search_ratio: float = 0.25
     scann_check_queries: int = 200
+    min_scann_recall: float = 0.9  # below it the Trainer fails and nothing is pushed
     seed: int = 42
 
     @classmethod

@@ -18,6 +18,10 @@ from trainer_module.model import TwoTowerModel
 from transform import features as f
 
 
+class ExportCheckError(RuntimeError):
+    """The exported SavedModels load but fail a check: the model must not be pushed."""
+
+
 def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     """MirroredStrategy over the given devices (default: the GPUs, one replica each) when there are any,
     else the default strategy."""
@@ -110,3 +114,6 @@ def run_fn(fn_args: tfx.components.FnArgs):
         "final_val_loss": float(history.history["val_loss"][-1]),
         "replicas": strategy.num_replicas_in_sync, "hyperparameters": json.loads(json.dumps(hp.__dict__))})
     logging.info("Exported to %s; ScaNN recall@10 vs exact: %.3f", model_dir, recall)
+    if recall < hp.min_scann_recall:  # the Trainer fails, so the Pusher never sees this model
+        raise ExportCheckError(f"ScaNN recall@10 against exact search is {recall:.3f}, below the "
+                               f"min_scann_recall of {hp.min_scann_recall}: not pushing this model")
