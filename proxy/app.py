@@ -155,7 +155,6 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             history.add_events(local_source.recent_events(local_source.open_data_dir(settings.data_dir), SEEN_LIMIT))
         store = FeedbackStore(settings.feedback_db)
         history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
-        app.state.feedback = store
         app.state.feedback_writer = Batcher(store.append_groups)
         sink = BigQuerySink(store, settings.bigquery_table) if settings.bigquery_table else None
         if sink:
@@ -187,8 +186,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         model = serving()
         users, histories, excludes, ks = zip(*queries)
         results = model.backend.recommend(list(users), list(histories), list(excludes), max(ks))
-        version = getattr(model.backend, "model_version", None) or model.catalog.version
-        return [(ranked, version) for ranked in results]
+        return [(ranked, model.version) for ranked in results]
 
     recommender = Batcher(recommend_together)
 
@@ -233,7 +231,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             if fallback:
                 fallbacks.inc()
             ranked, version = answers.get(i) or (catalog.popular(r.num_recommendations, set(excludes[i])),
-                                                 getattr(model.backend, "model_version", None) or catalog.version)
+                                                 model.version)
             model_version.set(int(version))
             responses.append(schemas.RecommendResponse(
                 user_id=r.user_id, model_version=version, request_id=uuid.uuid4().hex, fallback=fallback,
@@ -262,7 +260,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             raise HTTPException(404, f"item_id: unknown item {item_id!r}")
         [ranked] = await call_model(run_in_threadpool(model.backend.similar, [item_id], k))
         return schemas.SimilarResponse(
-            item_id=item_id, model_version=getattr(model.backend, "model_version", None) or model.catalog.version,
+            item_id=item_id, model_version=model.version,
             similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
 
     async def store_feedback(request: Request, events: list[schemas.FeedbackEvent]) -> list[str]:

@@ -1,6 +1,7 @@
 """What the API knows of a pushed model version besides its signatures: items and known users."""
 
 import csv
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -37,9 +38,9 @@ class Catalog:
         with tf.io.gfile.GFile(os.path.join(version_dir, "assets", f.USER_VOCAB)) as fh:
             self.known_users = frozenset(line.rstrip("\n") for line in fh)
         self.by_popularity = sorted(self.items, key=lambda i: -self.items[i].popularity)
+        self._events = sum(item.popularity for item in self.items.values()) or 1
 
     def popular(self, k: int, exclude: set[str]) -> list[tuple[str, float]]:
         """The k most popular items not in exclude, scored by their share of training events."""
-        total = sum(item.popularity for item in self.items.values()) or 1
-        top = [i for i in self.by_popularity if i not in exclude][:k]
-        return [(i, self.items[i].popularity / total) for i in top]
+        top = itertools.islice((i for i in self.by_popularity if i not in exclude), k)
+        return [(i, self.items[i].popularity / self._events) for i in top]

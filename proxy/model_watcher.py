@@ -19,6 +19,11 @@ class ServingModel:
     backend: Any  # EmbeddedModel, GrpcPredictionClient or RestPredictionClient: recommend/similar
     catalog: Catalog
 
+    @property
+    def version(self) -> str:
+        """The version that answers: as TF Serving last reported it, else the loaded one."""
+        return getattr(self.backend, "model_version", None) or self.catalog.version
+
 
 def embedded_loader(model_base: str) -> Callable[[str], ServingModel]:
     from proxy.embedded import EmbeddedModel
@@ -39,10 +44,14 @@ class ModelWatcher:
     def __init__(self, model_base: str, load: Callable[[str], ServingModel], interval: float = 5.0):
         self.model_base, self.load, self.interval = model_base, load, interval
         self.current: ServingModel | None = None
-        self.version: str | None = None
         self.failed: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+
+    @property
+    def version(self) -> str | None:
+        """The loaded version (its directory name under the model base)."""
+        return self.current.catalog.version if self.current else None
 
     def poll(self) -> bool:
         """Loads the newest version if it is not the current one; returns whether it swapped."""
@@ -58,7 +67,7 @@ class ModelWatcher:
             log.exception("could not load model version %s from %s", version, self.model_base)
             self.failed.add(version)
             return False
-        self.current, self.version = loaded, version
+        self.current = loaded
         # A loaded TensorFlow model is millions of long-lived Python objects; every full garbage collection
         # would walk them all (measured: 300 ms pauses under load). Frozen objects are never scanned; the
         # old version's are unfrozen and collected first, one pause per swap instead of one every few seconds.

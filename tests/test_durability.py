@@ -11,6 +11,8 @@ import time
 
 import httpx
 
+from proxy.api_client import ApiClient
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -22,16 +24,9 @@ def start_api(model_base: str, db: str, port: int) -> subprocess.Popen:
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recsys"), "serve", "--model-base",
                                model_base, "--feedback-db", db, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.3)
-
+    with ApiClient(f"http://127.0.0.1:{port}") as api:
+        api.wait_ready(180)
+    return server
 
 def test_every_accepted_event_survives_sigkill_exactly_once(pipeline_run, tmp_path):
     model_base, db, port = os.path.dirname(pipeline_run["pushed"]), str(tmp_path / "fb.sqlite"), free_port()
