@@ -1,4 +1,4 @@
-"""Held-out evaluation helpers for the tests: last-events split, recall@k, popularity baseline."""
+"""The tests' held-out split: each user's last events."""
 
 import collections
 import csv
@@ -26,14 +26,3 @@ def split_last_events(src: str, out: str, per_user: int) -> dict[str, set[str]]:
         writer.writerows(train)
     shutil.copy(os.path.join(src, "items.csv"), out)
     return held_out
-
-
-def recall_at_k(recommended: dict[str, list[str]], held_out: dict[str, set[str]], k: int = 10) -> float:
-    hits = [len(set(recommended[u][:k]) & items) / min(k, len(items)) for u, items in held_out.items()]
-    return sum(hits) / len(hits)
-
-
-def popularity(histories: dict[str, list[str]], counts: collections.Counter, k: int) -> dict[str, list[str]]:
-    """Most popular items, each user's seen items left out (as the model's exclusion does)."""
-    ranked = [item for item, _ in counts.most_common()]
-    return {u: [i for i in ranked if i not in set(seen)][:k] for u, seen in histories.items()}
