@@ -22,7 +22,7 @@ from tfx_pipeline.data import local_source  # noqa: E402
 
 def direct(model_base, store, users, n, seconds):
     """The baseline: the SavedModel signature called in this process with what the API would pass."""
-    model = EmbeddedModel(model_base)
+    model = EmbeddedModel.newest(model_base)
     model.recommend([users[0]], [store.history(users[0])], [store.seen(users[0])], 10)
     latencies, started = [], time.perf_counter()
     for i in range(n):

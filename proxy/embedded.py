@@ -34,16 +34,19 @@ def results(item_ids, scores, k: int) -> list[list[tuple[str, float]]]:
 
 
 class EmbeddedModel:
-    """The newest (or the given) version under model_base: its signatures and its catalog."""
+    """One exported model directory (a pushed version, or the Trainer's output): its signatures and catalog."""
 
-    def __init__(self, model_base: str, version: str | None = None):
-        self.model_version = version or newest_version(model_base)
-        path = os.path.join(model_base, self.model_version)
+    def __init__(self, path: str):
+        self.model_version = os.path.basename(os.path.normpath(path))
         self.index_kind = "scann" if scann_available() else "brute_force"
         self._model = export.load(os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path)
         self._recommend = self._model.signatures[export.RECOMMEND_SIGNATURE]
         self._similar = self._model.signatures[export.SIMILAR_SIGNATURE]
         self.catalog = Catalog(path)
+
+    @classmethod
+    def newest(cls, model_base: str) -> "EmbeddedModel":
+        return cls(os.path.join(model_base, newest_version(model_base)))
 
     def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
         out = self._recommend(user_id=tf.constant(user_ids, tf.string), history=pad(histories),

@@ -29,7 +29,7 @@ def embedded_loader(model_base: str) -> Callable[[str], ServingModel]:
     from proxy.embedded import EmbeddedModel
 
     def load(version: str) -> ServingModel:
-        model = EmbeddedModel(model_base, version)
+        model = EmbeddedModel(os.path.join(model_base, version))
         model.recommend([""], [[]], [[]], 1)  # first call builds the searcher: pay it before serving
         return ServingModel(model, model.catalog)
     return load

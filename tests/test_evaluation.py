@@ -43,3 +43,40 @@ def test_ease_and_popularity_leave_out_training_items_and_ease_uses_co_occurrenc
     assert popular["new"] == ["c"]
     assert evaluation.ease(train, k=1, l2=1.0)["new"] == ["b"]
     assert all(i not in train[u] for u, recs in evaluation.ease(train, k=2, l2=1.0).items() for i in recs)
+
+
+def _results(model, popular, baseline=None):
+    results = {"most_popular": {"ndcg@10": popular}, "model": {"ndcg@10": model}}
+    return results | ({"baseline_model": {"ndcg@10": baseline}} if baseline is not None else {})
+
+
+@pytest.mark.parametrize("results, blessed, why", [
+    (_results(0.30, 0.20), True, "beats most popular"),
+    (_results(0.20, 0.20), False, "does not beat most popular"),  # a tie is not better
+    (_results(0.30, 0.20, baseline=0.31), True, "last blessed model had 0.3100"),  # within 5 %
+    (_results(0.29, 0.20, baseline=0.31), False, "more than 5% below the last blessed model"),
+    (_results(0.35, 0.40, baseline=0.30), False, "does not beat most popular"),
+])
+def test_blessing_needs_popularity_beaten_and_no_regression_past_the_margin(results, blessed, why):
+    verdict, reason = evaluation.bless(results, max_regression=0.05)
+    assert verdict is blessed and why in reason
+
+
+class _Ranks:
+    """A model that answers every user with the same ranking (the recommend() of EmbeddedModel)."""
+
+    def __init__(self, ranking):
+        self.ranking = ranking
+
+    def recommend(self, users, histories, exclude, k):
+        return [[(item, 1.0) for item in self.ranking] for _ in users]
+
+
+def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_catalogs(monkeypatch):
+    train = {f"u{n}": ["a", "b"] for n in range(5)} | {"w": ["a"]}
+    test = {"w": {"b"}, "u0": {"c"}}
+    results = evaluation.compare(train, test, {"model": _Ranks(["c", "b", "a"])})
+    assert set(results) == {"most_popular", "ease", "model"}
+    assert results["model"]["hit@10"] == 1.0 and all(r["users"] == 2 for r in results.values())
+    monkeypatch.setattr(evaluation, "EASE_MAX_ITEMS", 2)
+    assert set(evaluation.compare(train, test, {})) == {"most_popular"}

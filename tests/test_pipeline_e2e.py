@@ -14,13 +14,13 @@ from tfx_pipeline.data import local_source
 from tfx_pipeline.serving_layout import scann_base
 from trainer_module import export
 
-COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "Pusher"]
+COMPONENTS = ["FileBasedExampleGen", "last_blessed_model", "StatisticsGen", "SchemaGen", "ExampleValidator",
+              "Transform", "Trainer", "Evaluator", "Pusher"]
 
 
 @pytest.fixture(scope="module")
 def model(pipeline_run):
-    return EmbeddedModel(os.path.dirname(pipeline_run["pushed"]))
+    return EmbeddedModel(pipeline_run["pushed"])
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,17 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
+
+
+def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipeline_run):
+    with open(os.path.join(pipeline_run["pushed"], export.EXTRA_DIR, "evaluation.json")) as fh:
+        report = json.load(fh)
+    assert report == pipeline_run["evaluation"]
+    assert report["blessed"] is True and "beats most popular" in report["reason"]
+    metrics = report["metrics"]
+    assert set(metrics) == {"most_popular", "ease", "model"}  # the first run: no blessed model to compare with
+    assert metrics["model"]["ndcg@10"] > metrics["most_popular"]["ndcg@10"]
+    assert metrics["model"]["users"] == metrics["ease"]["users"] > 250  # every user has eval-split events
 
 
 def test_known_user_gets_known_items_with_titles_and_categories(model, train_events):

@@ -1,4 +1,5 @@
-"""A Trainer that fails its export check pushes nothing, and the next run resumes from the cached components."""
+"""A model that fails its export check or its blessing is never pushed, and the next run resumes from the cached
+components."""
 
 import os
 import shutil
@@ -10,11 +11,16 @@ from tfx_pipeline import local_runner
 UPSTREAM = ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform"]
 
 
-def test_failed_export_check_pushes_nothing_and_the_rerun_resumes_from_cache(pipeline_run, tmp_path):
-    # The shared run's metadata: its components' results are this workdir's cache.
+def _workdir_sharing_the_cache(pipeline_run, tmp_path) -> str:
+    """A new workdir with the shared run's metadata: its components' results (and its blessed model) are the cache."""
     workdir = str(tmp_path / "work")
     os.makedirs(workdir)
     shutil.copy(os.path.join(pipeline_run["workdir"], "metadata.sqlite"), workdir)
+    return workdir
+
+
+def test_failed_export_check_pushes_nothing_and_the_rerun_resumes_from_cache(pipeline_run, tmp_path):
+    workdir = _workdir_sharing_the_cache(pipeline_run, tmp_path)
     serving = local_runner.serving_dir(workdir, "recsys")
     lines = []
     with pytest.raises(RuntimeError, match="min_scann_recall"):
@@ -23,6 +29,24 @@ def test_failed_export_check_pushes_nothing_and_the_rerun_resumes_from_cache(pip
     assert "[pipeline] Trainer: started" in lines and not any(line.startswith("[pipeline] Pusher") for line in lines)
     assert not os.path.exists(serving) or not os.listdir(serving)
 
-    result = local_runner.run(pipeline_run["data_dir"], workdir, echo=lambda _: None, hyperparameters={"epochs": 1})
+    # Any model that beats most popular is blessed here: this test is about the cache, not the margin.
+    result = local_runner.run(pipeline_run["data_dir"], workdir, echo=lambda _: None, hyperparameters={"epochs": 1},
+                              max_regression=1.0)
     assert all(result["timings"][name] < 2 for name in UPSTREAM), result["timings"]  # cached, not re-run
     assert result["pushed"] and os.path.dirname(result["pushed"]) == serving
+
+
+def test_a_model_that_does_not_beat_popularity_is_not_blessed_nor_pushed(pipeline_run, tmp_path):
+    workdir = _workdir_sharing_the_cache(pipeline_run, tmp_path)
+    lines = []
+    # A learning rate this small leaves the towers at their random start: worse than most popular.
+    result = local_runner.run(pipeline_run["data_dir"], workdir, echo=lines.append,
+                              hyperparameters={"epochs": 1, "learning_rate": 1e-9})
+    report = result["evaluation"]
+    assert report["blessed"] is False and "does not beat most popular" in report["reason"]
+    # The shared run's model, blessed before, was found and evaluated on the same users.
+    assert report["metrics"]["baseline_model"]["ndcg@10"] == pytest.approx(
+        pipeline_run["evaluation"]["metrics"]["model"]["ndcg@10"], abs=1e-6)
+    assert result["pushed"] is None and "[pipeline] Pusher: started" in lines
+    serving = local_runner.serving_dir(workdir, "recsys")
+    assert not os.path.exists(serving) or not os.listdir(serving)

@@ -38,10 +38,10 @@ def servable(pipeline_run):
 
 
 @pytest.fixture(scope="module")
-def reference(pipeline_run, version):
+def reference(pipeline_run):
     """The embedded backend on the SavedModel TF Serving loads: the brute-force one at the version root."""
     with mock.patch.object(embedded, "scann_available", return_value=False):
-        model = embedded.EmbeddedModel(os.path.dirname(pipeline_run["pushed"]), version)
+        model = embedded.EmbeddedModel(pipeline_run["pushed"])
     assert model.index_kind == "brute_force"
     return model
 

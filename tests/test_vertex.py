@@ -21,7 +21,9 @@ from tfx_pipeline.data import local_source, sample
 from tfx_pipeline.history_query import history_query
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
-COMPONENTS = {"BigQueryExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Pusher"}
+COMPONENTS = {"BigQueryExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+              "Evaluator", "Pusher"}
+RESOLVERS = {"last_blessed_model-model-blessing-resolver", "last_blessed_model-model-resolver"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def parameter(spec, task, name):
 
 def test_compiled_pipeline_has_every_component_in_our_image_with_dataflow_args(compiled, config):
     spec = json.load(open(compiled))
-    assert set(spec["pipelineSpec"]["root"]["dag"]["tasks"]) == COMPONENTS
+    assert set(spec["pipelineSpec"]["root"]["dag"]["tasks"]) == COMPONENTS | RESOLVERS
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-recsys-bucket/pipeline_root"
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     for name in COMPONENTS:
@@ -55,6 +57,18 @@ def test_compiled_pipeline_has_every_component_in_our_image_with_dataflow_args(c
                          f"--sdk_container_image={config.pipeline_image}"):
             assert expected in args, (name, expected)
     assert "tfx_pipeline.pusher.Executor" in executors["Pusher_executor"]["container"]["args"]
+
+
+def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed_model(compiled):
+    tasks = json.load(open(compiled))["pipelineSpec"]["root"]["dag"]["tasks"]
+    source = lambda task, key: tasks[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]  # noqa: E731
+    assert source("Pusher", "model_blessing") == {"producerTask": "Evaluator", "outputArtifactKey": "blessing"}
+    assert source("Evaluator", "model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
+    assert source("Evaluator", "baseline_model") == {"producerTask": "last_blessed_model-model-resolver",
+                                                     "outputArtifactKey": "model"}
+    [resolver] = json.load(open(compiled))["pipelineSpec"]["deploymentSpec"]["executors"][
+        "last_blessed_model-model-blessing-resolver_executor"]["resolver"]["outputArtifactQueries"].values()
+    assert "metadata.blessed.number_value=1" in resolver["filter"]  # the property RankingEvaluator sets
 
 
 def test_trainer_runs_on_vertex_training_with_the_configured_gpu(compiled, config):
@@ -108,7 +122,7 @@ def test_submit_sends_a_create_pipeline_job_request(compiled, config, no_bucket_
     request = sent["pipeline_job"]
     assert request.display_name == "recsys"
     assert request.runtime_config.gcs_output_directory == "gs://my-recsys-bucket/pipeline_root"
-    assert set(request.pipeline_spec["root"]["dag"]["tasks"]) == COMPONENTS
+    assert set(request.pipeline_spec["root"]["dag"]["tasks"]) == COMPONENTS | RESOLVERS
     assert sent["pipeline_job_id"].startswith("recsys-")
 
 

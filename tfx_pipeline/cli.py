@@ -34,14 +34,19 @@ def _hyperparameters(args) -> dict:
 
 
 def _pipeline_run(args):
-    from tfx_pipeline import local_runner
+    from tfx_pipeline import evaluation, local_runner
     result = local_runner.run(args.data, args.workdir, model_name=args.model_name,
-                              hyperparameters=_hyperparameters(args))
+                              hyperparameters=_hyperparameters(args), max_regression=args.max_regression)
+    report = result["evaluation"]
+    print(f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
+          f"{'blessed' if report['blessed'] else 'NOT blessed'}: {report['reason']}")
     if result["pushed"]:
         print(f"pushed: {result['pushed']}")
-    else:
+    elif report["blessed"]:
         print("pushed: nothing new (every component was cached; the newest version under "
               f"{local_runner.serving_dir(args.workdir, args.model_name)} is current)")
+    else:
+        print(f"pushed: nothing (the model was not blessed); it stays in {result['model']}")
 
 
 def _pipeline_compile(args):
@@ -64,12 +69,9 @@ def _evaluate(args) -> dict:
     from proxy.embedded import EmbeddedModel
     from tfx_pipeline import evaluation
     train, test = evaluation.load_split(args.split)
-    num_items = len({i for seen in train.values() for i in seen} | {i for t in test.values() for i in t})
-    results = {"most popular": evaluation.metrics(evaluation.most_popular(train), test, num_items),
-               "EASE": evaluation.metrics(evaluation.ease(train), test, num_items)}
-    model = EmbeddedModel(args.model_base)
-    results[f"two-tower {model.model_version}"] = evaluation.metrics(
-        evaluation.model_recommendations(model, train), test, num_items)
+    model = EmbeddedModel.newest(args.model_base) if args.model_base else EmbeddedModel(args.model_dir)
+    print(f"model {model.model_version}")
+    results = evaluation.compare(train, test, {"model": model})
     print(evaluation.report(results))
     with open(os.path.join(args.split, "evaluation.json"), "w") as out:
         json.dump(results, out, indent=2)
@@ -88,16 +90,15 @@ def _benchmark_quality(args):
     evaluation.split_per_user(data, split, seed=args.seed)
     result = local_runner.run(os.path.join(split, "train"), os.path.join(args.workdir, "work"),
                               hyperparameters=hyperparameters)
-    print(f"trained: {result['pushed'] or 'cached'}; timings {json.dumps(result['timings'])}")
-    _evaluate(argparse.Namespace(split=split, model_base=local_runner.serving_dir(
-        os.path.join(args.workdir, "work"), local_runner.PIPELINE_NAME)))
+    print(f"trained: {result['model']}; timings {json.dumps(result['timings'])}")
+    _evaluate(argparse.Namespace(split=split, model_base=None, model_dir=result["model"]))  # blessed or not
 
 
 def _model_show(args):
     from proxy.embedded import EmbeddedModel
     from proxy.history import SEEN_LIMIT, HistoryStore
     from tfx_pipeline.data import local_source
-    model = EmbeddedModel(args.model_base)
+    model = EmbeddedModel.newest(args.model_base)
     store = HistoryStore()
     if args.data:
         store.add_events(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--model-name", default="recsys")
     p.add_argument("--hparams", help="JSON object of hyperparameter overrides (trainer_module/hparams.py)")
+    p.add_argument("--max-regression", type=float, default=0.05,
+                   help="bless a model at most this fraction of nDCG@10 below the last blessed one")
     p.set_defaults(func=_pipeline_run)
 
     p = pipeline.add_parser("compile", help="compile for Vertex AI Pipelines (KubeflowV2DagRunner)")
@@ -214,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = groups.add_parser("evaluate", help="ranking quality of a pushed model on a split, against popularity and EASE")
     p.add_argument("--split", required=True, help="a directory made by `recsys benchmark quality` (train/, test.csv)")
-    p.add_argument("--model-base", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-base", help="evaluate the newest version pushed there")
+    which.add_argument("--model-dir", help="evaluate this exported model (e.g. a Trainer output that was not pushed)")
     p.set_defaults(func=_evaluate)
 
     benchmark = groups.add_parser("benchmark", help="measurements").add_subparsers(dest="command", required=True)

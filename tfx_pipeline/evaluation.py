@@ -15,6 +15,8 @@ import numpy as np
 from transform import features as f
 
 K = 10
+NDCG = f"ndcg@{K}"
+EASE_MAX_ITEMS = 20_000  # EASE inverts an items x items matrix: 1.6 GB and minutes of CPU at this size
 
 
 def split_per_user(src: str, out: str, test_fraction: float = 0.25, seed: int = 42):
@@ -91,10 +93,12 @@ def train_matrix(train: dict[str, list[str]]):
 
 def _top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> dict[str, list[str]]:
     scores = np.where(x > 0, -np.inf, scores)
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
     ranked = np.take_along_axis(top, order, 1)
-    return {user: [items[c] for c in row] for user, row in zip(users, ranked)}
+    return {user: [items[c] for c in row if scores[r, c] > -np.inf]
+            for r, (user, row) in enumerate(zip(users, ranked))}
 
 
 def most_popular(train: dict[str, list[str]], k: int = K) -> dict[str, list[str]]:
@@ -110,6 +114,33 @@ def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str
     b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     return _top_k_unseen(x @ b, x, users, items, k)
+
+
+def compare(train: dict[str, list[str]], test: dict[str, set[str]], models: dict) -> dict[str, dict]:
+    """The metrics of most popular, EASE (catalogs up to EASE_MAX_ITEMS) and each of `models` (name: an
+    object with recommend(), as EmbeddedModel), on the same users."""
+    num_items = len({i for seen in train.values() for i in seen} | {i for items in test.values() for i in items})
+    results = {"most_popular": metrics(most_popular(train), test, num_items)}
+    if num_items <= EASE_MAX_ITEMS:
+        results["ease"] = metrics(ease(train), test, num_items)
+    for name, model in models.items():
+        results[name] = metrics(model_recommendations(model, train), test, num_items)
+    return results
+
+
+def bless(results: dict[str, dict], max_regression: float) -> tuple[bool, str]:
+    """Blessed if the model's nDCG@K beats most popular's and, when the last blessed model was evaluated too
+    ("baseline_model"), is at most `max_regression` (a fraction) below its nDCG@K. Returns (blessed, why)."""
+    model, popular = results["model"][NDCG], results["most_popular"][NDCG]
+    if model <= popular:
+        return False, f"{NDCG} {model:.4f} does not beat most popular's {popular:.4f}"
+    if "baseline_model" in results:
+        baseline = results["baseline_model"][NDCG]
+        if model < (1 - max_regression) * baseline:
+            return False, (f"{NDCG} {model:.4f} is more than {max_regression:.0%} below the last blessed "
+                           f"model's {baseline:.4f}")
+        return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}"
+    return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}"
 
 
 def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch: int = 64) -> dict[str, list[str]]:
@@ -130,14 +161,14 @@ def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch:
 
 
 def report(results: dict[str, dict]) -> str:
-    """A Markdown table of the metrics of each method, with ratios to the first two (the baselines)."""
-    names = list(results)
+    """A Markdown table of the metrics of each method, with the other methods' ratios to the baselines."""
+    baselines = [name for name in ("most_popular", "ease") if name in results]
     keys = [m for m in next(iter(results.values())) if m != "users"]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for name in names:
+    for name in results:
         lines.append(f"| {name} | " + " | ".join(f"{results[name][m]:.4f}" for m in keys) + " |")
-    for baseline in names[:2]:
-        for name in names[2:]:
+    for baseline in baselines:
+        for name in (n for n in results if n not in baselines):
             lines.append(f"| {name} / {baseline} | " + " | ".join(
                 f"{results[name][m] / results[baseline][m]:.2f}x" if results[baseline][m] else "-" for m in keys) + " |")
     return "\n".join(lines)

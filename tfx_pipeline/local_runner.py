@@ -1,14 +1,16 @@
 """Runs create_pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite metadata, push to a directory."""
 
 import contextlib
+import json
 import os
 import time
 from unittest import mock
 
 from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
+from tfx.utils import path_utils
 
-from tfx_pipeline import example_gen, history_query
+from tfx_pipeline import evaluator, example_gen, history_query
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
 from transform import features
@@ -17,9 +19,10 @@ PIPELINE_NAME = "recsys"
 
 
 @contextlib.contextmanager
-def _component_progress(echo, timings: dict):
-    """Prints each component as it starts and ends, with its wall time. It wraps the launcher rather than
-    reading the runner's log lines, because TensorFlow silences absl logging while it saves a model."""
+def _component_progress(echo, timings: dict, outputs: dict):
+    """Prints each component as it starts and ends, with its wall time, and keeps its output artifacts (new
+    or from the cache). It wraps the launcher rather than reading the runner's log lines, because TensorFlow
+    silences absl logging while it saves a model."""
     launch = launcher.Launcher.launch
 
     def timed_launch(self):
@@ -27,6 +30,7 @@ def _component_progress(echo, timings: dict):
         echo(f"[pipeline] {name}: started")
         result = launch(self)
         timings[name] = time.time() - started
+        outputs[name] = result.output_dict if result else {}
         echo(f"[pipeline] {name}: done in {timings[name]:.1f} s")
         return result
 
@@ -39,8 +43,9 @@ def serving_dir(workdir: str, model_name: str) -> str:
 
 
 def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparameters: dict | None = None,
-        echo=print) -> dict:
-    """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s}}."""
+        echo=print, max_regression: float = 0.05) -> dict:
+    """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s},
+    "model": the trained model's directory, "evaluation": the Evaluator's report (evaluator.py)}."""
     local_source.open_data_dir(data_dir).close()  # a contract violation stops here, before any component
     workdir = os.path.abspath(workdir)
     items = local_source.find_files(data_dir).items_file
@@ -54,14 +59,18 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
         items_uri=os.path.abspath(items) if items else None,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(workdir, "metadata.sqlite")),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        max_regression=max_regression)
     before = set(_versions(serving_dir(workdir, model_name)))
-    timings = {}
-    with _component_progress(echo, timings):
+    timings, outputs = {}, {}
+    with _component_progress(echo, timings, outputs):
         tfx.orchestration.LocalDagRunner().run(pipeline)
     new = sorted(set(_versions(serving_dir(workdir, model_name))) - before, key=int)
+    [model], [blessing] = outputs["Trainer"]["model"], outputs["Evaluator"]["blessing"]
+    with open(os.path.join(blessing.uri, evaluator.EVALUATION_FILE)) as fh:
+        report = json.load(fh)
     return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
-            "timings": timings}
+            "timings": timings, "model": path_utils.serving_model_path(model.uri), "evaluation": report}
 
 
 def _versions(base: str) -> list[str]:

@@ -12,6 +12,8 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline_lib
 
+from tfx_pipeline import evaluation
+from tfx_pipeline import evaluator as ranking_evaluator
 from tfx_pipeline import pusher as pusher_executor
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
@@ -45,8 +47,10 @@ def create_pipeline(
     metadata_connection_config=None,
     enable_cache: bool = True,
     vertex_training: Optional[dict] = None,
+    max_regression: float = 0.05,
 ) -> tfx_pipeline_lib.Pipeline:
-    """Wires ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Pusher.
+    """Wires ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator
+    (against the last blessed model, which a Resolver finds) → Pusher (blessed models only).
 
     example_gen: the data source component (tfx_pipeline.example_gen: local files or BigQuery).
     serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).
@@ -54,6 +58,8 @@ def create_pipeline(
     items_uri: optional items catalog (item_id,title,category) shipped inside the pushed model.
     vertex_training: {"region", "project", "worker_pool_specs"}: train on Vertex AI Training (with GPUs as
         the worker pool says) instead of in the pipeline's own container.
+    max_regression: how far (a fraction of nDCG@10) a model may fall below the last blessed one and still
+        be blessed; it must beat most popular in any case.
     """
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -78,16 +84,26 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(),  # epochs are a hyperparameter
         eval_args=tfx.proto.EvalArgs(),
         custom_config=trainer_config)
-    # The ranking-quality Evaluator goes here; the Pusher then takes its blessing as `model_blessing`.
+    last_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("last_blessed_model")
+    evaluator = ranking_evaluator.RankingEvaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=last_blessed.outputs["model"], max_regression=max_regression,
+        code=code_fingerprint(ranking_evaluator, evaluation)).with_id("Evaluator")
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, pusher],
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, last_blessed,
+                    evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

@@ -1,5 +1,6 @@
 """Pusher executor that keeps every SavedModel of the serving directory whole, and also pushes the ScaNN
 SavedModel as a version root of its own base (serving_layout.py), the one TF Serving with ScaNN ops serves.
+The Evaluator's report travels with the model: assets.extra/evaluation.json of the pushed version.
 
 The stock executor holds back each file named saved_model.pb and then copies only the top one, so the
 nested ScaNN SavedModel would arrive without its graph. Here every file is copied, each top saved_model.pb
@@ -17,27 +18,32 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from tfx_pipeline.serving_layout import scann_base
-from trainer_module.export import SCANN_DIR
+from tfx_pipeline.evaluator import EVALUATION_FILE
+from trainer_module.export import EXTRA_DIR, SCANN_DIR
 
 SAVED_MODEL_PB = "saved_model.pb"
 
 
-def _copy_saved_model(src: str, dst: str):
+def _copy_saved_model(src: str, dst: str, extra_files: tuple[str, ...] = ()):
+    """extra_files go into dst/assets.extra/ before the top graph, which makes the version complete."""
     top_graph = os.path.join(src, SAVED_MODEL_PB)
     io_utils.copy_dir(src, dst, deny_regex_patterns=[f"^{re.escape(top_graph)}$"])
+    for path in extra_files:
+        io_utils.copy_file(path, os.path.join(dst, EXTRA_DIR, os.path.basename(path)), overwrite=True)
     io_utils.copy_file(top_graph, os.path.join(dst, SAVED_MODEL_PB))
 
 
-def push_version(model_path: str, base_directory: str) -> tuple[str, str]:
-    """Copies the model to <base_directory>/<unix time>/ and its ScaNN SavedModel to
-    <base_directory>-scann/<unix time>/ (first, so the main version appears last); returns (version, path)."""
+def push_version(model_path: str, base_directory: str, extra_files: tuple[str, ...] = ()) -> tuple[str, str]:
+    """Copies the model (with extra_files in its assets.extra/) to <base_directory>/<unix time>/ and its
+    ScaNN SavedModel to <base_directory>-scann/<unix time>/ (first, so the main version appears last);
+    returns (version, path)."""
     version = int(time.time())
     while any(fileio.exists(os.path.join(base, str(version)))  # two pushes within a second: distinct versions
               for base in (base_directory, scann_base(base_directory))):
         version += 1
     _copy_saved_model(os.path.join(model_path, SCANN_DIR), os.path.join(scann_base(base_directory), str(version)))
     serving_path = os.path.join(base_directory, str(version))
-    _copy_saved_model(model_path, serving_path)
+    _copy_saved_model(model_path, serving_path, extra_files)
     return str(version), serving_path
 
 
@@ -51,6 +57,12 @@ class Executor(pusher_executor.Executor):
         destination = proto_utils.json_to_proto(
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], pusher_pb2.PushDestination())
         model_path = self.GetModelPath(input_dict).rstrip("/")
-        version, serving_path = push_version(model_path, destination.filesystem.base_directory)
+        blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        if blessing.get_string_custom_property("baseline_model") == blessing.get_string_custom_property(
+                "current_model"):  # an unchanged re-run: the last blessed model is this one, pushed back then
+            self._MarkNotPushed(model_push)
+            return
+        version, serving_path = push_version(model_path, destination.filesystem.base_directory,
+                                             (os.path.join(blessing.uri, EVALUATION_FILE),))
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as the stock executor keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
