@@ -19,13 +19,19 @@ class Item:
     popularity: int
 
 
+def pushed_versions(model_base: str) -> list[str]:
+    """The integer versions under model_base whose top saved_model.pb is there (the Pusher writes it last),
+    oldest first."""
+    versions = [v.strip("/") for v in (tf.io.gfile.listdir(model_base) if tf.io.gfile.isdir(model_base) else [])]
+    return sorted((v for v in versions if v.isdigit()
+                   and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))), key=int)
+
+
 def newest_version(model_base: str) -> str:
-    """The highest integer version under model_base whose top saved_model.pb is there (the Pusher writes it last)."""
-    versions = [v for v in (tf.io.gfile.listdir(model_base) if tf.io.gfile.isdir(model_base) else [])
-                if v.strip("/").isdigit() and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))]
+    versions = pushed_versions(model_base)
     if not versions:
         raise FileNotFoundError(f"{model_base}: no pushed model version (expected <model-base>/<integer>/)")
-    return max((v.strip("/") for v in versions), key=int)
+    return versions[-1]
 
 
 class Catalog:

@@ -101,6 +101,13 @@ class FeedbackStore:
         with self._lock:
             return dict(self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall())
 
+    def count_by_period(self, chars: int, since: str) -> list[tuple[str, str, int]]:
+        """(period, interaction_type, count) of the events timestamped `since` or later, a period being the
+        first `chars` characters of their ISO timestamps (13: the hour)."""
+        with self._lock:
+            return self._db.execute("SELECT substr(timestamp, 1, ?), interaction_type, count(*) FROM feedback "
+                                    "WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY 1", (chars, since)).fetchall()
+
     def export(self, out_dir: str) -> str:
         """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path."""
         os.makedirs(out_dir, exist_ok=True)
