@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from proxy import schemas
+from proxy import schemas, web
 from proxy.batcher import Batcher
 from proxy.bigquery_sink import BigQuerySink
 from proxy.feedback_store import FeedbackStore
@@ -75,9 +75,10 @@ class BodyLimit:
 
 
 class ApiKey:
-    """ASGI middleware: answers 401 unless the X-API-Key header carries the key (health checks stay open)."""
+    """ASGI middleware: answers 401 unless the X-API-Key header carries the key (health checks and the web
+    page's files stay open)."""
 
-    OPEN = ("/healthz", "/readyz")
+    OPEN = ("/healthz", "/readyz", *web.PAGE_FILES)
 
     def __init__(self, app, key: str):
         self.app, self.key = app, key.encode()
@@ -153,7 +154,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         if settings.data_dir:
             from tfx_pipeline.data import local_source
             history.add_events(local_source.recent_events(local_source.open_data_dir(settings.data_dir), SEEN_LIMIT))
-        store = FeedbackStore(settings.feedback_db)
+        store = app.state.feedback_store = FeedbackStore(settings.feedback_db)
         history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
         app.state.feedback_writer = Batcher(store.append_groups)
         sink = BigQuerySink(store, settings.bigquery_table) if settings.bigquery_table else None
@@ -302,6 +303,8 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         if ready is not None and not await run_in_threadpool(ready):
             raise Unavailable("model backend not ready")
         return {"status": "ready", "model_version": watcher.version}
+
+    app.include_router(web.router(settings.model_base, serving, history))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics():

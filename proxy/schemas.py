@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -91,3 +91,48 @@ class BatchFeedbackAccepted(BaseModel):
 
 class Error(BaseModel):
     error: str = Field(description="what is wrong, naming the field")
+
+# The web page's reads (proxy/web.py).
+
+class HistoryItem(BaseModel):
+    item_id: str
+    title: Optional[str] = None
+    category: Optional[str] = None
+
+
+class UserHistory(BaseModel):
+    user_id: str
+    known: bool = Field(description="the model has this user id in its vocabulary")
+    history: list[HistoryItem] = Field(description="the items /recommend takes as the user's history, most recent "
+                                                   "first")
+    seen: int = Field(description="how many distinct items /recommend leaves out by default")
+
+
+class ExampleUsers(BaseModel):
+    users: list[str]
+
+
+class ModelVersion(BaseModel):
+    version: str = Field(description="the push time in Unix seconds")
+    serving: bool = Field(description="the version the API answers with")
+    export_report: Optional[dict[str, Any]] = Field(
+        description="assets.extra/export_report.json: training time, ScaNN recall@10 against exact search, sizes, "
+                    "hyperparameters")
+    evaluation: Optional[dict[str, Any]] = Field(
+        description="assets.extra/evaluation.json: the pipeline's evaluation against the baselines; null when the "
+                    "version has none")
+
+
+class ModelVersions(BaseModel):
+    versions: list[ModelVersion] = Field(description="newest first")
+
+
+Period = Literal["minute", "hour", "day"]
+
+
+class FeedbackStats(BaseModel):
+    bucket: Period
+    starts: list[datetime] = Field(description="the start of each period (UTC), oldest first")
+    counts: dict[str, list[int]] = Field(description="events per interaction type in each period, by their "
+                                                     "timestamps; types without events left out")
+    totals: dict[str, int] = Field(description="every stored event per interaction type")

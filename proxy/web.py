@@ -1,0 +1,130 @@
+"""The web page to try and watch the recommender (proxy/static/, served at /) and the JSON it reads besides
+/recommend, /similar and /feedback: example users, a user's history, the pushed versions' reports, feedback
+counts over time."""
+
+import itertools
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Callable
+
+import tensorflow as tf
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from proxy import schemas
+from proxy.catalog import Catalog, pushed_versions
+from proxy.feedback_store import utc_iso
+from proxy.history import HistoryStore
+from proxy.model_watcher import ServingModel
+from trainer_module import export
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+# The page's files, open without the API key: the page asks for the key when a call needs it.
+PAGE_FILES = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}
+# Written by tfx_pipeline/evaluator.py; named here because the API's image has no TFX to import it from.
+EVALUATION_FILE = "evaluation.json"
+PERIODS = {"minute": (16, 60), "hour": (13, 3600), "day": (10, 86400)}  # ISO timestamp prefix, seconds
+ERRORS = {422: {"model": schemas.Error}, 503: {"model": schemas.Error}}
+
+
+class VersionReports:
+    """The reports in each pushed version's assets.extra/, read once: a version is complete once pushed
+    (the Pusher writes its saved_model.pb last) and never changes."""
+
+    def __init__(self, model_base: str):
+        self.model_base = model_base
+        self._reports: dict[str, tuple] = {}
+
+    def get(self, version: str) -> tuple[dict | None, dict | None]:
+        """(export report, evaluation) of a version, None for a file it does not have."""
+        if version not in self._reports:
+            extra = os.path.join(self.model_base, version, export.EXTRA_DIR)
+            self._reports[version] = tuple(_read_json(os.path.join(extra, name))
+                                           for name in (export.REPORT_FILE, EVALUATION_FILE))
+        return self._reports[version]
+
+
+def _read_json(path: str) -> dict | None:
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as fh:
+        return json.load(fh)
+
+
+def _history_item(catalog: Catalog, item_id: str) -> schemas.HistoryItem:
+    item = catalog.items.get(item_id)
+    return schemas.HistoryItem(item_id=item_id, title=item.title if item else None,
+                               category=item.category if item else None)
+
+
+def _page_file(name: str):
+    async def page_file():
+        # no-cache: the browser revalidates (ETag), so a new release's page is never mixed with an old script
+        return FileResponse(os.path.join(STATIC_DIR, name), headers={"Cache-Control": "no-cache"})
+    return page_file
+
+
+def router(model_base: str, serving: Callable[[], ServingModel], history: HistoryStore) -> APIRouter:
+    """The page's routes. serving() gives the current model (or raises for a 503); the feedback store is
+    app.state.feedback_store."""
+    api = APIRouter()
+    reports = VersionReports(model_base)
+    for path, name in PAGE_FILES.items():
+        api.add_api_route(path, _page_file(name), methods=["GET"], include_in_schema=False)
+
+    @api.get("/users", response_model=schemas.ExampleUsers, responses=ERRORS)
+    async def example_users(limit: int = Query(12, ge=1, le=100)):
+        """A few users to try: ones the model knows with a history here, else any the model knows."""
+        known = serving().catalog.known_users
+        users = list(itertools.islice((u for u in history.users() if u in known), limit))
+        return schemas.ExampleUsers(users=sorted(users or itertools.islice((u for u in known if u), limit)))
+
+    @api.get("/users/{user_id}/history", response_model=schemas.UserHistory, responses=ERRORS)
+    async def user_history(user_id: Annotated[schemas.Id, Path()]):  # (`= Path()` would skip Id's checks)
+        """The user's recent items as /recommend sees them."""
+        catalog = serving().catalog
+        return schemas.UserHistory(user_id=user_id, known=user_id in catalog.known_users,
+                                   history=[_history_item(catalog, i) for i in reversed(history.history(user_id))],
+                                   seen=len(history.seen(user_id)))
+
+    def version_report(version: str, serving_version: str) -> schemas.ModelVersion:
+        export_report, evaluation = reports.get(version)
+        return schemas.ModelVersion(version=version, serving=version == serving_version,
+                                    export_report=export_report, evaluation=evaluation)
+
+    @api.get("/model", response_model=schemas.ModelVersion, responses=ERRORS)
+    async def model():
+        """The serving version's export report and evaluation."""
+        version = serving().catalog.version
+        return await run_in_threadpool(version_report, version, version)
+
+    @api.get("/model/versions", response_model=schemas.ModelVersions, responses=ERRORS)
+    async def model_versions(limit: int = Query(20, ge=1, le=1000)):
+        """The newest pushed versions under the model base with their reports, newest first."""
+        current = serving().catalog.version
+        return schemas.ModelVersions(versions=await run_in_threadpool(
+            lambda: [version_report(v, current) for v in pushed_versions(model_base)[::-1][:limit]]))
+
+    @api.get("/feedback/stats", response_model=schemas.FeedbackStats, responses=ERRORS)
+    async def feedback_stats(request: Request, bucket: schemas.Period = Query("minute"),
+                             buckets: int = Query(60, ge=1, le=1000)):
+        """Feedback events per interaction type in each of the last `buckets` periods (UTC, by the events'
+        timestamps, the current period last), and every stored event per type."""
+        chars, seconds = PERIODS[bucket]
+        first = (math.floor(time.time() / seconds) - buckets + 1) * seconds
+        starts = [datetime.fromtimestamp(first + n * seconds, timezone.utc) for n in range(buckets)]
+        position = {utc_iso(start)[:chars]: n for n, start in enumerate(starts)}
+        store = request.app.state.feedback_store
+        rows = await run_in_threadpool(store.count_by_period, chars, utc_iso(starts[0]))
+        counts = {}
+        for period, kind, count in rows:
+            if period in position:  # events timestamped in the future are left out
+                counts.setdefault(kind, [0] * buckets)[position[period]] = count
+        return schemas.FeedbackStats(bucket=bucket, starts=starts, counts=counts,
+                                     totals=await run_in_threadpool(store.count_by_type))
+
+    return api
