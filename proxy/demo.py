@@ -1,7 +1,8 @@
 """The end of `make demo`: starts `recsys serve` on the model just pushed and talks to it as an app would.
 
 Usage: python -m proxy.demo --model-base W/serving/NAME --data DIR --feedback-db PATH [--port 8080]
-Keeps the API running afterwards when attached to a terminal (Ctrl-C stops it).
+Keeps the API running afterwards when attached to a terminal (Ctrl-C stops it); the last line printed is
+the address of its web page.
 """
 
 import argparse
@@ -44,8 +45,11 @@ def main():
             similar = api.similar(clicked, k=3)
             print(f"\nGET /similar/{clicked}: " + ", ".join(f"{s['item_id']} {s.get('title', '')}"
                                                          for s in similar["similar"]))
-        if sys.stdin.isatty():
-            print(f"\nThe API keeps running at {url} (OpenAPI docs at {url}/docs). Ctrl-C stops it.")
+        keep_running = sys.stdin.isatty()
+        print(f"\nThe API keeps running (OpenAPI docs at {url}/docs); Ctrl-C stops it. Its web page:" if keep_running
+              else "\nNot a terminal: the API stops now (in a terminal it keeps running). Its web page:")
+        print(f"{url}/")
+        if keep_running:
             server.wait()
     except KeyboardInterrupt:
         pass
