@@ -156,7 +156,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             history.add_events(local_source.recent_events(local_source.open_data_dir(settings.data_dir), SEEN_LIMIT))
         store = app.state.feedback_store = FeedbackStore(settings.feedback_db)
         history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
-        app.state.feedback_writer = Batcher(store.append_groups)
+        app.state.feedback_writer = Batcher(store.accept_groups)
         sink = BigQuerySink(store, settings.bigquery_table) if settings.bigquery_table else None
         if sink:
             sink.start()
@@ -271,14 +271,15 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
                 raise HTTPException(422, f"{where}rating: required when feedback_type is rating")
         items = watcher.current.catalog.items if watcher.current else {}
         rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value, rating=e.rating,
-                     timestamp=e.timestamp, request_id=e.request_id,
+                     timestamp=e.timestamp, request_id=e.request_id, idempotency_key=e.idempotency_key,
                      category=items[e.item_id].category if e.item_id in items else "") for e in events]
         # Concurrent requests' events share one transaction (one fsync); each answers only once it committed.
-        event_ids = await request.app.state.feedback_writer.submit(rows)
-        for row in rows:
-            history.add(row["user_id"], row["item_id"], row["interaction_type"])
-            feedback_events.labels(row["interaction_type"]).inc()
-        return event_ids
+        accepted = await request.app.state.feedback_writer.submit(rows)
+        for row, (_, stored) in zip(rows, accepted):
+            if stored:  # not a retry of an event already stored (its idempotency_key): counted once
+                history.add(row["user_id"], row["item_id"], row["interaction_type"])
+                feedback_events.labels(row["interaction_type"]).inc()
+        return [event_id for event_id, _ in accepted]
 
     @app.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
     async def feedback(request: Request, body: schemas.FeedbackEvent):

@@ -3,6 +3,7 @@ the API answers 202. Its rows have the interactions contract's columns, so `expo
 data-directory file that the next training run reads beside the original interactions. In the cloud it
 is also the write-ahead buffer of the BigQuery sink, which records how far it has delivered."""
 
+import contextlib
 import csv
 import json
 import os
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS feedback (
   timestamp TEXT NOT NULL,                 -- ISO 8601, UTC
   category TEXT NOT NULL,                  -- the item's, from the model's catalog ('' if it has none)
   request_id TEXT,
-  received_at TEXT NOT NULL
+  received_at TEXT NOT NULL,
+  idempotency_key TEXT                     -- the client's, optional; unique (index below)
 );
 CREATE TABLE IF NOT EXISTS delivered (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL)"""
 
@@ -52,30 +54,66 @@ class FeedbackStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a crash of the machine, not only ours
         self._db.executescript(SCHEMA)
+        with self._transaction():  # databases from before idempotency keys get the column
+            if "idempotency_key" not in [c[1] for c in self._db.execute("PRAGMA table_info(feedback)")]:
+                self._db.execute("ALTER TABLE feedback ADD COLUMN idempotency_key TEXT")
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency_key "
+                             "ON feedback (idempotency_key)")  # NULLs (no key) never collide
 
-    def append(self, events: list[dict]) -> list[str]:
-        """Stores events (user_id, item_id, interaction_type, rating, timestamp, category, request_id) in
-        one transaction; returns their new event ids once committed."""
-        now = utc_iso(datetime.now(timezone.utc))
-        rows = [(uuid.uuid4().hex, e["user_id"], e["item_id"], e["interaction_type"], e.get("rating"),
-                 utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("category") or "",
-                 e.get("request_id"), now) for e in events]
+    @contextlib.contextmanager
+    def _transaction(self):
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between look-up and insert
             try:
-                self._db.executemany(
-                    "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
-                    "request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return [r[0] for r in rows]
+
+    def accept(self, events: list[dict]) -> list[tuple[str, bool]]:
+        """Stores events (user_id, item_id, interaction_type, rating, timestamp, category, request_id,
+        idempotency_key) in one transaction; returns each one's (event_id, stored) once committed. An event
+        whose idempotency_key is already stored (or comes earlier in `events`) is a client's retry: it is not
+        stored again and gets the first event's id with stored False."""
+        now = utc_iso(datetime.now(timezone.utc))
+        accepted, rows, keys = [], [], {}
+        with self._transaction():
+            for e in events:
+                key = e.get("idempotency_key")
+                if key is not None and key not in keys:
+                    first = self._db.execute("SELECT event_id FROM feedback WHERE idempotency_key = ?",
+                                             (key,)).fetchone()
+                    if first:
+                        keys[key] = first[0]
+                if key is not None and key in keys:
+                    accepted.append((keys[key], False))
+                    continue
+                event_id = uuid.uuid4().hex
+                if key is not None:
+                    keys[key] = event_id
+                rows.append((event_id, e["user_id"], e["item_id"], e["interaction_type"], e.get("rating"),
+                             utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("category") or "",
+                             e.get("request_id"), now, key))
+                accepted.append((event_id, True))
+            self._db.executemany(
+                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
+                "request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return accepted
+
+    def append(self, events: list[dict]) -> list[str]:
+        """As accept(), only the event ids."""
+        return [event_id for event_id, _ in self.accept(events)]
+
+    def accept_groups(self, groups: list[list[dict]]) -> list[list[tuple[str, bool]]]:
+        """Stores several requests' events in one transaction (idempotency keys shared by them included);
+        returns each request's (event_id, stored) pairs."""
+        accepted = iter(self.accept([event for group in groups for event in group]))
+        return [[next(accepted) for _ in group] for group in groups]
 
     def append_groups(self, groups: list[list[dict]]) -> list[list[str]]:
-        """Stores several requests' events in one transaction; returns each request's event ids."""
-        ids = iter(self.append([event for group in groups for event in group]))
-        return [[next(ids) for _ in group] for group in groups]
+        """As accept_groups(), only the event ids."""
+        return [[event_id for event_id, _ in group] for group in self.accept_groups(groups)]
 
     def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
         """Stored events in arrival order, after `after_seq`."""

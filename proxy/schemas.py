@@ -75,6 +75,9 @@ class FeedbackEvent(Strict):
                                     description="required when feedback_type is rating")
     request_id: Optional[Id] = Field(None, description="the request_id of the /recommend answer it reacts to")
     timestamp: Optional[datetime] = Field(None, strict=False, description="ISO 8601; default: when received")
+    idempotency_key: Optional[Id] = Field(None, description="the client's unique key for this event (e.g. a UUID): "
+                                                            "an event whose key is already stored is not stored "
+                                                            "again and is answered with the first one's event_id")
 
 
 class FeedbackAccepted(BaseModel):

@@ -1,6 +1,7 @@
 """The API run for real on 127.0.0.1 over the model the pipeline pushed (embedded backend)."""
 
 import collections
+import concurrent.futures
 import csv
 import os
 import sqlite3
@@ -217,3 +218,65 @@ def test_api_key_when_configured(pipeline_run, tmp_path):
         assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
         assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "wrong"}).status_code == 401
         assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+# Idempotency keys: a client's retry after a lost 202 is not stored twice.
+
+def feedback_counter(url, kind: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(f'recsys_feedback_events_total{{feedback_type="{kind}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def stored(db, **where):
+    clause = " AND ".join(f"{k} = ?" for k in where)
+    return sqlite3.connect(db).execute(f"SELECT event_id FROM feedback WHERE {clause}",
+                                       tuple(where.values())).fetchall()
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_same_event_id_and_is_stored_once(api):
+    url, db = api
+    event = {"user_id": "retrying-user", "item_id": "i00001", "feedback_type": "cart_add", "idempotency_key": "k-1"}
+    before = feedback_counter(url, "cart_add")
+    first = post(url, "/feedback", event)
+    assert first.status_code == 202 and feedback_counter(url, "cart_add") == before + 1
+    again = post(url, "/feedback", event)
+    assert again.status_code == 202 and again.json() == first.json()
+    assert stored(db, idempotency_key="k-1") == [(first.json()["event_id"],)]
+    assert feedback_counter(url, "cart_add") == before + 1  # counted (and added to the history) once
+    other = post(url, "/feedback", {**event, "idempotency_key": "k-2"})
+    assert other.status_code == 202 and other.json() != first.json()
+    assert len(stored(db, user_id="retrying-user")) == 2
+
+
+def test_a_duplicate_idempotency_key_inside_one_batch_and_across_batches(api):
+    url, db = api
+    events = [{"user_id": "batch-retry", "item_id": f"i{n:05d}", "feedback_type": "view",
+               "idempotency_key": f"b-{n % 2}"} for n in range(4)]
+    response = post(url, "/feedback/batch", {"events": events})
+    assert response.status_code == 202
+    ids = response.json()["event_ids"]
+    assert ids[0] == ids[2] and ids[1] == ids[3] and ids[0] != ids[1]
+    retried = post(url, "/feedback/batch", {"events": events[:2] + [{**events[0], "idempotency_key": "b-new"}]})
+    assert retried.json()["event_ids"][:2] == ids[:2]
+    new_id = retried.json()["event_ids"][2]
+    assert sorted(r[0] for r in stored(db, user_id="batch-retry")) == sorted({ids[0], ids[1], new_id})
+
+
+def test_concurrent_retries_sharing_a_key_store_one_event(api):
+    url, db = api
+    event = {"user_id": "racing-user", "item_id": "i00002", "feedback_type": "click", "idempotency_key": "race-1"}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(url, "/feedback", event), range(16)))
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["event_id"] for a in answers}) == 1
+    assert len(stored(db, idempotency_key="race-1")) == 1
+
+
+@pytest.mark.parametrize("key", ["", " ", "a\nb", "k" * (schemas.MAX_ID_LENGTH + 1), 42])
+def test_a_bad_idempotency_key_is_refused_like_an_id(api, key):
+    url, _ = api
+    response = post(url, "/feedback",
+                    {"user_id": "u", "item_id": "i", "feedback_type": "click", "idempotency_key": key})
+    assert response.status_code == 422 and response.json()["error"].startswith("idempotency_key:")
