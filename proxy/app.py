@@ -3,11 +3,13 @@
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -119,6 +121,9 @@ class Metrics:
             self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -127,13 +132,30 @@ def _too_large(max_bytes: int) -> JSONResponse:
     return JSONResponse({"error": f"request body larger than {max_bytes} bytes"}, status_code=413)
 
 
+def _location(loc: tuple) -> str:
+    """Where the problem is, as the client wrote it: a key that is not a plain name (an unknown "a.b", "x: y",
+    "", or "body" inside the body) is JSON-quoted, so that every location reads back as one field."""
+    parts = loc[1:] if loc[:1] == ("body",) else loc
+    return ".".join(str(p) if isinstance(p, int) or _PLAIN_NAME.fullmatch(str(p)) and p != "body"
+                    else json.dumps(p, ensure_ascii=False)
+                    for p in parts) or "body"
+
+
 def _validation_message(error: dict) -> str:
-    field = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
+    field = _location(tuple(error["loc"]))
     if error["type"] == "json_invalid":
         return f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
     if error["loc"] == ("body",) and error["type"] in ("model_type", "model_attributes_type", "dict_type"):
         return "body: expected a JSON object (Content-Type: application/json)"
     return f"{field}: {error['msg']}"
+
+
+def _undecodable_body(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"malformed JSON: the body is not UTF-8 text (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "malformed JSON: nested too deeply"
+    return f"malformed JSON: {type(cause).__name__}"
 
 
 def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
@@ -199,7 +221,10 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        message = str(exc.detail)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body as JSON
+            message = _undecodable_body(exc.__cause__)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request, exc: Unavailable):
@@ -254,8 +279,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
 
     @app.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
                                                                                       **ERRORS})
-    async def similar(item_id: schemas.Id = Path(), k: int = Query(10, ge=1, le=100)):
+    async def similar(item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100)):
         """The items closest to item_id in the model's item space."""
+        # (`item_id: schemas.Id = Path()` would neither check nor document Id's constraints)
         model = serving()
         if item_id not in model.catalog.items:
             raise HTTPException(404, f"item_id: unknown item {item_id!r}")

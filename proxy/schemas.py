@@ -1,10 +1,11 @@
 """The API's request and response bodies: the validation rules and the OpenAPI document come from here."""
 
+import re
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 MAX_ID_LENGTH = 256
 MAX_EXCLUDED = 400  # the SavedModel's limit per query (trainer_module.hparams.max_exclusions)
@@ -15,6 +16,29 @@ MAX_BATCH_EVENTS = 1000
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_LENGTH,
                                       pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f ][^\x00-\x1f\x7f]*$")]
 
+TIMESTAMP_YEARS = r"^(19[7-9][0-9]|2[0-9]{3})-"  # 1970..2999: no zone offset takes it out of datetime's range
+
+
+def _date_time_text(value):
+    """Only date-time text reaches the parser: pydantic would read numbers and digit strings as Unix time."""
+    if not isinstance(value, str) or not re.match(r"[0-9]{4}-", value):
+        raise ValueError("expected an ISO 8601 date-time string such as 2024-05-01T12:30:00Z")
+    if not re.match(TIMESTAMP_YEARS, value):
+        raise ValueError("the year must be from 1970 to 2999")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text),
+                      WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_YEARS})]
+
+
+def _integral(value):
+    """JSON Schema's integer includes 40.0 (a number without fraction), which strict int alone refuses."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_integral)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -22,7 +46,7 @@ class Strict(BaseModel):
 
 class RecommendRequest(Strict):
     user_id: Id
-    num_recommendations: int = Field(10, ge=1, le=100)
+    num_recommendations: Count = Field(10, ge=1, le=100)
     exclude_item_ids: list[Id] = Field(default_factory=list, max_length=MAX_EXCLUDED)
     exclude_seen: bool = Field(True, description="leave out the items the user already interacted with")
 
@@ -68,13 +92,18 @@ class FeedbackType(str, Enum):
 
 
 class FeedbackEvent(Strict):
+    model_config = ConfigDict(json_schema_extra={  # declares the rule store_feedback enforces
+        "if": {"properties": {"feedback_type": {"const": "rating"}}, "required": ["feedback_type"]},
+        "then": {"properties": {"rating": {"type": "number"}}, "required": ["rating"]}})
+
     user_id: Id
     item_id: Id
     feedback_type: FeedbackType = Field(strict=False)  # the JSON string names the member
     rating: Optional[float] = Field(None, ge=0, le=10, allow_inf_nan=False,
                                     description="required when feedback_type is rating")
     request_id: Optional[Id] = Field(None, description="the request_id of the /recommend answer it reacts to")
-    timestamp: Optional[datetime] = Field(None, strict=False, description="ISO 8601; default: when received")
+    timestamp: Optional[Timestamp] = Field(None, strict=False, description="ISO 8601 (a time without zone is UTC), "
+                                                                          "year 1970 to 2999; default: when received")
     idempotency_key: Optional[Id] = Field(None, description="the client's unique key for this event (e.g. a UUID): "
                                                             "an event whose key is already stored is not stored "
                                                             "again and is answered with the first one's event_id")

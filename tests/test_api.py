@@ -220,6 +220,75 @@ def test_api_key_when_configured(pipeline_run, tmp_path):
         assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
+# Found by the schema-driven fuzzing (tests/test_api_fuzz.py); one regression test each.
+
+def test_a_body_that_is_not_utf8_or_nested_too_deeply_is_a_named_400(api):
+    url, _ = api
+    response = httpx.post(url + "/recommend", content=b'{"user_id": "\xff"}',
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"].startswith("malformed JSON: the body is not UTF-8")
+    response = httpx.post(url + "/recommend", content=b"[" * 100_000 + b"]" * 100_000,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"] == "malformed JSON: nested too deeply"
+
+
+@pytest.mark.parametrize("timestamp, names", [
+    (0, "ISO 8601"),  # pydantic alone reads numbers and digit strings as Unix time
+    ("1700000000", "ISO 8601"),
+    ("0001-01-01T00:00:00+05:00", "1970 to 2999"),  # was a 500: out of datetime's range once in UTC
+    ("9999-12-31T23:59:59-23:59", "1970 to 2999"),
+    ("0999-01-01T00:00:00Z", "1970 to 2999"),  # was stored as "999-01-01T...", which the pipeline refuses
+])
+def test_timestamps_outside_iso_text_and_years_1970_to_2999_are_refused(api, timestamp, names):
+    url, db = api
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()
+    response = post(url, "/feedback",
+                    {"user_id": "u", "item_id": "i", "feedback_type": "click", "timestamp": timestamp})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"].startswith("timestamp:") and names in response.json()["error"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone() == count
+
+
+def test_a_timestamp_with_an_offset_is_stored_in_utc(api):
+    url, db = api
+    response = post(url, "/feedback", {"user_id": "u-ts", "item_id": "i", "feedback_type": "click",
+                                       "timestamp": "1970-01-01T00:30:00+01:00"})
+    assert response.status_code == 202
+    stored = sqlite3.connect(db).execute("SELECT timestamp FROM feedback WHERE event_id = ?",
+                                         (response.json()["event_id"],)).fetchone()
+    assert stored == ("1969-12-31T23:30:00.000000Z",)
+
+
+def test_an_integral_float_is_a_valid_integer(api):
+    url, _ = api  # JSON Schema's integer (the OpenAPI document's type) includes 4.0
+    assert len(recommend(url, user_id="u", num_recommendations=4.0)["recommendations"]) == 4
+
+
+def test_the_openapi_document_declares_what_the_api_enforces(api):
+    url, _ = api
+    doc = httpx.get(url + "/openapi.json").json()
+    event = doc["components"]["schemas"]["FeedbackEvent"]
+    assert event["if"]["properties"]["feedback_type"] == {"const": "rating"} and event["then"]["required"] == ["rating"]
+    [item_id] = [p for p in doc["paths"]["/similar/{item_id}"]["get"]["parameters"] if p["name"] == "item_id"]
+    assert item_id["schema"]["maxLength"] == schemas.MAX_ID_LENGTH and "pattern" in item_id["schema"]
+    [timestamp] = [s for s in event["properties"]["timestamp"]["anyOf"] if s.get("type") == "string"]
+    assert timestamp["format"] == "date-time" and timestamp["pattern"] == schemas.TIMESTAMP_YEARS
+
+
+@pytest.mark.parametrize("item_id", ["a%01b", "x" * 257])
+def test_similar_checks_the_item_id_like_every_id(api, item_id):
+    url, _ = api  # was a 404 echoing the id back
+    response = httpx.get(f"{url}/similar/{item_id}")
+    assert response.status_code == 422 and response.json()["error"].startswith("path.item_id:")
+
+
+@pytest.mark.parametrize("key, quoted", [("a.b", '"a.b"'), ("", '""'), ("x: y; z", '"x: y; z"'), ("body", '"body"')])
+def test_an_unknown_key_is_named_unambiguously(api, key, quoted):
+    url, _ = api
+    response = post(url, "/recommend", {"user_id": "u", key: 1})
+    assert response.status_code == 422 and response.json()["error"] == f"{quoted}: Extra inputs are not permitted"
+
+
 # Idempotency keys: a client's retry after a lost 202 is not stored twice.
 
 def feedback_counter(url, kind: str) -> float:
