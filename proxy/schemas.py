@@ -124,6 +124,7 @@ class BatchFeedbackAccepted(BaseModel):
 class Error(BaseModel):
     error: str = Field(description="what is wrong, naming the field")
 
+
 # The web page's reads (proxy/web.py).
 
 class HistoryItem(BaseModel):

@@ -63,6 +63,18 @@ def test_dislikes_are_neither_targets_nor_history(tmp_path):
     assert local_source.recent_events(con, per_user=2) == [("u1", "b", "dislike"), ("u1", "c", "view")]
 
 
+def test_an_event_logged_twice_counts_once_but_a_repeat_at_another_time_counts_again(tmp_path):
+    data = write(tmp_path, f"{HEADER}\n"
+                           "u1,a,view,,2024-01-01T00:00:01Z,x,\n"
+                           "u1,a,view,,2024-01-01T00:00:01Z,x,\n"  # the same row twice: logged twice
+                           "u1,b,view,,2024-01-01T00:00:02Z,x,{}\n"
+                           "u1,b,view,,2024-01-01T00:00:02Z,x,\n"  # differs only in the unused features
+                           "u1,a,view,,2024-01-01T00:00:03Z,x,\n")  # viewed again later: a new event
+    con = local_source.open_data_dir(data)
+    rows = con.execute(history_query("interactions") + " ORDER BY timestamp").fetchall()
+    assert [(r[1], r[6]) for r in rows] == [("a", None), ("b", ["a"]), ("a", ["a", "b"])]
+
+
 def test_movielens_latest_small_layout(tmp_path):
     src = write(tmp_path / "src", "userId,movieId,rating,timestamp\n1,10,4.5,964982703\n2,20,3.0,964981247\n",
                 "ratings.csv")

@@ -14,8 +14,9 @@ from tfx_pipeline.data import local_source
 from tfx_pipeline.serving_layout import scann_base
 from trainer_module import export
 
-COMPONENTS = ["FileBasedExampleGen", "last_blessed_model", "StatisticsGen", "SchemaGen", "ExampleValidator",
-              "Transform", "Trainer", "Evaluator", "Pusher"]
+# In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
+COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
+              "Transform", "Trainer", "last_blessed_model", "Evaluator", "Pusher"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,13 @@ def train_events(sample_split):
 
 
 def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipeline_run):
-    assert [line.split(":")[0].removeprefix("[pipeline] ") for line in pipeline_run["lines"][::2]] == COMPONENTS
+    started = [line.split(":")[0].removeprefix("[pipeline] ") for line in pipeline_run["lines"][::2]]
+    assert sorted(started) == sorted(COMPONENTS)
+    for before, after in [("FileBasedExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
+                          ("ContractSchemaGen", "ExampleValidator"), ("ExampleValidator", "AnomaliesGate"),
+                          ("AnomaliesGate", "Transform"), ("Transform", "Trainer"), ("Trainer", "Evaluator"),
+                          ("last_blessed_model", "Evaluator"), ("Evaluator", "Pusher")]:
+        assert started.index(before) < started.index(after), (before, after)
     pushed = pipeline_run["pushed"]
     assert os.path.dirname(pushed) == os.path.join(pipeline_run["workdir"], "serving", "recsys")
     assert os.path.basename(pushed).isdigit()
@@ -50,7 +57,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
 
 
 def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipeline_run):
-    with open(os.path.join(pipeline_run["pushed"], export.EXTRA_DIR, "evaluation.json")) as fh:
+    with open(os.path.join(pipeline_run["pushed"], export.EXTRA_DIR, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     assert report == pipeline_run["evaluation"]
     assert report["blessed"] is True and "beats most popular" in report["reason"]

@@ -6,9 +6,11 @@ import shutil
 
 import pytest
 
-from tfx_pipeline import local_runner
+from tfx_pipeline import cli, local_runner
+from tfx_pipeline.data import local_source, sample
 
-UPSTREAM = ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform"]
+UPSTREAM = ["FileBasedExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
+            "Transform"]
 
 
 def _workdir_sharing_the_cache(pipeline_run, tmp_path) -> str:
@@ -50,3 +52,18 @@ def test_a_model_that_does_not_beat_popularity_is_not_blessed_nor_pushed(pipelin
     assert result["pushed"] is None and "[pipeline] Pusher: started" in lines
     serving = local_runner.serving_dir(workdir, "recsys")
     assert not os.path.exists(serving) or not os.listdir(serving)
+
+
+def test_examples_that_break_the_contract_schema_stop_the_run_before_transform(tmp_path, monkeypatch, capsys):
+    data = str(tmp_path / "data")
+    sample.generate(data, users=20, items=15, events=400, seed=3)
+    with open(os.path.join(data, "interactions.csv"), "a") as fh:  # a type the contract does not have
+        fh.writelines(f"u00001,i0000{n},wishlist,,2024-03-01T00:00:0{n}Z,g1,\n" for n in range(5))
+    # Rows from BigQuery get no local checks: switched off here, ExampleValidator is what must catch this.
+    monkeypatch.setattr(local_source, "_check_interactions", lambda con, path, table: [])
+    workdir = str(tmp_path / "work")
+    assert cli.main(["pipeline", "run", "--data", data, "--workdir", workdir]) == 2
+    err = capsys.readouterr().err
+    assert "ExampleValidator" in err and "interaction_type" in err and "wishlist" in err
+    assert "Traceback" not in err
+    assert not os.path.exists(os.path.join(workdir, "pipeline_root", "Transform"))

@@ -21,8 +21,8 @@ from tfx_pipeline.data import local_source, sample
 from tfx_pipeline.history_query import history_query
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
-COMPONENTS = {"BigQueryExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "Evaluator", "Pusher"}
+COMPONENTS = {"BigQueryExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
+              "Transform", "Trainer", "Evaluator", "Pusher"}
 RESOLVERS = {"last_blessed_model-model-blessing-resolver", "last_blessed_model-model-resolver"}
 
 

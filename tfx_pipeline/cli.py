@@ -265,9 +265,10 @@ def main(argv=None) -> int:
     from proxy.api_client import ApiError
     from tfx_pipeline.cloud_config import ConfigError
     from tfx_pipeline.data.local_source import DataError
+    from tfx_pipeline.validation import DataAnomalies
     try:
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError, ApiError) as e:
+    except (DataError, DataAnomalies, ConfigError, FileNotFoundError, ApiError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -2,7 +2,8 @@
 
 Each event gets the user's preceding items (at most HISTORY_LENGTH, oldest first) through a window,
 so the history is computed where the data lives, by the engine that holds it. Dislikes are neither
-training targets nor history: every other interaction counts as a positive.
+training targets nor history: every other interaction counts as a positive. Duplicate rows (the same
+user, item, type, rating, time and category: an event logged twice) count once.
 """
 
 from transform import features as f
@@ -18,7 +19,8 @@ SELECT
   ARRAY_AGG({f.ITEM_ID}) OVER (
     PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP}, {f.ITEM_ID}
     ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {f.HISTORY}
-FROM {table}
+FROM (SELECT DISTINCT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE}, {f.RATING}, {f.TIMESTAMP}, {f.CATEGORY}
+      FROM {table})
 WHERE {f.INTERACTION_TYPE} != 'dislike'
 """
 

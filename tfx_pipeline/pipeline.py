@@ -15,6 +15,8 @@ from tfx.orchestration import pipeline as tfx_pipeline_lib
 from tfx_pipeline import evaluation
 from tfx_pipeline import evaluator as ranking_evaluator
 from tfx_pipeline import pusher as pusher_executor
+from tfx_pipeline import validation
+from transform import features
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.task.run_fn"
@@ -49,7 +51,8 @@ def create_pipeline(
     vertex_training: Optional[dict] = None,
     max_regression: float = 0.05,
 ) -> tfx_pipeline_lib.Pipeline:
-    """Wires ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator
+    """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
+    run) → Transform → Trainer → Evaluator
     (against the last blessed model, which a Resolver finds) → Pusher (blessed models only).
 
     example_gen: the data source component (tfx_pipeline.example_gen: local files or BigQuery).
@@ -62,11 +65,13 @@ def create_pipeline(
         be blessed; it must beat most popular in any case.
     """
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, features))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    gate = validation.AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
+                                    schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"code": code_fingerprint(transform_package)})
     trainer_config = {"hyperparameters": hyperparameters or {}, "items_uri": items_uri,
                       "code": code_fingerprint(trainer_module, transform_package)}
@@ -80,7 +85,7 @@ def create_pipeline(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(),  # epochs are a hyperparameter
         eval_args=tfx.proto.EvalArgs(),
         custom_config=trainer_config)
@@ -102,7 +107,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, last_blessed,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer, last_blessed,
                     evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
