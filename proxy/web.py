@@ -26,7 +26,6 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # The page's files, open without the API key: the page asks for the key when a call needs it.
 PAGE_FILES = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}
 # Written by tfx_pipeline/evaluator.py; named here because the API's image has no TFX to import it from.
-EVALUATION_FILE = "evaluation.json"
 PERIODS = {"minute": (16, 60), "hour": (13, 3600), "day": (10, 86400)}  # ISO timestamp prefix, seconds
 ERRORS = {422: {"model": schemas.Error}, 503: {"model": schemas.Error}}
 
@@ -44,7 +43,7 @@ class VersionReports:
         if version not in self._reports:
             extra = os.path.join(self.model_base, version, export.EXTRA_DIR)
             self._reports[version] = tuple(_read_json(os.path.join(extra, name))
-                                           for name in (export.REPORT_FILE, EVALUATION_FILE))
+                                           for name in (export.REPORT_FILE, export.EVALUATION_FILE))
         return self._reports[version]
 
 

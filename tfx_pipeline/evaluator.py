@@ -21,9 +21,9 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from tfx_pipeline import evaluation
+from trainer_module import export
 from transform import features as f
 
-EVALUATION_FILE = "evaluation.json"
 MAX_USERS = 10_000  # users evaluated per run (a seeded sample beyond that): minutes, not hours, at scale
 _COLUMNS = {f.USER_ID: tf.io.FixedLenFeature([], tf.string), f.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
             f.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
@@ -73,7 +73,7 @@ def RankingEvaluator(
     results = evaluation.compare(users_train, test, models)
     blessed, reason = evaluation.bless(results, max_regression)
     print(evaluation.report(results) + f"\n{'blessed' if blessed else 'NOT blessed'}: {reason}")
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, EVALUATION_FILE), "w") as out:
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, export.EVALUATION_FILE), "w") as out:
         json.dump({"k": evaluation.K, "blessed": blessed, "reason": reason, "max_regression": max_regression,
                    "metrics": results}, out, indent=2)
     # The properties TFX's own Evaluator sets: the Pusher and LatestBlessedModelStrategy read them.

@@ -10,9 +10,10 @@ from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
 
-from tfx_pipeline import evaluator, example_gen, history_query
+from tfx_pipeline import example_gen, history_query
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
+from trainer_module import export
 from transform import features
 
 PIPELINE_NAME = "recsys"
@@ -67,7 +68,7 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
         tfx.orchestration.LocalDagRunner().run(pipeline)
     new = sorted(set(_versions(serving_dir(workdir, model_name))) - before, key=int)
     [model], [blessing] = outputs["Trainer"]["model"], outputs["Evaluator"]["blessing"]
-    with open(os.path.join(blessing.uri, evaluator.EVALUATION_FILE)) as fh:
+    with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
             "timings": timings, "model": path_utils.serving_model_path(model.uri), "evaluation": report}

@@ -18,8 +18,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from tfx_pipeline.serving_layout import scann_base
-from tfx_pipeline.evaluator import EVALUATION_FILE
-from trainer_module.export import EXTRA_DIR, SCANN_DIR
+from trainer_module.export import EVALUATION_FILE, EXTRA_DIR, SCANN_DIR
 
 SAVED_MODEL_PB = "saved_model.pb"
 

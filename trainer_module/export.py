@@ -23,6 +23,7 @@ SCANN_DIR = "scann"
 EXTRA_DIR = "assets.extra"
 ITEMS_FILE = "items.csv"
 REPORT_FILE = "export_report.json"
+EVALUATION_FILE = "evaluation.json"  # written by the pipeline's Evaluator, shipped here by the Pusher
 POPULARITY = "popularity"
 RECOMMEND_SIGNATURE = "serving_default"
 SIMILAR_SIGNATURE = "similar_items"
