@@ -25,7 +25,6 @@ from trainer_module import export
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # The page's files, open without the API key: the page asks for the key when a call needs it.
 PAGE_FILES = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}
-# Written by tfx_pipeline/evaluator.py; named here because the API's image has no TFX to import it from.
 PERIODS = {"minute": (16, 60), "hour": (13, 3600), "day": (10, 86400)}  # ISO timestamp prefix, seconds
 ERRORS = {422: {"model": schemas.Error}, 503: {"model": schemas.Error}}
 
