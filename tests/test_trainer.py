@@ -66,14 +66,41 @@ def test_mirrored_strategy_trains_on_two_logical_devices():
     assert "replicas 2" in result.stdout
 
 
+def _batch(n: int, seed: int = 0, rated: bool = False) -> dict:
+    """Transformed features of n random events over 10 users, 20 items, 4 categories."""
+    rng = np.random.default_rng(seed)
+    return {f.USER_IDX: tf.constant(rng.integers(0, 10, n)), f.ITEM_IDX: tf.constant(rng.integers(0, 20, n)),
+            f.CATEGORY_IDX: tf.constant(rng.integers(0, 4, n)),
+            f.HISTORY_IDX: tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64)),
+            f.RATING: tf.constant(rng.uniform(1, 5, n) if rated else np.zeros(n), tf.float32),
+            f.RATING_WEIGHT: tf.constant(np.ones(n) if rated else np.zeros(n), tf.float32)}
+
+
 def test_model_trains_without_the_rating_head():
-    n = 64
-    rng = np.random.default_rng(0)
-    history = tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64))
-    data = tf.data.Dataset.from_tensor_slices({
-        f.USER_IDX: rng.integers(0, 10, n), f.ITEM_IDX: rng.integers(0, 20, n),
-        f.CATEGORY_IDX: rng.integers(0, 4, n), f.HISTORY_IDX: history,
-        f.RATING: np.zeros(n, "float32"), f.RATING_WEIGHT: np.zeros(n, "float32")}).batch(16)
+    data = tf.data.Dataset.from_tensor_slices(_batch(64)).batch(16)
     model = TwoTowerModel(HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21))
     model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     assert np.isfinite(model.fit(data, epochs=1, verbose=0).history["loss"][-1])
+
+
+def test_all_items_negatives_is_the_exact_softmax_over_the_catalog():
+    hp = HParams(embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5)
+    categories = np.arange(21) % 5
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), categories)
+    batch = _batch(16)
+    query = model.query_tower(batch[f.USER_IDX], batch[f.HISTORY_IDX]).numpy()
+    catalog = model.candidate_tower(tf.range(21), tf.constant(categories)).numpy()
+    logits = query @ catalog.T / hp.temperature
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -log_softmax[np.arange(16), batch[f.ITEM_IDX].numpy()].sum()
+    np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dropout, same", [(1.0, True), (0.0, False)])
+def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, same):
+    hp = HParams(embedding_dim=8, rating_weight=0.0, user_id_dropout=0.0, history_dropout=dropout)
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21))
+    batch, other_history = _batch(16), _batch(16, seed=1)[f.HISTORY_IDX]
+    losses = [model.compute_loss(batch, training=True).numpy(),
+              model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy()]
+    assert bool(losses[0] == pytest.approx(losses[1])) is same

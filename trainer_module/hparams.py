@@ -14,10 +14,16 @@ class HParams:
     # Share of training events whose user id is replaced by the out-of-vocabulary bucket, so that
     # bucket learns to stand for "a user we only know by their history" (new users at serving time).
     user_id_dropout: float = 0.1
+    # Share of training events whose history is left out, so the user embedding alone must carry the
+    # user's taste (the history is each event's preceding items: without this it learns mostly sequence).
+    history_dropout: float = 0.0
     # Loss weights: retrieval (in-batch softmax with the logQ popularity correction) and rating head.
     retrieval_weight: float = 1.0
     rating_weight: float = 0.1
     logq_correction: bool = True
+    # "in_batch": the other targets of the batch are the negatives (scales to any catalog; logQ-corrected);
+    # "all_items": softmax over the whole catalog each step (exact; for catalogs up to ~1e5 items).
+    negatives: str = "in_batch"
     # Export: results per query, and how many items a query may ask to leave out.
     top_k: int = 100
     max_exclusions: int = 400

@@ -49,7 +49,8 @@ class CandidateTower(tf.keras.Model):
 class TwoTowerModel(tfrs.Model):
     """Retrieval (in-batch softmax, logQ-corrected) plus an optional rating head on explicit ratings."""
 
-    def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts):
+    def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts,
+                 item_categories=None):
         super().__init__()
         self.hp = hp
         self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index
@@ -58,6 +59,9 @@ class TwoTowerModel(tfrs.Model):
         # Sampling probability of each item as an in-batch negative: its share of the training events.
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
+        if hp.negatives == "all_items":  # the exact softmax over the catalog: no sampling bias to correct
+            self.all_items = tf.range(num_items)
+            self.all_item_categories = tf.constant(item_categories, tf.int64)
         self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
         if hp.rating_weight > 0:  # built only when trained: Keras refuses unbuilt weights in the gradient
             self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
@@ -71,13 +75,23 @@ class TwoTowerModel(tfrs.Model):
         if training and self.hp.user_id_dropout > 0:
             drop = tf.random.uniform(tf.shape(user_idx)) < self.hp.user_id_dropout
             user_idx = tf.where(drop, tf.cast(self.oov_user, user_idx.dtype), user_idx)
-        query = self.query_tower(user_idx, features[f.HISTORY_IDX])
+        history_idx = features[f.HISTORY_IDX]
+        if training and self.hp.history_dropout > 0:
+            keep = tf.random.uniform(tf.shape(user_idx)) >= self.hp.history_dropout
+            history_idx = tf.sparse.retain(history_idx, tf.gather(keep, history_idx.indices[:, 0]))
+        query = self.query_tower(user_idx, history_idx)
         item_idx = features[f.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[f.CATEGORY_IDX])
-        sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
-        loss = self.hp.retrieval_weight * self.retrieval(
-            query, candidate, candidate_sampling_probability=sampling, candidate_ids=item_idx,
-            compute_metrics=False)
+        if self.hp.negatives == "all_items":
+            logits = tf.matmul(query, self.candidate_tower(self.all_items, self.all_item_categories),
+                               transpose_b=True) / self.hp.temperature
+            loss = self.hp.retrieval_weight * tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits))
+        else:
+            sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
+            loss = self.hp.retrieval_weight * self.retrieval(
+                query, candidate, candidate_sampling_probability=sampling, candidate_ids=item_idx,
+                compute_metrics=False)
         if self.hp.rating_weight > 0:
             predicted = self.rating_head(tf.concat([query, candidate], 1))
             loss += self.hp.rating_weight * self.rating_task(

@@ -79,7 +79,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
     with strategy.scope():
-        model = TwoTowerModel(hp, num_users, num_items, num_categories, counts)
+        model = TwoTowerModel(hp, num_users, num_items, num_categories, counts, categories)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
     started = time.time()
     history = model.fit(train, epochs=hp.epochs, validation_data=evaluation, verbose=2)
