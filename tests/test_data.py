@@ -39,17 +39,29 @@ def test_sample_has_the_contract_columns_and_planted_structure(tmp_path):
     assert ratings.fetchone() == (1.0, 5.0)
 
 
-def test_history_query_gives_each_event_the_users_preceding_items(tmp_path):
-    data = write(tmp_path, f"{HEADER}\n"
-                           "u1,a,view,,2024-01-01T00:00:03Z,x,\n"
-                           "u1,b,click,,2024-01-01T00:00:01Z,x,\n"
-                           "u2,a,rating,4,2024-01-01T00:00:02Z,x,\n"
-                           "u1,c,view,,2024-01-01T00:00:02Z,y,\n")
-    con = local_source.open_data_dir(data)
-    rows = con.execute(history_query("interactions", history_length=1) + " ORDER BY user_id, timestamp").fetchall()
-    assert [(r[0], r[1], r[6]) for r in rows] == [
-        ("u1", "b", None), ("u1", "c", ["b"]), ("u1", "a", ["c"]), ("u2", "a", None)]
-    assert rows[3][3] == 4.0 and rows[0][3] == 0.0
+def _history_rows(data_dir: str, **kwargs) -> list[tuple]:
+    con = local_source.open_data_dir(data_dir)
+    return con.execute(history_query("interactions", **kwargs) + " ORDER BY user_id, timestamp, item_id").fetchall()
+
+
+def test_each_event_gets_up_to_n_of_the_users_other_events_in_one_fixed_shuffled_order(tmp_path):
+    events = [f"u1,i{n},view,,2024-01-01T00:00:{n:02d}Z,x," for n in range(12)] + [
+        "u2,j0,rating,4,2024-01-01T00:00:02Z,x,", "u2,j1,click,,2024-01-01T00:00:03Z,x,"]
+    data = write(tmp_path, HEADER + "\n" + "\n".join(events) + "\n")
+    rows = _history_rows(data, history_length=20)
+    assert rows == _history_rows(data, history_length=20)  # the same order every run
+    u1 = [r for r in rows if r[0] == "u1"]
+    histories = {r[1]: r[6] or [] for r in u1}
+    # A window over one order of the user's events: the k-th event gets the k - 1 before it, never itself.
+    assert sorted(len(h) for h in histories.values()) == list(range(12))
+    assert all(item not in h and set(h) <= set(histories) for item, h in histories.items())
+    by_length = sorted(histories.items(), key=lambda kv: len(kv[1]))
+    assert all(h == previous + [item] for (item, previous), (_, h) in zip(by_length, by_length[1:]))
+    # Not time order: the history is the user's taste, not their last clicks.
+    assert [item for item, _ in by_length] != sorted(histories, key=lambda i: int(i[1:]))
+    assert max(len(r[6] or []) for r in _history_rows(data, history_length=3)) == 3
+    assert {tuple(r[6] or []) for r in rows if r[0] == "u2"} in ({(), ("j0",)}, {(), ("j1",)})
+    assert [(r[3], r[4]) for r in rows if r[0] == "u2"] == [(4.0, 1704067202), (0.0, 1704067203)]
 
 
 def test_dislikes_are_neither_targets_nor_history(tmp_path):
@@ -57,10 +69,11 @@ def test_dislikes_are_neither_targets_nor_history(tmp_path):
                            "u1,a,view,,2024-01-01T00:00:01Z,x,\n"
                            "u1,b,dislike,,2024-01-01T00:00:02Z,x,\n"
                            "u1,c,view,,2024-01-01T00:00:03Z,x,\n")
-    con = local_source.open_data_dir(data)
-    rows = con.execute(history_query("interactions") + " ORDER BY timestamp").fetchall()
-    assert [(r[1], r[6]) for r in rows] == [("a", None), ("c", ["a"])]
-    assert local_source.recent_events(con, per_user=2) == [("u1", "b", "dislike"), ("u1", "c", "view")]
+    rows = _history_rows(data)
+    assert [r[1] for r in rows] == ["a", "c"]
+    assert sorted(tuple(r[6] or []) for r in rows) in ([(), ("a",)], [(), ("c",)])
+    assert local_source.recent_events(local_source.open_data_dir(data), per_user=2) == [
+        ("u1", "b", "dislike"), ("u1", "c", "view")]
 
 
 def test_an_event_logged_twice_counts_once_but_a_repeat_at_another_time_counts_again(tmp_path):
@@ -70,9 +83,9 @@ def test_an_event_logged_twice_counts_once_but_a_repeat_at_another_time_counts_a
                            "u1,b,view,,2024-01-01T00:00:02Z,x,{}\n"
                            "u1,b,view,,2024-01-01T00:00:02Z,x,\n"  # differs only in the unused features
                            "u1,a,view,,2024-01-01T00:00:03Z,x,\n")  # viewed again later: a new event
-    con = local_source.open_data_dir(data)
-    rows = con.execute(history_query("interactions") + " ORDER BY timestamp").fetchall()
-    assert [(r[1], r[6]) for r in rows] == [("a", None), ("b", ["a"]), ("a", ["a", "b"])]
+    rows = _history_rows(data)
+    assert [(r[1], r[4]) for r in rows] == [("a", 1704067201), ("b", 1704067202), ("a", 1704067203)]
+    assert sorted(len(r[6] or []) for r in rows) == [0, 1, 2]
 
 
 def test_movielens_latest_small_layout(tmp_path):
@@ -110,8 +123,8 @@ def test_parquet_input_with_the_same_columns(tmp_path):
     pq.write_table(table, tmp_path / "pq" / "interactions-00000.parquet")
     con = local_source.open_data_dir(str(tmp_path / "pq"))
     rows = con.execute(history_query("interactions") + " ORDER BY timestamp").fetchall()
-    assert [(r[1], r[3], r[4], r[6]) for r in rows] == [("a", 0.0, 1_700_000_000, None),
-                                                        ("b", 5.0, 1_700_000_100, ["a"])]
+    assert [(r[1], r[3], r[4]) for r in rows] == [("a", 0.0, 1_700_000_000), ("b", 5.0, 1_700_000_100)]
+    assert sorted(tuple(r[6] or []) for r in rows) in ([(), ("a",)], [(), ("b",)])
 
 
 @pytest.mark.parametrize("text, expected", [

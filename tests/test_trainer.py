@@ -51,7 +51,7 @@ MIRRORED = textwrap.dedent("""
         f.CATEGORY_IDX: rng.integers(0, 4, n), f.HISTORY_IDX: history,
         f.RATING: rng.uniform(1, 5, n).astype("float32"), f.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
     with strategy.scope():
-        model = TwoTowerModel(HParams(embedding_dim=8), 11, 21, 5, np.ones(21))
+        model = TwoTowerModel(HParams(embedding_dim=8), 11, 21, 5, np.ones(21), np.arange(21) % 5)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     losses = model.fit(data, epochs=3, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
@@ -78,7 +78,7 @@ def _batch(n: int, seed: int = 0, rated: bool = False) -> dict:
 
 def test_model_trains_without_the_rating_head():
     data = tf.data.Dataset.from_tensor_slices(_batch(64)).batch(16)
-    model = TwoTowerModel(HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21))
+    model = TwoTowerModel(HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21), np.arange(21) % 5)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     assert np.isfinite(model.fit(data, epochs=1, verbose=0).history["loss"][-1])
 
@@ -99,7 +99,7 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog():
 @pytest.mark.parametrize("dropout, same", [(1.0, True), (0.0, False)])
 def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, same):
     hp = HParams(embedding_dim=8, rating_weight=0.0, user_id_dropout=0.0, history_dropout=dropout)
-    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21))
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
     batch, other_history = _batch(16), _batch(16, seed=1)[f.HISTORY_IDX]
     losses = [model.compute_loss(batch, training=True).numpy(),
               model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy()]

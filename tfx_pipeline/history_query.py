@@ -1,7 +1,11 @@
 """The SQL that turns interactions into training examples, the same text for BigQuery and DuckDB.
 
-Each event gets the user's preceding items (at most HISTORY_LENGTH, oldest first) through a window,
-so the history is computed where the data lives, by the engine that holds it. Dislikes are neither
+Each event gets up to HISTORY_LENGTH of the user's other items through a window over the user's events in
+a fixed pseudo-random order (a fingerprint of user, item and time), so the history is computed where the
+data lives, by the engine that holds it. Not time order: trained on the items just before each event, the
+history bag learned the order in which users happened to log items (the next item of a session) instead of
+their taste, and ranked held-out items far worse (BENCHMARKS.md, J against Q). At serving time the history
+is the user's most recent items: a sample of their taste that follows what they just did. Dislikes are neither
 training targets nor history: every other interaction counts as a positive. Duplicate rows (the same
 user, item, type, rating, time and category: an event logged twice) count once.
 """
@@ -17,7 +21,8 @@ SELECT
   UNIX_SECONDS({f.TIMESTAMP}) AS {f.TIMESTAMP},
   COALESCE({f.CATEGORY}, '') AS {f.CATEGORY},
   ARRAY_AGG({f.ITEM_ID}) OVER (
-    PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP}, {f.ITEM_ID}
+    PARTITION BY {f.USER_ID}
+    ORDER BY FARM_FINGERPRINT(CONCAT({f.USER_ID}, '|', {f.ITEM_ID}, '|', CAST(UNIX_SECONDS({f.TIMESTAMP}) AS STRING)))
     ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {f.HISTORY}
 FROM (SELECT DISTINCT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE}, {f.RATING}, {f.TIMESTAMP}, {f.CATEGORY}
       FROM {table})

@@ -50,7 +50,7 @@ class TwoTowerModel(tfrs.Model):
     """Retrieval (in-batch softmax, logQ-corrected) plus an optional rating head on explicit ratings."""
 
     def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts,
-                 item_categories=None):
+                 item_categories):
         super().__init__()
         self.hp = hp
         self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index

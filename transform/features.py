@@ -16,7 +16,7 @@ INTERACTION_TYPES = ("view", "cart_add", "purchase", "rating", "like", "dislike"
 TITLE = "title"
 ITEM_COLUMNS = (ITEM_ID, TITLE, CATEGORY)
 
-# Examples (ExampleGen output) add the user's preceding items to each event.
+# Examples (ExampleGen output) add up to HISTORY_LENGTH of the user's other items to each event (history_query.py).
 HISTORY = "history"
 HISTORY_LENGTH = 20
 

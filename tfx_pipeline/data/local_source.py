@@ -118,7 +118,9 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     found = find_files(data_dir)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE MACRO unix_seconds(ts) AS CAST(epoch(ts) AS BIGINT)")  # BigQuery's name, for one SQL
+    # BigQuery's functions under their names, so history_query.py is one SQL text for both engines.
+    con.execute("CREATE MACRO unix_seconds(ts) AS CAST(epoch(ts) AS BIGINT)")
+    con.execute("CREATE MACRO farm_fingerprint(s) AS hash(s)")  # another hash, but only an order is taken from it
     problems, selects = [], []
     for i, path in enumerate(found.interaction_files):
         table = f"raw_interactions_{i}"
