@@ -10,7 +10,7 @@ class HParams:
     embedding_dim: int = 64
     learning_rate: float = 0.05
     # Normalized embeddings scored by cosine / temperature.
-    temperature: float = 0.1
+    temperature: float = 0.2
     # Share of training events whose user id is replaced by the out-of-vocabulary bucket, so that
     # bucket learns to stand for "a user we only know by their history" (new users at serving time).
     user_id_dropout: float = 0.1

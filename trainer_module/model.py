@@ -47,7 +47,7 @@ class CandidateTower(tf.keras.Model):
 
 
 class TwoTowerModel(tfrs.Model):
-    """Retrieval (in-batch softmax, logQ-corrected) plus an optional rating head on explicit ratings."""
+    """Retrieval (softmax over the catalog, or in-batch with logQ correction) plus an optional rating head."""
 
     def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts,
                  item_categories):
