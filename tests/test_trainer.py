@@ -83,14 +83,18 @@ def test_model_trains_without_the_rating_head():
     assert np.isfinite(model.fit(data, epochs=1, verbose=0).history["loss"][-1])
 
 
-def test_all_items_negatives_is_the_exact_softmax_over_the_catalog():
-    hp = HParams(embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5)
+@pytest.mark.parametrize("item_bias", [False, True])
+def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
+    hp = HParams(embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5, item_bias=item_bias)
     categories = np.arange(21) % 5
     model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), categories)
     batch = _batch(16)
+    model.compute_loss(batch)  # builds the layers
+    bias = np.linspace(-1, 1, 21)[:, np.newaxis] if item_bias else np.zeros((21, 1))
+    model.item_bias.set_weights([bias])
     query = model.query_tower(batch[f.USER_IDX], batch[f.HISTORY_IDX]).numpy()
     catalog = model.candidate_tower(tf.range(21), tf.constant(categories)).numpy()
-    logits = query @ catalog.T / hp.temperature
+    logits = query @ catalog.T / hp.temperature + bias.T
     log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     expected = -log_softmax[np.arange(16), batch[f.ITEM_IDX].numpy()].sum()
     np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)

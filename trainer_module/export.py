@@ -33,7 +33,7 @@ class ServingModule(tf.Module):
     """Raw strings in, item ids and scores out; the Transform graph maps users and history to indices."""
 
     def __init__(self, tft_layer, query_tower, item_ids: np.ndarray, item_embeddings: np.ndarray,
-                 index: tfrs.layers.factorized_top_k.TopK, hp: HParams):
+                 item_offsets: np.ndarray, index: tfrs.layers.factorized_top_k.TopK, hp: HParams):
         super().__init__()
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -46,11 +46,15 @@ class ServingModule(tf.Module):
         self.item_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(item_ids), tf.range(num_items, dtype=tf.int64)),
             default_value=num_items)
-        # One extra zero row: an unknown item scores nothing.
+        # The index holds [embedding, offset] and users ask with [query, 1]: a score is the cosine plus the
+        # item's offset (its learned bias times the temperature: the ranking of the training logits). Items
+        # ask with [embedding, 0]: similar items by cosine alone. One extra zero row: an unknown item.
+        dim = item_embeddings.shape[1]
         self.item_embeddings = tf.Variable(
-            np.vstack([item_embeddings, np.zeros((1, item_embeddings.shape[1]), np.float32)]), trainable=False)
+            np.vstack([np.hstack([item_embeddings, np.zeros((num_items, 1))]), np.zeros((1, dim + 1))]).astype(
+                np.float32), trainable=False)
         self.index = index
-        self.index.index(tf.constant(item_embeddings))  # identifiers: the candidate indices
+        self.index.index(tf.constant(np.hstack([item_embeddings, item_offsets[:, np.newaxis]]).astype(np.float32)))
 
     def _top_k(self, queries, exclude_idx):
         """The k best candidates per query, leaving out the candidate indices in exclude_idx [batch, M]."""
@@ -78,6 +82,7 @@ class ServingModule(tf.Module):
     def recommend(self, user_id, history, exclude_item_ids):
         transformed = self.tft_layer({f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)})
         queries = self.query_tower(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
+        queries = tf.concat([queries, tf.ones_like(queries[:, :1])], 1)
         return self._top_k(queries, self.item_index.lookup(exclude_item_ids))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])

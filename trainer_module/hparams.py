@@ -17,6 +17,8 @@ class HParams:
     # Share of training events whose history is left out, so the user embedding must carry the user's
     # whole taste on its own too (a known user's history is only a sample of it).
     history_dropout: float = 0.5
+    # A learned bias per item beside the cosine (in serving: cosine + temperature * bias).
+    item_bias: bool = True
     # Loss weights: retrieval (softmax, negatives below) and rating head.
     retrieval_weight: float = 1.0
     rating_weight: float = 0.1

@@ -3,7 +3,7 @@
 Query tower: user id embedding + mean of the recent-history item embeddings, so a user unseen in
 training (the out-of-vocabulary bucket) still gets personal results from their history, and a new
 interaction changes the next query without retraining. Candidate tower: item id + category.
-Both towers end in L2-normalized vectors; scores are cosine similarities.
+Both towers end in L2-normalized vectors; a score is their cosine plus (hp.item_bias) a learned item bias.
 """
 
 import tensorflow as tf
@@ -62,6 +62,10 @@ class TwoTowerModel(tfrs.Model):
         if hp.negatives == "all_items":  # the exact softmax over the catalog: no sampling bias to correct
             self.all_items = tf.range(num_items)
             self.all_item_categories = tf.constant(item_categories, tf.int64)
+        # A learned bias per item added to its logit: popularity, which a cosine alone expresses poorly.
+        # Zeros (and not trained) when hp.item_bias is off, so the export is the same either way.
+        self.item_bias = tf.keras.layers.Embedding(num_items, 1, embeddings_initializer="zeros",
+                                                   trainable=hp.item_bias)
         self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
         if hp.rating_weight > 0:  # built only when trained: Keras refuses unbuilt weights in the gradient
             self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
@@ -85,13 +89,16 @@ class TwoTowerModel(tfrs.Model):
         if self.hp.negatives == "all_items":
             logits = tf.matmul(query, self.candidate_tower(self.all_items, self.all_item_categories),
                                transpose_b=True) / self.hp.temperature
+            logits += tf.transpose(self.item_bias(self.all_items))
             loss = self.hp.retrieval_weight * tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits))
         else:
             sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
+            # [query, temperature] . [candidate, bias] / temperature = cosine / temperature + bias
             loss = self.hp.retrieval_weight * self.retrieval(
-                query, candidate, candidate_sampling_probability=sampling, candidate_ids=item_idx,
-                compute_metrics=False)
+                tf.concat([query, tf.fill([tf.shape(query)[0], 1], self.hp.temperature)], 1),
+                tf.concat([candidate, self.item_bias(item_idx)], 1),
+                candidate_sampling_probability=sampling, candidate_ids=item_idx, compute_metrics=False)
         if self.hp.rating_weight > 0:
             predicted = self.rating_head(tf.concat([query, candidate], 1))
             loss += self.hp.rating_weight * self.rating_task(

@@ -90,13 +90,14 @@ def run_fn(fn_args: tfx.components.FnArgs):
     category_names = np.array(tf_transform_output.vocabulary_by_name(f.CATEGORY_VOCAB) + [b""]).astype(str)
     item_index = np.arange(len(item_ids))
     item_embeddings = model.candidate_tower(tf.constant(item_index), tf.constant(categories[item_index])).numpy()
+    item_offsets = hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0]
 
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
-    brute_force = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings,
+    brute_force = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings, item_offsets,
                                        export.brute_force_index(hp, len(item_ids)), hp)
     brute_force.save(model_dir)
-    scann = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings,
+    scann = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings, item_offsets,
                                  export.scann_index(hp, len(item_ids)), hp)
     scann.save(os.path.join(model_dir, export.SCANN_DIR),
                options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
