@@ -3,6 +3,9 @@ against config/cloud.example.yaml and the code they deploy, docker/ against requ
 
 import re
 import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import jsonschema
@@ -412,3 +415,24 @@ def test_build_context_holds_only_what_the_images_copy():
             if keyword == "COPY" and not arguments.startswith("--from"):
                 for source in arguments.split()[:-1]:
                     assert source in included, f"{path.name} copies {source}, which .dockerignore leaves out"
+
+
+SERVE_WITHOUT_TFX = textwrap.dedent("""
+    import sys
+    sys.modules["tfx"] = None  # the API image installs no TFX (docker/proxy-requirements.in): importing it fails
+    from unittest import mock
+    from proxy import server
+    from tfx_pipeline import cli
+    with mock.patch.object(server, "serve") as serve:
+        assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "8080"]) == 0
+    assert serve.call_args.kwargs["model_base"] == "gs://bucket/serving/recsys"
+    print("imported tfx:", any(name == "tfx" or name.startswith("tfx.") for name in sys.modules if sys.modules[name]))
+""")
+
+
+def test_recsys_serve_runs_without_tfx_as_in_the_api_image():
+    # Also memory: importing TFX cost every API process 400 MiB (BENCHMARKS.md, load).
+    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TFX], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported tfx: False" in result.stdout

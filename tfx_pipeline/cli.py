@@ -264,11 +264,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from proxy.api_client import ApiError
     from tfx_pipeline.cloud_config import ConfigError
-    from tfx_pipeline.data.local_source import DataError
-    from tfx_pipeline.validation import DataAnomalies
+    from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
     try:
         args.func(args)
-    except (DataError, DataAnomalies, ConfigError, FileNotFoundError, ApiError) as e:
+    except (DataError, ConfigError, FileNotFoundError, ApiError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,13 +13,14 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
+from tfx_pipeline.data.local_source import DataError
 from transform import features as f
 
 SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes per split
 
 
-class DataAnomalies(ValueError):
+class DataAnomalies(DataError):
     """The examples break the contract's schema: nothing is trained on them."""
 
 
