@@ -86,7 +86,7 @@ class FeedbackStore:
                                              (key,)).fetchone()
                     if first:
                         keys[key] = first[0]
-                if key is not None and key in keys:
+                if key in keys:  # a retry of an event stored before, or earlier in `events`
                     accepted.append((keys[key], False))
                     continue
                 event_id = uuid.uuid4().hex
@@ -110,10 +110,6 @@ class FeedbackStore:
         returns each request's (event_id, stored) pairs."""
         accepted = iter(self.accept([event for group in groups for event in group]))
         return [[next(accepted) for _ in group] for group in groups]
-
-    def append_groups(self, groups: list[list[dict]]) -> list[list[str]]:
-        """As accept_groups(), only the event ids."""
-        return [[event_id for event_id, _ in group] for group in self.accept_groups(groups)]
 
     def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
         """Stored events in arrival order, after `after_seq`."""

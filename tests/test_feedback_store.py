@@ -17,7 +17,7 @@ def event(user, item, kind="click", **extra):
 def test_grouped_commit_returns_each_groups_ids_in_order(tmp_path):
     store = FeedbackStore(str(tmp_path / "fb.sqlite"))
     groups = [[event("a", "1"), event("a", "2")], [event("b", "3")], [event("c", "4"), event("c", "5"), event("c", "6")]]
-    ids = store.append_groups(groups)
+    ids = [[event_id for event_id, _ in group] for group in store.accept_groups(groups)]
     assert [len(g) for g in ids] == [2, 1, 3]
     rows = sqlite3.connect(tmp_path / "fb.sqlite").execute("SELECT event_id, user_id, item_id FROM feedback ORDER BY seq")
     assert [(r[1], r[2]) for r in rows] == [("a", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("c", "5"), ("c", "6")]
@@ -63,7 +63,7 @@ def test_a_duplicate_key_within_one_batch_and_across_grouped_requests(tmp_path):
     # Two concurrent requests (one transaction through the Batcher) that carry the same new key.
     one, two = store.accept_groups([[event("b", "3", idempotency_key="k2")], [event("b", "3", idempotency_key="k2")]])
     assert one[0][1] and two == [(one[0][0], False)]
-    assert store.append_groups([[event("a", "1", idempotency_key="k")]]) == [[batch[0][0]]]
+    assert store.accept_groups([[event("a", "1", idempotency_key="k")]]) == [[(batch[0][0], False)]]
     assert [r[1] for r in rows(tmp_path / "fb.sqlite")] == ["1", "2", "3"]
 
 

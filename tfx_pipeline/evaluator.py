@@ -15,6 +15,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
+from absl import logging
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
@@ -72,7 +73,7 @@ def RankingEvaluator(
         models["baseline_model"] = EmbeddedModel(path_utils.serving_model_path(baseline_model.uri))
     results = evaluation.compare(users_train, test, models)
     blessed, reason = evaluation.bless(results, max_regression)
-    print(evaluation.report(results) + f"\n{'blessed' if blessed else 'NOT blessed'}: {reason}")
+    logging.info("%s\n%s: %s", evaluation.report(results), "blessed" if blessed else "NOT blessed", reason)
     with tf.io.gfile.GFile(os.path.join(blessing.uri, export.EVALUATION_FILE), "w") as out:
         json.dump({"k": evaluation.K, "blessed": blessed, "reason": reason, "max_regression": max_regression,
                    "metrics": results}, out, indent=2)

@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
 
+from proxy.catalog import pushed_versions
 from tfx_pipeline import example_gen, history_query
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
@@ -62,17 +63,14 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
             os.path.join(workdir, "metadata.sqlite")),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
         max_regression=max_regression)
-    before = set(_versions(serving_dir(workdir, model_name)))
+    before = set(pushed_versions(serving_dir(workdir, model_name)))
     timings, outputs = {}, {}
     with _component_progress(echo, timings, outputs):
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    new = sorted(set(_versions(serving_dir(workdir, model_name))) - before, key=int)
+    new = [v for v in pushed_versions(serving_dir(workdir, model_name)) if v not in before]
     [model], [blessing] = outputs["Trainer"]["model"], outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
             "timings": timings, "model": path_utils.serving_model_path(model.uri), "evaluation": report}
 
-
-def _versions(base: str) -> list[str]:
-    return [d for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []

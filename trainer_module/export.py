@@ -39,7 +39,7 @@ class ServingModule(tf.Module):
         self.query_tower = query_tower
         self.num_items = num_items = len(item_ids)
         self.k = min(hp.top_k, num_items)
-        self.fetch = min(hp.top_k + hp.max_exclusions, num_items)
+        self.fetch = _fetch(hp, num_items)
         self.max_exclusions = hp.max_exclusions
         self.item_ids = tf.Variable(item_ids, trainable=False)
         # Item id -> candidate index; an unknown id (and the "" padding) maps to num_items.
