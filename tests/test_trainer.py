@@ -21,12 +21,29 @@ def test_hyperparameter_overrides_and_unknown_names():
 
 
 def test_history_bag_is_the_mean_of_its_items_and_zero_when_empty():
-    table = tf.constant([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]])
+    table = tf.keras.layers.Embedding(3, 2, embeddings_initializer=tf.constant_initializer(
+        [[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]]))
     # Rows: items 0 and 1; nothing; item 2. Index 0 is a real item (the most frequent), not padding.
     history = tf.SparseTensor(indices=[[0, 0], [0, 1], [2, 0]], values=tf.constant([0, 1, 2], tf.int64),
                               dense_shape=[3, 2])
     np.testing.assert_allclose(mean_history_embedding(table, history).numpy(),
                                [[0.5, 0.5], [0.0, 0.0], [4.0, 4.0]])
+
+
+def test_query_is_the_user_plus_the_candidate_embeddings_of_the_history_weighted_by_who_asks():
+    hp = HParams(embedding_dim=8, rating_weight=0.0, known_user_history_weight=0.25)
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
+    model.compute_loss(_batch(4))  # builds the layers
+    rng = np.random.default_rng(0)
+    items, user = rng.normal(size=(21, 8)).astype("float32"), rng.normal(size=8).astype("float32")
+    model.candidate_tower.item_embedding.set_weights([items])
+    model.query_tower.user_embedding.set_weights([np.tile(user, (11, 1))])
+    # Known user 0 and the new-user bucket (10), both with items 3 and 5 as history.
+    history = tf.sparse.from_dense(tf.constant([[3, 5], [3, 5]], tf.int64))
+    queries = model.query_tower(tf.constant([0, 10]), history).numpy()
+    mean = (items[3] + items[5]) / 2
+    for query, weight in zip(queries, [0.25, 1.0]):
+        np.testing.assert_allclose(query, (user + weight * mean) / np.linalg.norm(user + weight * mean), rtol=1e-5)
 
 
 MIRRORED = textwrap.dedent("""

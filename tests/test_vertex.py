@@ -183,14 +183,13 @@ def test_bigquery_example_gen_executor_on_the_direct_runner(tmp_path, config):
     client.return_value.query.return_value.result.return_value.schema = QUERY_SCHEMA
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
-    source_query = vertex_runner.cloud_pipeline(config).components[0].exec_properties["input_config"]
+    example_gen = vertex_runner.cloud_pipeline(config).components[0]
     with mock.patch.object(bq_executor.bigquery, "Client", client), \
             mock.patch.object(bq_executor.utils, "ReadFromBigQuery", read_from_bigquery):
         context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=["--project=my-gcp-project"])
         bq_executor.Executor(context).Do({}, {"examples": [examples]}, {
-            "input_config": source_query,
-            "output_config": json.dumps({"split_config": {"splits": [{"name": "train", "hash_buckets": 2},
-                                                                     {"name": "eval", "hash_buckets": 1}]}}),
+            "input_config": example_gen.exec_properties["input_config"],
+            "output_config": example_gen.exec_properties["output_config"],
             "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
             "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP})
     assert "my-gcp-project.recsys.feedback" in queries[0]
@@ -199,6 +198,9 @@ def test_bigquery_example_gen_executor_on_the_direct_runner(tmp_path, config):
     for path in glob.glob(str(tmp_path / "examples" / "Split-*" / "*.gz")):
         parsed += [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path, "GZIP")]
     assert len(parsed) == len(rows) == 300
+    held_out = sum(1 for path in glob.glob(str(tmp_path / "examples" / "Split-eval" / "*.gz"))
+                   for _ in tf.data.TFRecordDataset(path, "GZIP"))
+    assert 15 <= held_out <= 45  # one event in ten is held out (hash buckets 9:1), the rest trains
     with_history = [e for e in parsed if e.features.feature["history"].bytes_list.value]
     assert with_history and all(e.features.feature["timestamp"].int64_list.value for e in parsed)
     assert all(len(e.features.feature["history"].bytes_list.value) <= 20 for e in parsed)

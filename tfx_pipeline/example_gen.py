@@ -22,6 +22,12 @@ from tfx_pipeline.data import local_source
 from tfx_pipeline.history_query import history_query
 
 INTERACTIONS_PATTERN = "interactions*"
+# 90% of the events train the model, 10% are held out for the validation loss and the Evaluator's ranking
+# metrics. TFX's default (2:1) left a third of the data out of training: nDCG@10 on MovieLens fell from
+# 0.324 to 0.277 when trained on two thirds of the same events (BENCHMARKS.md).
+SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=9),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
 
 
 def _feature(value) -> tf.train.Feature:
@@ -70,9 +76,10 @@ def local_example_gen(data_dir: str, code_fingerprint: str):
         input_base=os.path.abspath(data_dir),
         custom_config=example_gen_pb2.CustomConfig(custom_config=fingerprint),
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single", pattern=INTERACTIONS_PATTERN)]),
+        output_config=SPLITS,
         custom_executor_spec=executor_spec.BeamExecutorSpec(DuckDBExecutor))
 
 
 def bigquery_example_gen(source: str):
     """source: a table (`project.dataset.table`) or a parenthesized query with the contract's columns."""
-    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(query=history_query(source))
+    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(query=history_query(source), output_config=SPLITS)

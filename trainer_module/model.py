@@ -1,9 +1,12 @@
 """The two-tower retrieval model (TFRS) over the transformed features.
 
-Query tower: user id embedding + mean of the recent-history item embeddings, so a user unseen in
-training (the out-of-vocabulary bucket) still gets personal results from their history, and a new
-interaction changes the next query without retraining. Candidate tower: item id + category.
-Both towers end in L2-normalized vectors; a score is their cosine plus (hp.item_bias) a learned item bias.
+Query tower: user id embedding + mean of the history items' embeddings, so a user unseen in training
+(the out-of-vocabulary bucket) still gets personal results from their history, and a new interaction
+changes the next query without retraining. Candidate tower: item id + category embeddings. The history
+items are embedded by the candidate tower's item table: one vector per item, trained by every event it is
+the target of, where a separate history table overfitted (BENCHMARKS.md). No dense layers on top: they
+lost too. Both towers end in L2-normalized vectors; a score is their cosine plus (hp.item_bias) a learned
+item bias.
 """
 
 import tensorflow as tf
@@ -13,37 +16,37 @@ from trainer_module.hparams import HParams
 from transform import features as f
 
 
-def mean_history_embedding(table: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
+def mean_history_embedding(item_embedding: tf.keras.layers.Embedding, history_idx: tf.SparseTensor) -> tf.Tensor:
     """Mean of the embeddings of each row's history items; zeros for an empty history."""
     dense = tf.sparse.to_dense(history_idx, default_value=-1)
     mask = tf.cast(dense >= 0, tf.float32)[..., tf.newaxis]
-    vectors = tf.gather(table, tf.maximum(dense, 0)) * mask
+    vectors = item_embedding(tf.maximum(dense, 0)) * mask
     return tf.math.divide_no_nan(tf.reduce_sum(vectors, axis=1), tf.reduce_sum(mask, axis=1))
-
-
-class QueryTower(tf.keras.Model):
-    def __init__(self, num_users: int, num_items: int, dim: int):
-        super().__init__()
-        self.user_embedding = tf.keras.layers.Embedding(num_users, dim)
-        self.history_table = self.add_weight(
-            name="history_item_embeddings", shape=(num_items, dim), initializer="uniform", trainable=True)
-        self.dense = tf.keras.layers.Dense(dim)
-
-    def call(self, user_idx: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
-        x = tf.concat([self.user_embedding(user_idx), mean_history_embedding(self.history_table, history_idx)], 1)
-        return tf.math.l2_normalize(self.dense(x), axis=1)
 
 
 class CandidateTower(tf.keras.Model):
     def __init__(self, num_items: int, num_categories: int, dim: int):
         super().__init__()
         self.item_embedding = tf.keras.layers.Embedding(num_items, dim)
-        self.category_embedding = tf.keras.layers.Embedding(num_categories, dim // 4)
-        self.dense = tf.keras.layers.Dense(dim)
+        self.category_embedding = tf.keras.layers.Embedding(num_categories, dim)
 
     def call(self, item_idx: tf.Tensor, category_idx: tf.Tensor) -> tf.Tensor:
-        x = tf.concat([self.item_embedding(item_idx), self.category_embedding(category_idx)], 1)
-        return tf.math.l2_normalize(self.dense(x), axis=1)
+        return tf.math.l2_normalize(self.item_embedding(item_idx) + self.category_embedding(category_idx), axis=1)
+
+
+class QueryTower(tf.keras.Model):
+    def __init__(self, num_users: int, item_embedding: tf.keras.layers.Embedding, known_user_history_weight: float):
+        super().__init__()
+        self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index
+        self.user_embedding = tf.keras.layers.Embedding(num_users, item_embedding.output_dim)
+        self.item_embedding = item_embedding  # the candidate tower's
+        self.known_user_history_weight = known_user_history_weight
+
+    def call(self, user_idx: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
+        # A new user is their history; a known user is mostly their embedding, learned from all their events.
+        weight = tf.where(tf.equal(user_idx, self.oov_user), 1.0, self.known_user_history_weight)
+        history = mean_history_embedding(self.item_embedding, history_idx)
+        return tf.math.l2_normalize(self.user_embedding(user_idx) + weight[:, tf.newaxis] * history, axis=1)
 
 
 class TwoTowerModel(tfrs.Model):
@@ -53,9 +56,9 @@ class TwoTowerModel(tfrs.Model):
                  item_categories):
         super().__init__()
         self.hp = hp
-        self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index
-        self.query_tower = QueryTower(num_users, num_items, hp.embedding_dim)
+        self.oov_user = num_users - 1
         self.candidate_tower = CandidateTower(num_items, num_categories, hp.embedding_dim)
+        self.query_tower = QueryTower(num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight)
         # Sampling probability of each item as an in-batch negative: its share of the training events.
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
