@@ -2,10 +2,12 @@
 
 import collections
 import csv
+import glob
 import json
 import os
 
 import pytest
+import tensorflow as tf
 
 from proxy.embedded import EmbeddedModel
 from proxy.history import SEEN_LIMIT, HistoryStore
@@ -64,7 +66,17 @@ def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipel
     metrics = report["metrics"]
     assert set(metrics) == {"most_popular", "ease", "model"}  # the first run: no blessed model to compare with
     assert metrics["model"]["ndcg@10"] > metrics["most_popular"]["ndcg@10"]
-    assert metrics["model"]["users"] == metrics["ease"]["users"] > 250  # every user has eval-split events
+    # Evaluated: every user with training events and an eval-split item they have no training event for.
+    [examples] = glob.glob(os.path.join(pipeline_run["workdir"], "**", "FileBasedExampleGen", "examples", "*"),
+                           recursive=True)
+    items = {split: collections.defaultdict(set) for split in ("train", "eval")}
+    for split, by_user in items.items():
+        for record in tf.data.TFRecordDataset(glob.glob(os.path.join(examples, f"Split-{split}", "*")), "GZIP"):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            by_user[feature["user_id"].bytes_list.value[0]].add(feature["item_id"].bytes_list.value[0])
+    expected = sum(1 for user, held_out in items["eval"].items()
+                   if user in items["train"] and held_out - items["train"][user])
+    assert metrics["model"]["users"] == metrics["ease"]["users"] == expected > 150
 
 
 def test_known_user_gets_known_items_with_titles_and_categories(model, train_events):
