@@ -43,8 +43,7 @@ DEFAULTS = dict(
 
 def load(split: str, hist_len: int, serve_hist_len: int):
     train, test = evaluation.load_split(split)
-    users = sorted(train)
-    items = sorted({i for seen in train.values() for i in seen})
+    users, items, seen = evaluation.train_matrix(train)
     uidx, iidx = {u: n for n, u in enumerate(users)}, {i: n for n, i in enumerate(items)}
 
     def pad(seq, n):
@@ -61,14 +60,10 @@ def load(split: str, hist_len: int, serve_hist_len: int):
             rows_h.append(pad([iidx[x] for x in seq[max(0, n - hist_len):n]], hist_len))
     serve_history = np.array([pad([iidx[i] for i in train[u][-serve_hist_len:]], serve_hist_len) for u in users],
                              np.int32)
-    seen = np.zeros((len(users), len(items)), bool)
-    for u in users:
-        seen[uidx[u], [iidx[i] for i in train[u]]] = True
     num_items = len(set(items) | {i for s in test.values() for i in s})
 
     def evaluate(scores):
-        top = np.argsort(-np.where(seen, -np.inf, scores), axis=1)[:, :evaluation.K]
-        return evaluation.metrics({u: [items[c] for c in top[uidx[u]]] for u in users}, test, num_items)
+        return evaluation.metrics(evaluation.top_k_unseen(scores, seen, users, items, evaluation.K), test, num_items)
 
     baselines = {"most_popular": evaluation.metrics(evaluation.most_popular(train), test, num_items)[evaluation.NDCG],
                  "ease": evaluation.metrics(evaluation.ease(train), test, num_items)[evaluation.NDCG]}

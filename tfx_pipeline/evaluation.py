@@ -91,7 +91,7 @@ def train_matrix(train: dict[str, list[str]]):
     return users, items, x
 
 
-def _top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> dict[str, list[str]]:
+def top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> dict[str, list[str]]:
     scores = np.where(x > 0, -np.inf, scores)
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -103,7 +103,7 @@ def _top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> di
 
 def most_popular(train: dict[str, list[str]], k: int = K) -> dict[str, list[str]]:
     users, items, x = train_matrix(train)
-    return _top_k_unseen(np.broadcast_to(x.sum(0), x.shape), x, users, items, k)
+    return top_k_unseen(np.broadcast_to(x.sum(0), x.shape), x, users, items, k)
 
 
 def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str, list[str]]:
@@ -113,7 +113,7 @@ def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str
     p = np.linalg.inv(gram)
     b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
-    return _top_k_unseen(x @ b, x, users, items, k)
+    return top_k_unseen(x @ b, x, users, items, k)
 
 
 def compare(train: dict[str, list[str]], test: dict[str, set[str]], models: dict) -> dict[str, dict]:

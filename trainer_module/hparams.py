@@ -19,8 +19,8 @@ class HParams:
     history_dropout: float = 0.5
     # The history's weight beside a known user's embedding in the query (a new user's history weighs 1):
     # the embedding is learned from all of the user's events, the history is their latest few. At 1 the
-    # recent items pulled known users away from their taste (MovieLens nDCG@10 0.385 against 0.394 at 0.25,
-    # BENCHMARKS.md); above 0 a click still changes the next recommendations.
+    # recent items pulled known users away from their taste (MovieLens nDCG@10 0.385 against 0.396 at 0.25
+    # in benchmarks/model_screen.py, BENCHMARKS.md H6/S3); above 0 a click still changes the next recommendations.
     known_user_history_weight: float = 0.25
     # A learned bias per item beside the cosine (in serving: cosine + temperature * bias).
     item_bias: bool = True

@@ -56,7 +56,6 @@ class TwoTowerModel(tfrs.Model):
                  item_categories):
         super().__init__()
         self.hp = hp
-        self.oov_user = num_users - 1
         self.candidate_tower = CandidateTower(num_items, num_categories, hp.embedding_dim)
         self.query_tower = QueryTower(num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight)
         # Sampling probability of each item as an in-batch negative: its share of the training events.
@@ -81,7 +80,7 @@ class TwoTowerModel(tfrs.Model):
         user_idx = features[f.USER_IDX]
         if training and self.hp.user_id_dropout > 0:
             drop = tf.random.uniform(tf.shape(user_idx)) < self.hp.user_id_dropout
-            user_idx = tf.where(drop, tf.cast(self.oov_user, user_idx.dtype), user_idx)
+            user_idx = tf.where(drop, tf.cast(self.query_tower.oov_user, user_idx.dtype), user_idx)
         history_idx = features[f.HISTORY_IDX]
         if training and self.hp.history_dropout > 0:
             keep = tf.random.uniform(tf.shape(user_idx)) >= self.hp.history_dropout
