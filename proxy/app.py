@@ -245,7 +245,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         catalog = model.catalog
         histories = [history.history(r.user_id) for r in reqs]
         excludes = [list(dict.fromkeys(r.exclude_item_ids + (history.seen(r.user_id) if r.exclude_seen else [])))
-                    [:schemas.MAX_EXCLUDED] for r in reqs]
+                    [:catalog.max_exclusions] for r in reqs]
         personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
         results = await call_model(asyncio.gather(*(
             recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations))

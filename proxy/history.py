@@ -3,9 +3,10 @@ start-up, then updated by every accepted feedback event, so the next /recommend 
 
 import collections
 
+from proxy.schemas import MAX_EXCLUDED
 from transform import features as f
 
-SEEN_LIMIT = 400  # what one query can exclude (proxy.schemas.MAX_EXCLUDED)
+SEEN_LIMIT = MAX_EXCLUDED  # what one query can exclude
 
 
 class HistoryStore:

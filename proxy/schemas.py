@@ -7,8 +7,10 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
+from trainer_module.hparams import HParams
+
 MAX_ID_LENGTH = 256
-MAX_EXCLUDED = 400  # the SavedModel's limit per query (trainer_module.hparams.max_exclusions)
+MAX_EXCLUDED = HParams.max_exclusions  # what the Trainer exports (an older model may take fewer: Catalog)
 MAX_BATCH_USERS = 100
 MAX_BATCH_EVENTS = 1000
 

@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import types
 
 import pytest
 
@@ -63,13 +64,17 @@ def test_blessing_needs_popularity_beaten_and_no_regression_past_the_margin(resu
 
 
 class _Ranks:
-    """A model that answers every user with the same ranking (the recommend() of EmbeddedModel)."""
+    """A model that answers every user with the same ranking (the recommend() of EmbeddedModel), leaving out
+    what it is asked to, and records what it was asked."""
 
-    def __init__(self, ranking):
+    def __init__(self, ranking, max_exclusions=400):
         self.ranking = ranking
+        self.catalog = types.SimpleNamespace(max_exclusions=max_exclusions)
+        self.excluded = []
 
     def recommend(self, users, histories, exclude, k):
-        return [[(item, 1.0) for item in self.ranking] for _ in users]
+        self.excluded += exclude
+        return [[(item, 1.0) for item in self.ranking if item not in left_out][:k] for left_out in exclude]
 
 
 def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_catalogs(monkeypatch):
@@ -80,3 +85,11 @@ def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_cat
     assert results["model"]["hit@10"] == 1.0 and all(r["users"] == 2 for r in results.values())
     monkeypatch.setattr(evaluation, "EASE_MAX_ITEMS", 2)
     assert set(evaluation.compare(train, test, {})) == {"most_popular"}
+
+
+def test_a_model_is_asked_to_leave_out_no_more_than_its_own_limit_and_older_seen_items_are_dropped():
+    # An older pushed model may take fewer exclusions than this code's default (its export hyperparameters).
+    model = _Ranks(["a", "b", "c", "d", "e"], max_exclusions=2)
+    recommended = evaluation.model_recommendations(model, {"u": ["a", "b", "c"]})  # oldest first
+    assert model.excluded == [["c", "b"]]  # the two most recent
+    assert recommended == {"u": ["d", "e"]}  # "a", seen but not excluded, is dropped from the answer

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from proxy import web
+from proxy.history import SEEN_LIMIT
 from trainer_module import export
 from tests.api_server import post, running_api
 
@@ -97,11 +98,11 @@ def stored(db: str, sql: str, *args):
 
 
 def history_in_data(data_dir: str, user: str) -> list[str]:
-    """What the API's history of `user` starts as: the positive items of their last 400 events, newest first."""
+    """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest first."""
     with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
         events = sorted((r["timestamp"], r["item_id"], r["interaction_type"]) for r in csv.DictReader(fh)
                         if r["user_id"] == user)
-    return [item for _, item, kind in events[-400:] if kind != "dislike"][::-1][:20]
+    return [item for _, item, kind in events[-SEEN_LIMIT:] if kind != "dislike"][::-1][:20]
 
 
 # ---- the JSON endpoints ----

@@ -147,13 +147,12 @@ def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch:
     """The pushed model's top k per user, as the API asks it: the last HISTORY_LENGTH training items as
     history and the training items left out (the signature's own exclusion takes the most recent ones; any
     older ones it returns are dropped here)."""
-    from proxy.history import SEEN_LIMIT
     users = sorted(train)
     out = {}
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
         ranked = model.recommend(chunk, [train[u][-f.HISTORY_LENGTH:] for u in chunk],
-                                 [list(dict.fromkeys(reversed(train[u])))[:SEEN_LIMIT] for u in chunk], 100)
+                                 [list(dict.fromkeys(reversed(train[u])))[:model.catalog.max_exclusions] for u in chunk], 100)
         for user, items in zip(chunk, ranked):
             seen = set(train[user])
             out[user] = [i for i, _ in items if i not in seen][:k]
