@@ -36,8 +36,9 @@ DEFAULTS = dict(
     tie=False,  # history items embedded by the candidate item table instead of their own table
     hidden=0, act=None,  # an extra hidden layer on the query side
     l2=0.0,  # on the gathered user and item embeddings of each batch
+    user_weight_pow=0.0,  # each event's loss weighs (the user's event count)^-pow, normalized to mean 1
     buffer=0,  # shuffle buffer (0: the whole data set)
-    two_thirds=False,  # train on two thirds of the events, as TFX's default 2:1 split did
+    train_share=1.0,  # train on this share of the events (TFX's default 2:1 split: 2/3; ours: 0.9)
 )
 
 
@@ -84,9 +85,11 @@ def main():
     tf.keras.utils.set_random_seed(cfg["seed"])
     (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(args.split, cfg["hist_len"], cfg["serve_hist_len"])
     print("baselines nDCG@10", baselines, flush=True)
-    if cfg["two_thirds"]:
-        keep = np.random.default_rng(7).random(len(U)) < 2 / 3
+    if cfg["train_share"] < 1:
+        keep = np.random.default_rng(7).random(len(U)) < cfg["train_share"]
         U, I, Hs = U[keep], I[keep], Hs[keep]
+    weights = np.bincount(U)[U].astype(np.float32) ** -cfg["user_weight_pow"]
+    weights /= weights.mean()
     D = cfg["dim"]
     init = tf.keras.initializers.RandomUniform(-0.05, 0.05)  # Keras' Embedding default
     user_emb = tf.Variable(init((NU + 1, D)))  # the last row: the out-of-vocabulary user
@@ -133,19 +136,19 @@ def main():
     optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](cfg["lr"])
 
     @tf.function
-    def step(u, i, h):
+    def step(u, i, h, w):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits(query(u, h, True))))
+            loss = tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits(query(u, h, True))))
             if cfg["l2"]:
                 loss += cfg["l2"] * (tf.reduce_sum(tf.square(tf.gather(user_emb, u))) +
                                      tf.reduce_sum(tf.square(tf.gather(item_emb, i))))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    data = tf.data.Dataset.from_tensor_slices((U, I, Hs)).shuffle(cfg["buffer"] or len(U), seed=cfg["seed"])
+    data = tf.data.Dataset.from_tensor_slices((U, I, Hs, weights)).shuffle(cfg["buffer"] or len(U), seed=cfg["seed"])
     started, best = time.time(), (0.0, 0)
     for epoch in range(1, cfg["epochs"] + 1):
-        total = sum(float(step(u, i, h)) for u, i, h in data.batch(cfg["batch"]))
+        total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
         best = max(best, (m[evaluation.NDCG], epoch))
         print(f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
