@@ -173,34 +173,45 @@ def test_bigquery_example_gen_executor_on_the_direct_runner(tmp_path, config):
     # BigQuery returns an empty ARRAY where DuckDB returns NULL.
     rows = [{**dict(zip(names, row)), "history": row[-1] or []} for row in cursor.fetchall()]
     queries = []
-
-    @beam.ptransform_fn
-    def read_from_bigquery(pipeline, query, big_query_custom_config=None):
-        queries.append(query)
-        return pipeline | beam.Create(rows)
-
     client = mock.Mock()
     client.return_value.query.return_value.result.return_value.schema = QUERY_SCHEMA
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
     example_gen = vertex_runner.cloud_pipeline(config).components[0]
-    with mock.patch.object(bq_executor.bigquery, "Client", client), \
-            mock.patch.object(bq_executor.utils, "ReadFromBigQuery", read_from_bigquery):
-        context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=["--project=my-gcp-project"])
-        bq_executor.Executor(context).Do({}, {"examples": [examples]}, {
-            "input_config": example_gen.exec_properties["input_config"],
-            "output_config": example_gen.exec_properties["output_config"],
-            "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
-            "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+
+    def run(rows, out):
+        @beam.ptransform_fn
+        def read_from_bigquery(pipeline, query, big_query_custom_config=None):
+            queries.append(query)
+            return pipeline | beam.Create(rows)
+
+        examples = standard_artifacts.Examples()
+        examples.uri = str(tmp_path / out)
+        with mock.patch.object(bq_executor.bigquery, "Client", client), \
+                mock.patch.object(bq_executor.utils, "ReadFromBigQuery", read_from_bigquery):
+            context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=["--project=my-gcp-project"])
+            bq_executor.Executor(context).Do({}, {"examples": [examples]}, {
+                "input_config": example_gen.exec_properties["input_config"],
+                "output_config": example_gen.exec_properties["output_config"],
+                "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
+                "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+        return {split: [tf.train.Example.FromString(r.numpy())
+                        for path in glob.glob(str(tmp_path / out / f"Split-{split}" / "*.gz"))
+                        for r in tf.data.TFRecordDataset(path, "GZIP")] for split in ("train", "eval")}
+
+    def events(examples):
+        return {tuple(e.features.feature[name].SerializeToString() for name in ("user_id", "item_id", "timestamp"))
+                for e in examples}
+
+    splits = run(rows, "examples")
     assert "my-gcp-project.recsys.feedback" in queries[0]
     assert client.call_args.kwargs["project"] == "my-gcp-project"
-    parsed = []
-    for path in glob.glob(str(tmp_path / "examples" / "Split-*" / "*.gz")):
-        parsed += [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path, "GZIP")]
+    parsed = splits["train"] + splits["eval"]
     assert len(parsed) == len(rows) == 300
-    held_out = sum(1 for path in glob.glob(str(tmp_path / "examples" / "Split-eval" / "*.gz"))
-                   for _ in tf.data.TFRecordDataset(path, "GZIP"))
+    held_out = len(splits["eval"])
     assert 5 <= held_out <= 27  # one event in twenty is held out (hash buckets 19:1), the rest trains
+    # The next run: new events changed every history. No event may change sides, or the model blessed last
+    # time would have trained on this run's held-out events.
+    rerun = run([{**row, "history": row["history"][1:] + ["new-item"]} for row in rows], "examples-next")
+    assert events(rerun["eval"]) == events(splits["eval"]) and events(rerun["train"]) == events(splits["train"])
     with_history = [e for e in parsed if e.features.feature["history"].bytes_list.value]
     assert with_history and all(e.features.feature["timestamp"].int64_list.value for e in parsed)
     assert all(len(e.features.feature["history"].bytes_list.value) <= 20 for e in parsed)
