@@ -163,7 +163,7 @@ def test_metrics(api):
     ({}, 422, "user_id"),
     ({"user_id": "u", "exclude_item_ids": "i1"}, 422, "exclude_item_ids"),
     ({"user_id": "u", "exclude_item_ids": [""]}, 422, "exclude_item_ids.0"),
-    ({"user_id": "u", "exclude_item_ids": ["i"] * 401}, 422, "exclude_item_ids"),
+    ({"user_id": "u", "exclude_item_ids": ["i"] * (schemas.MAX_EXCLUDED + 1)}, 422, "exclude_item_ids"),
     ({"user_id": "u", "exclude_seen": "yes"}, 422, "exclude_seen"),
     ({"user_id": "u", "colour": "red"}, 422, "colour"),
     ([1, 2], 422, "body"),

@@ -76,7 +76,8 @@ def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipel
             by_user[feature["user_id"].bytes_list.value[0]].add(feature["item_id"].bytes_list.value[0])
     expected = sum(1 for user, held_out in items["eval"].items()
                    if user in items["train"] and held_out - items["train"][user])
-    assert metrics["model"]["users"] == metrics["ease"]["users"] == expected > 150
+    # 1 event in 20 is held out: about half of the 300 users have a held-out item they have not trained on.
+    assert metrics["model"]["users"] == metrics["ease"]["users"] == expected > 120
 
 
 def test_known_user_gets_known_items_with_titles_and_categories(model, train_events):
