@@ -151,8 +151,8 @@ def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch:
     out = {}
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        ranked = model.recommend(chunk, [train[u][-f.HISTORY_LENGTH:] for u in chunk],
-                                 [list(dict.fromkeys(reversed(train[u])))[:model.catalog.max_exclusions] for u in chunk], 100)
+        seen_newest_first = [list(dict.fromkeys(reversed(train[u])))[:model.catalog.max_exclusions] for u in chunk]
+        ranked = model.recommend(chunk, [train[u][-f.HISTORY_LENGTH:] for u in chunk], seen_newest_first, 100)
         for user, items in zip(chunk, ranked):
             seen = set(train[user])
             out[user] = [i for i, _ in items if i not in seen][:k]

@@ -5,8 +5,9 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
-    # 512 dimensions reach nDCG@10 0.399 on MovieLens after 10 epochs, where 256 reach 0.396 after 18, in
-    # about the same time (benchmarks/model_screen.py, BENCHMARKS.md D512, S3).
+    # 512 dimensions reach nDCG@10 0.399 on MovieLens after 10 epochs, where 256 reach 0.396 after 18
+    # (benchmarks/model_screen.py, BENCHMARKS.md D512, S3), at the same cost as 256 for 20 epochs: the Trainer
+    # takes 409 s on MovieLens against 404 s (benchmarks/pipeline_wall_time.py).
     epochs: int = 10
     batch_size: int = 1024
     embedding_dim: int = 512

@@ -32,7 +32,7 @@ def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strateg
 
 # ExampleGen writes each user's events together: a buffer of TFXIO's default 10,000 events fills batches
 # with a few dozen users at a time (the same model on MovieLens: nDCG@10 0.383 against 0.389 with the events
-# fully shuffled, BENCHMARKS.md). 100,000 transformed events take a few tens of MB.
+# fully shuffled, in a one-off run described in BENCHMARKS.md). 100,000 transformed events take a few tens of MB.
 SHUFFLE_BUFFER = 100_000
 
 
