@@ -36,6 +36,8 @@ DEFAULTS = dict(
     tie=False,  # history items embedded by the candidate item table instead of their own table
     hidden=0, act=None,  # an extra hidden layer on the query side
     l2=0.0,  # on the gathered user and item embeddings of each batch
+    query_drop=0.0,  # dropout on the query vector before it is normalized (training only)
+    average_from=0,  # from this epoch on, also evaluate the mean of the weights after each epoch (0: off)
     user_weight_pow=0.0,  # each event's loss weighs (the user's event count)^-pow, normalized to mean 1
     buffer=0,  # shuffle buffer (0: the whole data set)
     train_share=1.0,  # train on this share of the events (TFX's default 2:1 split: 2/3; ours: 0.95)
@@ -125,6 +127,7 @@ def main():
             parts.append(v)
         x = tf.add_n(parts) if cfg["sum"] else tf.concat(parts, 1)
         x = query_dense(x) if query_dense else x
+        x = tf.nn.dropout(x, cfg["query_drop"]) if training and cfg["query_drop"] else x
         return tf.math.l2_normalize(x, 1) if cfg["norm"] else x
 
     def logits(q):
@@ -147,12 +150,23 @@ def main():
 
     data = tf.data.Dataset.from_tensor_slices((U, I, Hs, weights)).shuffle(cfg["buffer"] or len(U), seed=cfg["seed"])
     started, best = time.time(), (0.0, 0)
+    averages, averaged = [tf.zeros_like(v) for v in variables], 0
     for epoch in range(1, cfg["epochs"] + 1):
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
         best = max(best, (m[evaluation.NDCG], epoch))
         print(f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
               f"recall@10 {m['recall@10']:.4f} coverage {m['coverage']:.3f} {time.time() - started:.0f}s", flush=True)
+        if cfg["average_from"] and epoch >= cfg["average_from"]:
+            averaged += 1
+            averages = [a + (v - a) / averaged for a, v in zip(averages, variables)]
+            current = [tf.identity(v) for v in variables]
+            for v, a in zip(variables, averages):
+                v.assign(a)
+            m = evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
+            for v, c in zip(variables, current):
+                v.assign(c)
+            print(f"epoch {epoch} averaged over {averaged} ndcg@10 {m[evaluation.NDCG]:.4f}", flush=True)
     print("best nDCG@10 %.4f at epoch %d with %s" % (*best, json.dumps(cfg)))
 
 
