@@ -37,6 +37,7 @@ DEFAULTS = dict(
     hidden=0, act=None,  # an extra hidden layer on the query side
     l2=0.0,  # on the gathered user and item embeddings of each batch
     query_drop=0.0,  # dropout on the query vector before it is normalized (training only)
+    mask_seen=False,  # leave the user's other training items out of each event's softmax
     average_from=0,  # from this epoch on, also evaluate the mean of the weights after each epoch (0: off)
     user_weight_pow=0.0,  # each event's loss weighs (the user's event count)^-pow, normalized to mean 1
     buffer=0,  # shuffle buffer (0: the whole data set)
@@ -138,10 +139,17 @@ def main():
 
     optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](cfg["lr"])
 
+    seen = np.zeros((NU, NI), bool)
+    seen[U, I] = True
+    seen = tf.constant(seen)
+
     @tf.function
     def step(u, i, h, w):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits(query(u, h, True))))
+            out = logits(query(u, h, True))
+            if cfg["mask_seen"]:
+                out = tf.where(tf.gather(seen, u) & ~tf.cast(tf.one_hot(i, NI), tf.bool), -1e9, out)
+            loss = tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=out))
             if cfg["l2"]:
                 loss += cfg["l2"] * (tf.reduce_sum(tf.square(tf.gather(user_emb, u))) +
                                      tf.reduce_sum(tf.square(tf.gather(item_emb, i))))
