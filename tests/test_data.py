@@ -97,20 +97,20 @@ def test_movielens_latest_small_layout(tmp_path):
     con = local_source.open_data_dir(str(tmp_path / "out"))
     assert con.execute("SELECT user_id, item_id, interaction_type, rating, category, epoch(timestamp) "
                        "FROM interactions ORDER BY 1").fetchall() == [
-        ("1", "10", "rating", 4.5, "Action", 964982703), ("2", "20", "rating", 3.0, "Animation", 964981247)]
+        ("1", "10", "rating", 4.5, "Action|Crime", 964982703), ("2", "20", "rating", 3.0, "Animation", 964981247)]
     assert con.execute("SELECT * FROM items ORDER BY 1").fetchall() == [
-        ("10", "Heat (1995)", "Action"), ("20", "Toy Story (1995)", "Animation")]
+        ("10", "Heat (1995)", "Action|Crime"), ("20", "Toy Story (1995)", "Animation")]
 
 
 def test_movielens_100k_layout(tmp_path):
     flags = ["0"] * 19
-    flags[5] = flags[8] = "1"  # Comedy, Drama: the first genre wins
+    flags[5] = flags[8] = "1"  # Comedy, Drama
     src = write(tmp_path / "src", "196\t242\t3\t881250949\n", "u.data")
     write(tmp_path / "src", "242|Kolya (1996)|24-Jan-1997||http://x|" + "|".join(flags) + "\n", "u.item")
     movielens.convert(src, str(tmp_path / "out"))
     con = local_source.open_data_dir(str(tmp_path / "out"))
     assert con.execute("SELECT user_id, item_id, rating, category FROM interactions").fetchall() == [
-        ("196", "242", 3.0, "Comedy")]
+        ("196", "242", 3.0, "Comedy|Drama")]
     assert con.execute("SELECT title FROM items").fetchall() == [("Kolya (1996)",)]
 
 

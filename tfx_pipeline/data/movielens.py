@@ -1,4 +1,8 @@
-"""MovieLens (ml-latest-small: ratings.csv/movies.csv; ml-100k: u.data/u.item) into the data contract."""
+"""MovieLens (ml-latest-small: ratings.csv/movies.csv; ml-100k: u.data/u.item) into the data contract.
+
+An item's category is its whole genre list ("Action|Crime"): the first genre alone put every action film in
+one category, whatever else it was.
+"""
 
 import csv
 import os
@@ -18,7 +22,7 @@ def _iso(epoch_seconds: str) -> str:
 
 def _latest_small(src):
     with open(os.path.join(src, "movies.csv"), newline="", encoding="utf-8") as fh:
-        movies = {r["movieId"]: (r["title"], r["genres"].split("|")[0]) for r in csv.DictReader(fh)}
+        movies = {r["movieId"]: (r["title"], r["genres"]) for r in csv.DictReader(fh)}
     with open(os.path.join(src, "ratings.csv"), newline="", encoding="utf-8") as fh:
         ratings = [(r["userId"], r["movieId"], r["rating"], r["timestamp"]) for r in csv.DictReader(fh)]
     return movies, ratings
@@ -30,8 +34,8 @@ def _ml100k(src):
         for line in fh:
             parts = line.rstrip("\n").split("|")
             flags = parts[-len(ML100K_GENRES):]
-            genre = next((g for g, flag in zip(ML100K_GENRES, flags) if flag == "1"), "unknown")
-            movies[parts[0]] = (parts[1], genre)
+            genres = "|".join(g for g, flag in zip(ML100K_GENRES, flags) if flag == "1") or "unknown"
+            movies[parts[0]] = (parts[1], genres)
     with open(os.path.join(src, "u.data"), encoding="latin-1") as fh:
         ratings = [tuple(line.split()) for line in fh if line.strip()]
     return movies, ratings
