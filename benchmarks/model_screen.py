@@ -42,6 +42,7 @@ DEFAULTS = dict(
     user_weight_pow=0.0,  # each event's loss weighs (the user's event count)^-pow, normalized to mean 1
     buffer=0,  # shuffle buffer (0: the whole data set)
     train_share=1.0,  # train on this share of the events (TFX's default 2:1 split: 2/3; ours: 0.95)
+    holdout_min_events=0,  # leave the share out only of the events of users with at least this many
 )
 
 
@@ -89,7 +90,9 @@ def main():
     (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(args.split, cfg["hist_len"], cfg["serve_hist_len"])
     print("baselines nDCG@10", baselines, flush=True)
     if cfg["train_share"] < 1:
-        keep = np.random.default_rng(7).random(len(U)) < cfg["train_share"]
+        eligible = np.bincount(U)[U] >= cfg["holdout_min_events"]
+        drop_rate = (1 - cfg["train_share"]) * len(U) / eligible.sum()
+        keep = ~eligible | (np.random.default_rng(7).random(len(U)) < 1 - drop_rate)
         U, I, Hs = U[keep], I[keep], Hs[keep]
     weights = np.bincount(U)[U].astype(np.float32) ** -cfg["user_weight_pow"]
     weights /= weights.mean()
