@@ -142,9 +142,10 @@ def main():
 
     optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](cfg["lr"])
 
-    seen = np.zeros((NU, NI), bool)
-    seen[U, I] = True
-    seen = tf.constant(seen)
+    if cfg["mask_seen"]:
+        seen = np.zeros((NU, NI), bool)
+        seen[U, I] = True
+        seen = tf.constant(seen)
 
     @tf.function
     def step(u, i, h, w):
@@ -161,10 +162,14 @@ def main():
 
     data = tf.data.Dataset.from_tensor_slices((U, I, Hs, weights)).shuffle(cfg["buffer"] or len(U), seed=cfg["seed"])
     started, best = time.time(), (0.0, 0)
+
+    def evaluate_now():
+        return evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
+
     averages, averaged = [tf.zeros_like(v) for v in variables], 0
     for epoch in range(1, cfg["epochs"] + 1):
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
-        m = evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
+        m = evaluate_now()
         best = max(best, (m[evaluation.NDCG], epoch))
         print(f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
               f"recall@10 {m['recall@10']:.4f} coverage {m['coverage']:.3f} {time.time() - started:.0f}s", flush=True)
@@ -174,7 +179,7 @@ def main():
             current = [tf.identity(v) for v in variables]
             for v, a in zip(variables, averages):
                 v.assign(a)
-            m = evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
+            m = evaluate_now()
             for v, c in zip(variables, current):
                 v.assign(c)
             print(f"epoch {epoch} averaged over {averaged} ndcg@10 {m[evaluation.NDCG]:.4f}", flush=True)
