@@ -9,9 +9,11 @@ from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
 
+MAX_BATCH = 64  # queries per model call
+
 
 class Batcher:
-    def __init__(self, call: Callable[[list], list], max_batch: int = 64):
+    def __init__(self, call: Callable[[list], list], max_batch: int = MAX_BATCH):
         """call: list of queries -> list of answers, same order; runs in a worker thread."""
         self.call, self.max_batch = call, max_batch
         self._queue: list[tuple[Any, asyncio.Future]] = []

@@ -15,6 +15,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from proxy import embedded
+from proxy.batcher import MAX_BATCH
+from proxy.schemas import MAX_ID_LENGTH
 from proxy.tf_serving import (BackendError, BackendUnavailable, GrpcPredictionClient, RestPredictionClient,
                               client_for_url)
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
@@ -136,6 +138,27 @@ def test_a_rejected_request_is_a_backend_error_with_the_servers_message(client):
     limit = HParams().max_exclusions
     with pytest.raises(BackendError, match=f"at most {limit} items per query"):
         client.recommend(["u"], [[]], [[f"x{i}" for i in range(limit + 1)]], k=10)
+
+
+@pytest.mark.parametrize("protocol", sorted(SERVERS))
+def test_the_apis_largest_model_call_reaches_the_server(protocol, servers, reference, histories):
+    """A full batch of the API's queries, each leaving out as many items as a query may, with ids as long as the
+    API accepts: a 33 MB request, over gRPC's default 4 MB (TF Serving takes messages up to 2 GB). The timeout
+    is generous: this is about the size, not the speed."""
+    users = sorted(histories)[:MAX_BATCH]
+    recent = [histories[u][-20:] for u in users]
+    limit = HParams().max_exclusions
+    unknown = [f"{n:0{MAX_ID_LENGTH}d}" for n in range(limit)]
+    top = ids(reference.recommend(users, recent, [[]] * len(users), k=3))
+    queries = (users, recent, [row + unknown[:limit - len(row)] for row in top])
+    assert len(users) == MAX_BATCH and all(len(exclude) == limit for exclude in queries[2])
+    client = client_for_url(servers[protocol].url, MODEL, timeout=60)
+    try:
+        got = client.recommend(*queries, k=10)
+    finally:
+        client.close()
+    assert ids(got) == ids(reference.recommend(*queries, k=10))
+    assert all(not set(t) & set(row) for t, row in zip(top, ids(got)))
 
 
 def test_a_stopped_server_is_unavailable_within_the_timeout_and_serves_again_after_a_restart(own_server, histories):

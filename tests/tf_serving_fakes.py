@@ -186,7 +186,9 @@ class GrpcModelServer:
         return f"grpc://{self.target}"
 
     def start(self) -> "GrpcModelServer":
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # a stopped grpc.server cannot restart
+        # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4 MB.
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
+            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self.servable), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.servable), server)
         self.port = server.add_insecure_port(self.target)
