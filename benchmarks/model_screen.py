@@ -43,6 +43,7 @@ DEFAULTS = dict(
     buffer=0,  # shuffle buffer (0: the whole data set)
     train_share=1.0,  # train on this share of the events (TFX's default 2:1 split: 2/3; ours: 0.95)
     holdout_min_events=0,  # leave the share out only of the events of users with at least this many
+    refit_epochs=0,  # after the epochs on the share, this many more on all events (a warm-started refit)
 )
 
 
@@ -89,13 +90,16 @@ def main():
     tf.keras.utils.set_random_seed(cfg["seed"])
     (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(args.split, cfg["hist_len"], cfg["serve_hist_len"])
     print("baselines nDCG@10", baselines, flush=True)
+    all_events = (U, I, Hs)
     if cfg["train_share"] < 1:
         eligible = np.bincount(U)[U] >= cfg["holdout_min_events"]
         drop_rate = (1 - cfg["train_share"]) * len(U) / eligible.sum()
         keep = ~eligible | (np.random.default_rng(7).random(len(U)) < 1 - drop_rate)
         U, I, Hs = U[keep], I[keep], Hs[keep]
-    weights = np.bincount(U)[U].astype(np.float32) ** -cfg["user_weight_pow"]
-    weights /= weights.mean()
+    def event_weights(u):
+        weights = np.bincount(u)[u].astype(np.float32) ** -cfg["user_weight_pow"]
+        return weights / weights.mean()
+
     D = cfg["dim"]
     init = tf.keras.initializers.RandomUniform(-0.05, 0.05)  # Keras' Embedding default
     user_emb = tf.Variable(init((NU + 1, D)))  # the last row: the out-of-vocabulary user
@@ -160,14 +164,20 @@ def main():
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    data = tf.data.Dataset.from_tensor_slices((U, I, Hs, weights)).shuffle(cfg["buffer"] or len(U), seed=cfg["seed"])
+    def shuffled(u, i, h, w):
+        return tf.data.Dataset.from_tensor_slices((u, i, h, w)).shuffle(cfg["buffer"] or len(u), seed=cfg["seed"])
+
+    data = shuffled(U, I, Hs, event_weights(U))
     started, best = time.time(), (0.0, 0)
 
     def evaluate_now():
         return evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
 
     averages, averaged = [tf.zeros_like(v) for v in variables], 0
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in range(1, cfg["epochs"] + cfg["refit_epochs"] + 1):
+        if epoch == cfg["epochs"] + 1:
+            U = all_events[0]
+            data = shuffled(*all_events, event_weights(U))
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate_now()
         best = max(best, (m[evaluation.NDCG], epoch))

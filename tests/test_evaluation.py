@@ -46,9 +46,12 @@ def test_ease_and_popularity_leave_out_training_items_and_ease_uses_co_occurrenc
     assert all(i not in train[u] for u, recs in evaluation.ease(train, k=2, l2=1.0).items() for i in recs)
 
 
-def _results(model, popular, baseline=None):
+def _results(model, popular, baseline=None, refit=None):
     results = {"most_popular": {"ndcg@10": popular}, "model": {"ndcg@10": model}}
-    return results | ({"baseline_model": {"ndcg@10": baseline}} if baseline is not None else {})
+    for name, value in (("baseline_model", baseline), (evaluation.REFIT, refit)):
+        if value is not None:
+            results[name] = {"ndcg@10": value}
+    return results
 
 
 @pytest.mark.parametrize("results, blessed, why", [
@@ -57,8 +60,10 @@ def _results(model, popular, baseline=None):
     (_results(0.30, 0.20, baseline=0.31), True, "last blessed model had 0.3100"),  # within 5 %
     (_results(0.29, 0.20, baseline=0.31), False, "more than 5% below the last blessed model"),
     (_results(0.35, 0.40, baseline=0.30), False, "does not beat most popular"),
+    (_results(0.30, 0.20, refit=0.45), True, "beats most popular"),
+    (_results(0.30, 0.20, refit=0.20), False, "the refit model's ndcg@10 0.2000 does not beat most popular"),
 ])
-def test_blessing_needs_popularity_beaten_and_no_regression_past_the_margin(results, blessed, why):
+def test_blessing_needs_popularity_beaten_by_both_models_and_no_regression_past_the_margin(results, blessed, why):
     verdict, reason = evaluation.bless(results, max_regression=0.05)
     assert verdict is blessed and why in reason
 

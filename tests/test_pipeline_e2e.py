@@ -18,7 +18,7 @@ from trainer_module import export
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
 COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
-              "Transform", "Trainer", "last_blessed_model", "Evaluator", "Pusher"]
+              "Transform", "Trainer", "RefitTrainer", "last_blessed_model", "Evaluator", "Pusher"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     for before, after in [("FileBasedExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
                           ("ContractSchemaGen", "ExampleValidator"), ("ExampleValidator", "AnomaliesGate"),
                           ("AnomaliesGate", "Transform"), ("Transform", "Trainer"), ("Trainer", "Evaluator"),
+                          ("Transform", "RefitTrainer"), ("RefitTrainer", "Evaluator"),
                           ("last_blessed_model", "Evaluator"), ("Evaluator", "Pusher")]:
         assert started.index(before) < started.index(after), (before, after)
     pushed = pipeline_run["pushed"]
@@ -55,6 +56,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert sorted(os.listdir(scann_root)) == sorted(os.listdir(os.path.join(pushed, "scann")))
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
+    assert report["train_splits"] == ["train", "eval"]  # the refit on every event, not the evaluated candidate
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
 
 
@@ -64,8 +66,11 @@ def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipel
     assert report == pipeline_run["evaluation"]
     assert report["blessed"] is True and "beats most popular" in report["reason"]
     metrics = report["metrics"]
-    assert set(metrics) == {"most_popular", "ease", "model"}  # the first run: no blessed model to compare with
+    # The first run: no blessed model to compare with.
+    assert set(metrics) == {"most_popular", "ease", "model", evaluation.REFIT}
     assert metrics["model"]["ndcg@10"] > metrics["most_popular"]["ndcg@10"]
+    # The refit trained on the eval split's events too: they are no test for it, but it must rank them higher.
+    assert metrics[evaluation.REFIT]["ndcg@10"] > metrics["model"]["ndcg@10"]
     # Evaluated: every user with training events and an eval-split item they have no training event for.
     [examples] = glob.glob(os.path.join(pipeline_run["workdir"], "**", "FileBasedExampleGen", "examples", "*"),
                            recursive=True)
@@ -138,7 +143,7 @@ def test_rerun_with_the_same_data_is_cached_and_pushes_nothing(pipeline_run):
     result = local_runner.run(pipeline_run["data_dir"], pipeline_run["workdir"], echo=lines.append)
     assert result["pushed"] is None
     assert set(result["timings"]) == set(COMPONENTS)
-    assert result["timings"]["Trainer"] < 5  # cached: no training
+    assert result["timings"]["Trainer"] < 5 and result["timings"]["RefitTrainer"] < 5  # cached: no training
 
 
 def test_history_store_seeded_from_data_holds_the_last_items_in_time_order(sample_split, train_events):

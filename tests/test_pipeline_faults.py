@@ -28,7 +28,9 @@ def test_failed_export_check_pushes_nothing_and_the_rerun_resumes_from_cache(pip
     with pytest.raises(RuntimeError, match="min_scann_recall"):
         local_runner.run(pipeline_run["data_dir"], workdir, echo=lines.append,
                          hyperparameters={"epochs": 1, "min_scann_recall": 1.01})  # no index can pass
-    assert "[pipeline] Trainer: started" in lines and not any(line.startswith("[pipeline] Pusher") for line in lines)
+    # Whichever of the two Trainers ran first failed the run.
+    assert any(line.endswith("Trainer: started") for line in lines)
+    assert not any(line.startswith("[pipeline] Pusher") for line in lines)
     assert not os.path.exists(serving) or not os.listdir(serving)
 
     # Any model that beats most popular is blessed here: this test is about the cache, not the margin.

@@ -22,7 +22,7 @@ from tfx_pipeline.history_query import history_query
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
 COMPONENTS = {"BigQueryExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
-              "Transform", "Trainer", "Evaluator", "Pusher"}
+              "Transform", "Trainer", "RefitTrainer", "Evaluator", "Pusher"}
 RESOLVERS = {"last_blessed_model-model-blessing-resolver", "last_blessed_model-model-resolver"}
 
 
@@ -64,6 +64,9 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
     source = lambda task, key: tasks[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]  # noqa: E731
     assert source("Pusher", "model_blessing") == {"producerTask": "Evaluator", "outputArtifactKey": "blessing"}
     assert source("Evaluator", "model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
+    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event.
+    assert source("Evaluator", "refit_model") == {"producerTask": "RefitTrainer", "outputArtifactKey": "model"}
+    assert source("Pusher", "model") == {"producerTask": "RefitTrainer", "outputArtifactKey": "model"}
     assert source("Evaluator", "baseline_model") == {"producerTask": "last_blessed_model-model-resolver",
                                                      "outputArtifactKey": "model"}
     [resolver] = json.load(open(compiled))["pipelineSpec"]["deploymentSpec"]["executors"][
@@ -71,15 +74,19 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
     assert "metadata.blessed.number_value=1" in resolver["filter"]  # the property RankingEvaluator sets
 
 
-def test_trainer_runs_on_vertex_training_with_the_configured_gpu(compiled, config):
-    custom = json.loads(parameter(json.load(open(compiled)), "Trainer", "custom_config"))
+@pytest.mark.parametrize("trainer, splits", [("Trainer", ["train"]), ("RefitTrainer", ["train", "eval"])])
+def test_both_trainers_run_on_vertex_training_with_the_configured_gpu(compiled, config, trainer, splits):
+    spec = json.load(open(compiled))
+    assert json.loads(parameter(spec, trainer, "train_args")) == {"splits": splits}
+    custom = json.loads(parameter(spec, trainer, "custom_config"))
+    assert custom["train_splits"] == splits
     assert custom["ai_platform_enable_vertex"] is True and custom["ai_platform_vertex_region"] == "us-central1"
     [pool] = custom["ai_platform_training_args"]["worker_pool_specs"]
     assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
                                     "accelerator_count": 1}
     assert pool["container_spec"]["image_uri"] == config.trainer_image
     assert custom["items_uri"] == config.catalog_uri and len(custom["code"]) == 64
-    assert parameter(json.load(open(compiled)), "Trainer", "run_fn") == "trainer_module.task.run_fn"
+    assert parameter(spec, trainer, "run_fn") == "trainer_module.task.run_fn"
 
 
 def test_pusher_writes_to_the_gcs_serving_base_and_example_gen_reads_recent_interactions_and_feedback(compiled):

@@ -4,7 +4,9 @@ For each user of the eval split: the full ranking the trained model gives (throu
 as the API asks it: the user's latest training items as history, all their training items left out),
 against most popular and EASE computed on the same split (tfx_pipeline/evaluation.py), and against the
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
-`max_regression` below the last blessed model. The report is written into the blessing as evaluation.json;
+`max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
+trained on every event, the one pushed), which is also scored on the eval split as a check that it works: it
+trained on those events, so it only has to beat most popular there. The report is written into the blessing as evaluation.json;
 the Pusher ships it inside the pushed version (assets.extra/), where the API's model page reads it.
 
 Not TFX's stock Evaluator: TFMA scores examples one by one and has no full-catalog ranking metrics.
@@ -58,6 +60,7 @@ def eval_users(train: dict[str, list[str]], held_out: dict[str, list[str]], max_
 def RankingEvaluator(
     examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    refit_model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
     baseline_model: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,  # none blessed yet
     max_regression: tfx.dsl.components.Parameter[float] = 0.05,
@@ -68,7 +71,8 @@ def RankingEvaluator(
     train, held_out = read_split(examples, "train"), read_split(examples, "eval")
     test = eval_users(train, held_out, MAX_USERS)
     users_train = {u: train[u] for u in test}
-    models = {"model": EmbeddedModel(path_utils.serving_model_path(model.uri))}
+    models = {"model": EmbeddedModel(path_utils.serving_model_path(model.uri)),
+              evaluation.REFIT: EmbeddedModel(path_utils.serving_model_path(refit_model.uri))}
     if baseline_model is not None:
         models["baseline_model"] = EmbeddedModel(path_utils.serving_model_path(baseline_model.uri))
     results = evaluation.compare(users_train, test, models)

@@ -47,7 +47,8 @@ def serving_dir(workdir: str, model_name: str) -> str:
 def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparameters: dict | None = None,
         echo=print, max_regression: float = 0.05) -> dict:
     """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s},
-    "model": the trained model's directory, "evaluation": the Evaluator's report (evaluator.py)}."""
+    "model": the directory of the model pushed if blessed (the RefitTrainer's), "evaluation": the Evaluator's
+    report (evaluator.py)}."""
     local_source.open_data_dir(data_dir).close()  # a contract violation stops here, before any component
     workdir = os.path.abspath(workdir)
     items = local_source.find_files(data_dir).items_file
@@ -68,7 +69,7 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
     with _component_progress(echo, timings, outputs):
         tfx.orchestration.LocalDagRunner().run(pipeline)
     new = [v for v in pushed_versions(serving_dir(workdir, model_name)) if v not in before]
-    [model], [blessing] = outputs["Trainer"]["model"], outputs["Evaluator"]["blessing"]
+    [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,

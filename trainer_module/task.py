@@ -118,6 +118,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     export.write_report(model_dir, {
         "scann_recall_at_10_vs_exact": recall, "scann_check_queries": len(users),
         "num_items": len(item_ids), "num_users": num_users - f.NUM_OOV_BUCKETS,
+        "train_splits": fn_args.custom_config["train_splits"],
         "train_seconds": round(train_seconds, 1), "final_loss": float(history.history["loss"][-1]),
         "final_val_loss": float(history.history["val_loss"][-1]),
         "replicas": strategy.num_replicas_in_sync, "hyperparameters": json.loads(json.dumps(hp.__dict__))})
