@@ -98,3 +98,13 @@ def test_a_model_is_asked_to_leave_out_no_more_than_its_own_limit_and_older_seen
     recommended = evaluation.model_recommendations(model, {"u": ["a", "b", "c"]})  # oldest first
     assert model.excluded == [["c", "b"]]  # the two most recent
     assert recommended == {"u": ["d", "e"]}  # "a", seen but not excluded, is dropped from the answer
+
+
+def test_report_gives_ratios_to_the_baselines_but_none_for_the_refit_which_saw_the_events():
+    results = {name: {"recall@10": recall, "ndcg@10": ndcg, "users": 3} for name, recall, ndcg in (
+        ("most_popular", 0.1, 0.2), ("ease", 0.2, 0.4), ("model", 0.3, 0.4), (evaluation.REFIT, 0.6, 0.8))}
+    lines = evaluation.report(results).splitlines()
+    assert lines[0] == "| method | recall@10 | ndcg@10 |"
+    assert f"| {evaluation.REFIT} | 0.6000 | 0.8000 |" in lines
+    assert "| model / most_popular | 3.00x | 2.00x |" in lines and "| model / ease | 1.50x | 1.00x |" in lines
+    assert not any(line.startswith(f"| {evaluation.REFIT} /") for line in lines)
