@@ -173,7 +173,7 @@ def main():
     def evaluate_now():
         return evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
 
-    averages, averaged = [tf.zeros_like(v) for v in variables], 0
+    averages, averaged = list(variables), 0  # the first average is the variables' values: nothing to allocate
     for epoch in range(1, cfg["epochs"] + cfg["refit_epochs"] + 1):
         if epoch == cfg["epochs"] + 1:
             U = all_events[0]
