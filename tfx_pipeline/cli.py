@@ -39,7 +39,8 @@ def _pipeline_run(args):
                               hyperparameters=_hyperparameters(args), max_regression=args.max_regression)
     report = result["evaluation"]
     print(f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
-          f"{'blessed' if report['blessed'] else 'NOT blessed'}: {report['reason']}")
+          f"({evaluation.REFIT}: the model pushed if blessed, trained on the eval split too: a check that it "
+          f"trained, not a test)\n{'blessed' if report['blessed'] else 'NOT blessed'}: {report['reason']}")
     if result["pushed"]:
         print(f"pushed: {result['pushed']}")
     elif report["blessed"]:
