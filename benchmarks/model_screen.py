@@ -96,6 +96,7 @@ def main():
         drop_rate = (1 - cfg["train_share"]) * len(U) / eligible.sum()
         keep = ~eligible | (np.random.default_rng(7).random(len(U)) < 1 - drop_rate)
         U, I, Hs = U[keep], I[keep], Hs[keep]
+
     def event_weights(u):
         weights = np.bincount(u)[u].astype(np.float32) ** -cfg["user_weight_pow"]
         return weights / weights.mean()
@@ -175,9 +176,9 @@ def main():
 
     averages, averaged = list(variables), 0  # the first average is the variables' values: nothing to allocate
     for epoch in range(1, cfg["epochs"] + cfg["refit_epochs"] + 1):
-        if epoch == cfg["epochs"] + 1:
-            U = all_events[0]
-            data = shuffled(*all_events, event_weights(U))
+        if epoch == cfg["epochs"] + 1:  # the refit epochs: every event from here on
+            U, I, Hs = all_events
+            data = shuffled(U, I, Hs, event_weights(U))
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate_now()
         best = max(best, (m[evaluation.NDCG], epoch))
