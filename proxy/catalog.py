@@ -2,7 +2,6 @@
 
 import csv
 import itertools
-import json
 import os
 from dataclasses import dataclass
 
@@ -45,8 +44,7 @@ class Catalog:
         with tf.io.gfile.GFile(os.path.join(version_dir, "assets", f.USER_VOCAB)) as fh:
             self.known_users = frozenset(line.rstrip("\n") for line in fh)
         # The most items one query may leave out: the SavedModel's own limit, so an older version still answers.
-        with tf.io.gfile.GFile(os.path.join(version_dir, export.EXTRA_DIR, export.REPORT_FILE)) as fh:
-            self.max_exclusions = json.load(fh)["hyperparameters"]["max_exclusions"]
+        self.max_exclusions = export.read_report(version_dir)["hyperparameters"]["max_exclusions"]
         self.by_popularity = sorted(self.items, key=lambda i: -self.items[i].popularity)
         self._events = sum(item.popularity for item in self.items.values()) or 1
 

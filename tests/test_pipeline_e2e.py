@@ -42,8 +42,8 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert sorted(started) == sorted(COMPONENTS)
     for before, after in [("FileBasedExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
                           ("ContractSchemaGen", "ExampleValidator"), ("ExampleValidator", "AnomaliesGate"),
-                          ("AnomaliesGate", "Transform"), ("Transform", "Trainer"), ("Trainer", "Evaluator"),
-                          ("Transform", "RefitTrainer"), ("RefitTrainer", "Evaluator"),
+                          ("AnomaliesGate", "Transform"), ("Transform", "Trainer"), ("Trainer", "RefitTrainer"),
+                          ("RefitTrainer", "Evaluator"),
                           ("last_blessed_model", "Evaluator"), ("Evaluator", "Pusher")]:
         assert started.index(before) < started.index(after), (before, after)
     pushed = pipeline_run["pushed"]
@@ -57,6 +57,10 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
     assert report["train_splits"] == ["train", "eval"]  # the refit on every event, not the evaluated candidate
+    # ... serving the mean of its scores and the candidate's: the Trainer's model of this run.
+    [candidate] = glob.glob(os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"),
+                            recursive=True)
+    assert report["averaged_with"] == {"model_dir": candidate, "train_splits": ["train"]}
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
 
 

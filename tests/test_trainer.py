@@ -1,4 +1,4 @@
-"""The trainer's parts on their own: hyperparameters, the history bag, multi-device training."""
+"""The trainer's parts on their own: hyperparameters, the history bag, multi-device training, averaged exports."""
 
 import subprocess
 import sys
@@ -125,3 +125,78 @@ def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, sam
     losses = [model.compute_loss(batch, training=True).numpy(),
               model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy()]
     assert bool(losses[0] == pytest.approx(losses[1])) is same
+
+
+class _Vocabularies(tf.Module):
+    """Stands in for the Transform layer: raw user and history ids to indices (unknown: the last index)."""
+
+    def __init__(self, users, items):
+        super().__init__()
+        self.users, self.items = (tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(ids), tf.range(len(ids), dtype=tf.int64)), len(ids)) for ids in (users, items))
+
+    def __call__(self, features):
+        history = features[f.HISTORY]
+        return {f.USER_IDX: self.users.lookup(features[f.USER_ID][:, 0]),
+                f.HISTORY_IDX: tf.SparseTensor(history.indices, self.items.lookup(history.values), history.dense_shape)}
+
+
+USERS, ITEMS = ["u0", "u1", "u2"], np.array(["i0", "i1", "i2", "i3", "i4", "i5"])
+
+
+def _exported(path: str, seed: int, item_ids=ITEMS):
+    """A random model of USERS x ITEMS exported as the Trainer exports (brute force), and loaded back."""
+    from trainer_module import export
+    from trainer_module.model import QueryTower
+
+    rng = np.random.default_rng(seed)
+    item_embedding = tf.keras.layers.Embedding(len(ITEMS) + 1, 4)
+    tower = QueryTower(len(USERS) + 1, item_embedding, 0.25)
+    tower(tf.constant([0]), tf.sparse.from_dense(tf.constant([[1]], tf.int64)))  # builds the weights (int32, one wide)
+    tower.user_embedding.set_weights([rng.normal(size=(len(USERS) + 1, 4))])
+    items = rng.normal(size=(len(ITEMS), 4)).astype(np.float32)
+    item_embedding.set_weights([np.vstack([items, np.zeros((1, 4))])])
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    parts = (tower, items, rng.normal(size=len(ITEMS)).astype(np.float32))
+    return parts, _save(path, parts, item_ids)
+
+
+def _save(path, parts, item_ids=ITEMS):
+    from trainer_module import export
+
+    hp = HParams()
+    module = export.ServingModule(_Vocabularies(USERS, list(ITEMS)), *parts[:1], item_ids, *parts[1:],
+                                  export.brute_force_index(hp, len(item_ids)), hp)
+    module.save(path)
+    return export.load(path)
+
+
+def _scores(model, method: str, inputs: dict) -> list[dict]:
+    out = model.signatures[method](**{name: tf.constant(value) for name, value in inputs.items()})
+    return [{i: v for i, v in zip(ids.astype(str), s) if np.isfinite(v)}  # an excluded item scores -inf
+            for ids, s in zip(out["item_ids"].numpy(), out["scores"].numpy())]
+
+
+def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_items(tmp_path):
+    from trainer_module import export
+
+    refit, refit_loaded = _exported(str(tmp_path / "refit"), seed=1)
+    _, candidate_loaded = _exported(str(tmp_path / "candidate"), seed=2)
+    averaged = _save(str(tmp_path / "averaged"),
+                     export.averaged([refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)]))
+    queries = dict(user_id=["u0", "u2", "new"], history=[["i1", "i2"], ["", ""], ["i3", "i4"]],
+                   exclude_item_ids=[["i5"], ["i5"], ["i0"]])
+    for method, inputs in (("serving_default", queries), ("similar_items", dict(item_id=["i0", "i3"]))):
+        for mean, one, other in zip(*(_scores(m, method, inputs) for m in (averaged, refit_loaded, candidate_loaded))):
+            assert set(mean) == set(one) == set(other) and len(mean) == 5  # one item left out in each query
+            assert [one[i] for i in mean] != pytest.approx([other[i] for i in mean], abs=0.01)  # two models
+            for item, score in mean.items():
+                assert score == pytest.approx((one[item] + other[item]) / 2, abs=1e-5), (method, item)
+
+
+def test_a_model_of_another_vocabulary_is_not_averaged_in(tmp_path):
+    from trainer_module import export
+
+    _exported(str(tmp_path / "candidate"), seed=2, item_ids=ITEMS[::-1])
+    with pytest.raises(ValueError, match="not this model's items"):
+        export.exported_model(str(tmp_path / "candidate"), ITEMS)

@@ -64,8 +64,11 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
     source = lambda task, key: tasks[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]  # noqa: E731
     assert source("Pusher", "model_blessing") == {"producerTask": "Evaluator", "outputArtifactKey": "blessing"}
     assert source("Evaluator", "model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
-    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event.
+    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event, averaged
+    # with the candidate (its base model).
     assert source("Evaluator", "refit_model") == {"producerTask": "RefitTrainer", "outputArtifactKey": "model"}
+    assert source("RefitTrainer", "base_model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
+    assert "base_model" not in tasks["Trainer"]["inputs"].get("artifacts", {})
     assert source("Pusher", "model") == {"producerTask": "RefitTrainer", "outputArtifactKey": "model"}
     assert source("Evaluator", "baseline_model") == {"producerTask": "last_blessed_model-model-resolver",
                                                      "outputArtifactKey": "model"}

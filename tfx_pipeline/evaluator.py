@@ -5,8 +5,8 @@ as the API asks it: the user's latest training items as history, all their train
 against most popular and EASE computed on the same split (tfx_pipeline/evaluation.py), and against the
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
 `max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
-trained on every event, the one pushed), which is also scored on the eval split as a check that it works: it
-trained on those events, so it only has to beat most popular there. The report is written into the blessing
+trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval split
+as a check that it works: it trained on those events, so it only has to beat most popular there. The report is written into the blessing
 as evaluation.json; the Pusher ships it inside the pushed version (assets.extra/), where the API's model page
 reads it.
 

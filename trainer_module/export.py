@@ -53,6 +53,7 @@ class ServingModule(tf.Module):
         self.item_embeddings = tf.Variable(
             np.vstack([np.hstack([item_embeddings, np.zeros((num_items, 1))]), np.zeros((1, dim + 1))]).astype(
                 np.float32), trainable=False)
+        self.item_offsets = tf.Variable(item_offsets.astype(np.float32), trainable=False)
         self.index = index
         self.index.index(tf.constant(np.hstack([item_embeddings, item_offsets[:, np.newaxis]]).astype(np.float32)))
 
@@ -81,9 +82,15 @@ class ServingModule(tf.Module):
     ])
     def recommend(self, user_id, history, exclude_item_ids):
         transformed = self.tft_layer({f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)})
-        queries = self.query_tower(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
+        queries = self.query(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
         queries = tf.concat([queries, tf.ones_like(queries[:, :1])], 1)
         return self._top_k(queries, self.item_index.lookup(exclude_item_ids))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="user_idx"),
+                                  tf.SparseTensorSpec([None, None], tf.int64)])
+    def query(self, user_idx, history_idx):
+        """The query vectors of transformed user and history indices: what averaged() calls of a loaded model."""
+        return self.query_tower(user_idx, history_idx)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
     def similar(self, item_id):
@@ -98,6 +105,49 @@ class ServingModule(tf.Module):
         tf.saved_model.save(self, path, options=options, signatures={
             RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
             SIMILAR_SIGNATURE: self.similar.get_concrete_function()})
+
+
+class SideBySideQueryTower(tf.Module):
+    """Several models' query towers as one: their query vectors side by side, each scaled by `scale`."""
+
+    def __init__(self, towers, scale: float):
+        super().__init__()
+        self.towers = list(towers)
+        self.scale = scale
+
+    def __call__(self, user_idx, history_idx):
+        return self.scale * tf.concat([tower(user_idx, history_idx) for tower in self.towers], 1)
+
+
+class ExportedQueryTower(tf.Module):
+    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its variables."""
+
+    def __init__(self, loaded):
+        super().__init__()
+        self.tower = loaded.query_tower
+        self.query = loaded.query
+
+    def __call__(self, user_idx, history_idx):
+        return self.query(user_idx, history_idx)
+
+
+def averaged(models):
+    """One model whose scores are the mean of the given models' scores, as ServingModule's (query_tower,
+    item_embeddings, item_offsets). Query and item vectors go side by side, both scaled by 1/sqrt(n): a dot
+    product is then the mean of the models' cosines, for a user's query (/recommend) and an item's (/similar)
+    alike; the offsets are averaged."""
+    towers, embeddings, offsets = zip(*models)
+    scale = 1 / math.sqrt(len(models))
+    return SideBySideQueryTower(towers, scale), scale * np.hstack(embeddings), np.mean(offsets, axis=0)
+
+
+def exported_model(model_dir: str, item_ids: np.ndarray):
+    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates must be
+    `item_ids` in this order (the same vocabulary)."""
+    loaded = load(model_dir)
+    if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
+        raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")
+    return ExportedQueryTower(loaded), loaded.item_embeddings.numpy()[:-1, :-1], loaded.item_offsets.numpy()
 
 
 def _fetch(hp: HParams, num_items: int) -> int:
@@ -149,3 +199,8 @@ def recall_against_exact(model_dir: str, user_ids, histories, k: int = 10) -> fl
 def write_report(model_dir: str, report: dict):
     with tf.io.gfile.GFile(os.path.join(model_dir, EXTRA_DIR, REPORT_FILE), "w") as out:
         json.dump(report, out, indent=2, sort_keys=True)
+
+
+def read_report(model_dir: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(model_dir, EXTRA_DIR, REPORT_FILE)) as fh:
+        return json.load(fh)

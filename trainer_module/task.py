@@ -99,12 +99,19 @@ def run_fn(fn_args: tfx.components.FnArgs):
     item_embeddings = model.candidate_tower(tf.constant(item_index), tf.constant(categories[item_index])).numpy()
     item_offsets = hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0]
 
+    query_tower, averaged_with = model.query_tower, None
+    if fn_args.base_model:  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RE*)
+        query_tower, item_embeddings, item_offsets = export.averaged([
+            (model.query_tower, item_embeddings, item_offsets), export.exported_model(fn_args.base_model, item_ids)])
+        averaged_with = {"model_dir": fn_args.base_model,
+                         "train_splits": export.read_report(fn_args.base_model)["train_splits"]}
+
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
-    brute_force = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings, item_offsets,
+    brute_force = export.ServingModule(tft_layer, query_tower, item_ids, item_embeddings, item_offsets,
                                        export.brute_force_index(hp, len(item_ids)), hp)
     brute_force.save(model_dir)
-    scann = export.ServingModule(tft_layer, model.query_tower, item_ids, item_embeddings, item_offsets,
+    scann = export.ServingModule(tft_layer, query_tower, item_ids, item_embeddings, item_offsets,
                                  export.scann_index(hp, len(item_ids)), hp)
     scann.save(os.path.join(model_dir, export.SCANN_DIR),
                options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
@@ -118,7 +125,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     export.write_report(model_dir, {
         "scann_recall_at_10_vs_exact": recall, "scann_check_queries": len(users),
         "num_items": len(item_ids), "num_users": num_users - f.NUM_OOV_BUCKETS,
-        "train_splits": fn_args.custom_config["train_splits"],
+        "train_splits": fn_args.custom_config["train_splits"], "averaged_with": averaged_with,
         "train_seconds": round(train_seconds, 1), "final_loss": float(history.history["loss"][-1]),
         "final_val_loss": float(history.history["val_loss"][-1]),
         "replicas": strategy.num_replicas_in_sync, "hyperparameters": json.loads(json.dumps(hp.__dict__))})

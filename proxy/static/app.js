@@ -7,7 +7,8 @@ const KEY_STORAGE = "recsys-api-key";
 let apiKey = sessionStorage.getItem(KEY_STORAGE);
 const itemTitles = new Map();  // from every list shown: the item page's heading
 // "model" is the candidate the blessing judged (trained without the eval split); the pushed model is its recipe
-// retrained on every event, so its own scores here are of events it saw (tfx_pipeline/evaluator.py).
+// retrained on every event and averaged with it, so its own scores here are of events it saw
+// (tfx_pipeline/evaluator.py).
 const SYSTEMS = {model: "this recipe, eval events held out", refit_on_all_events: "this model (saw the eval events)",
                  baseline_model: "last blessed model", ease: "EASE", most_popular: "most popular"};
 const COLORS = {model: "#1e88e5", refit_on_all_events: "#0d47a1", baseline_model: "#90caf9", ease: "#8e24aa",
@@ -207,13 +208,17 @@ function evaluationView(evaluation) {
           legend("evaluation-legend", series.map((s) => [s.name, s.color]))];
 }
 
+const splits = (names) => (names || []).join(" + ") || "–";
+
 function exportView(report) {
   if (!report) return h("p", {class: "muted"}, "no export report stored for this version");
   return [h("h2", {}, "ScaNN against brute force"),
           h("p", {}, `recall@10 of the ScaNN index against exact search, ${report.scann_check_queries} queries:`),
           meter("scann-recall", report.scann_recall_at_10_vs_exact),
           h("h2", {}, "Training"),
-          table([["trained on", (report.train_splits || []).join(" + ") || "–"],
+          table([["trained on", splits(report.train_splits)],
+                 ...(report.averaged_with ? [["scores", "the mean of this model's and one trained on " +
+                                              splits(report.averaged_with.train_splits)]] : []),
                  ["training time", `${fixed(report.train_seconds, 1)} s`], ["users", report.num_users],
                  ["items", report.num_items], ["final loss", fixed(report.final_loss)],
                  ["final validation loss", fixed(report.final_val_loss)]]),
