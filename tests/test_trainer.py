@@ -182,8 +182,10 @@ def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_it
 
     refit, refit_loaded = _exported(str(tmp_path / "refit"), seed=1)
     _, candidate_loaded = _exported(str(tmp_path / "candidate"), seed=2)
-    averaged = _save(str(tmp_path / "averaged"),
-                     export.averaged([refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)]))
+    # Two 4-dimensional models side by side: 8 dimensions, of which 6 items span only 6; projected onto those.
+    averaged = _save(str(tmp_path / "averaged"), export.averaged(
+        [refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)], dim=len(ITEMS)))
+    assert averaged.index.candidates.shape == (len(ITEMS), len(ITEMS) + 1)  # + the offset
     queries = dict(user_id=["u0", "u2", "new"], history=[["i1", "i2"], ["", ""], ["i3", "i4"]],
                    exclude_item_ids=[["i5"], ["i5"], ["i0"]])
     for method, inputs in (("serving_default", queries), ("similar_items", dict(item_id=["i0", "i3"]))):

@@ -107,16 +107,18 @@ class ServingModule(tf.Module):
             SIMILAR_SIGNATURE: self.similar.get_concrete_function()})
 
 
-class SideBySideQueryTower(tf.Module):
-    """Several models' query towers as one: their query vectors side by side, each scaled by `scale`."""
+class AveragedQueryTower(tf.Module):
+    """Several models' query towers as one: their query vectors side by side, scaled, then projected."""
 
-    def __init__(self, towers, scale: float):
+    def __init__(self, towers, scale: float, projection: np.ndarray):
         super().__init__()
         self.towers = list(towers)
         self.scale = scale
+        self.projection = tf.Variable(projection.astype(np.float32), trainable=False)
 
     def __call__(self, user_idx, history_idx):
-        return self.scale * tf.concat([tower(user_idx, history_idx) for tower in self.towers], 1)
+        side_by_side = self.scale * tf.concat([tower(user_idx, history_idx) for tower in self.towers], 1)
+        return tf.matmul(side_by_side, self.projection)
 
 
 class ExportedQueryTower(tf.Module):
@@ -131,14 +133,21 @@ class ExportedQueryTower(tf.Module):
         return self.query(user_idx, history_idx)
 
 
-def averaged(models):
+def averaged(models, dim: int):
     """One model whose scores are the mean of the given models' scores, as ServingModule's (query_tower,
-    item_embeddings, item_offsets). Query and item vectors go side by side, both scaled by 1/sqrt(n): a dot
-    product is then the mean of the models' cosines, for a user's query (/recommend) and an item's (/similar)
-    alike; the offsets are averaged."""
+    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled by
+    1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and an
+    item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
+    principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
+    does: on MovieLens, 512 of 1024 directions hold 99.5% of the variance and the mean of two 512-dimensional
+    models keeps its nDCG@10 (BENCHMARKS.md, RE*)."""
     towers, embeddings, offsets = zip(*models)
     scale = 1 / math.sqrt(len(models))
-    return SideBySideQueryTower(towers, scale), scale * np.hstack(embeddings), np.mean(offsets, axis=0)
+    side_by_side = scale * np.hstack(embeddings)
+    _, _, directions = np.linalg.svd(side_by_side, full_matrices=False)
+    projection = directions[:dim].T
+    return (AveragedQueryTower(towers, scale, projection), side_by_side @ projection,
+            np.mean(offsets, axis=0))
 
 
 def exported_model(model_dir: str, item_ids: np.ndarray):

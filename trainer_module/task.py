@@ -102,7 +102,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
     query_tower, averaged_with = model.query_tower, None
     if fn_args.base_model:  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RE*)
         query_tower, item_embeddings, item_offsets = export.averaged([
-            (model.query_tower, item_embeddings, item_offsets), export.exported_model(fn_args.base_model, item_ids)])
+            (model.query_tower, item_embeddings, item_offsets), export.exported_model(fn_args.base_model, item_ids)],
+            hp.embedding_dim)
         averaged_with = {"model_dir": fn_args.base_model,
                          "train_splits": export.read_report(fn_args.base_model)["train_splits"]}
 
