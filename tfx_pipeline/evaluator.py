@@ -6,9 +6,9 @@ against most popular and EASE computed on the same split (tfx_pipeline/evaluatio
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
 `max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
 trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval split
-as a check that it works: it trained on those events, so it only has to beat most popular there. The report is written into the blessing
-as evaluation.json; the Pusher ships it inside the pushed version (assets.extra/), where the API's model page
-reads it.
+as a check that it works: it trained on those events, so it only has to beat most popular there. The report is
+written into the blessing as evaluation.json; the Pusher ships it inside the pushed version (assets.extra/),
+where the API's model page reads it.
 
 Not TFX's stock Evaluator: TFMA scores examples one by one and has no full-catalog ranking metrics.
 """

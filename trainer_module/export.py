@@ -140,7 +140,7 @@ def averaged(models, dim: int):
     item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
     principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
     does: on MovieLens, 512 of 1024 directions hold 99.5% of the variance and the mean of two 512-dimensional
-    models keeps its nDCG@10 (BENCHMARKS.md, RE*)."""
+    models keeps its nDCG@10 (BENCHMARKS.md, RE*, RP*)."""
     towers, embeddings, offsets = zip(*models)
     scale = 1 / math.sqrt(len(models))
     side_by_side = scale * np.hstack(embeddings)

@@ -100,7 +100,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     item_offsets = hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0]
 
     query_tower, averaged_with = model.query_tower, None
-    if fn_args.base_model:  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RE*)
+    if fn_args.base_model:  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
         query_tower, item_embeddings, item_offsets = export.averaged([
             (model.query_tower, item_embeddings, item_offsets), export.exported_model(fn_args.base_model, item_ids)],
             hp.embedding_dim)
