@@ -8,6 +8,7 @@ import types
 import pytest
 
 from tfx_pipeline import evaluation
+from tfx_pipeline.evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
 
 
@@ -108,3 +109,12 @@ def test_report_gives_ratios_to_the_baselines_but_none_for_the_refit_which_saw_t
     assert f"| {evaluation.REFIT} | 0.6000 | 0.8000 |" in lines
     assert "| model / most_popular | 3.00x | 2.00x |" in lines and "| model / ease | 1.50x | 1.00x |" in lines
     assert not any(line.startswith(f"| {evaluation.REFIT} /") for line in lines)
+
+
+def test_the_inputs_fingerprint_ignores_event_order_and_changes_with_any_event_or_the_recipe():
+    events = [("u1", 10, "i1", "view", 0.0, "drama"), ("u2", 11, "i2", "rating", 4.0, "comedy")]
+    same = inputs_fingerprint(events, "recipe")
+    assert inputs_fingerprint(events[::-1], "recipe") == same
+    assert inputs_fingerprint(events, "another recipe") != same
+    assert inputs_fingerprint(events[:1], "recipe") != same
+    assert inputs_fingerprint([events[0], ("u2", 11, "i2", "rating", 5.0, "comedy")], "recipe") != same

@@ -2,6 +2,7 @@
 
 import glob
 import hashlib
+import json
 import os
 from typing import Optional
 
@@ -108,7 +109,9 @@ def create_pipeline(
     evaluator = ranking_evaluator.RankingEvaluator(
         examples=example_gen.outputs["examples"], model=candidate_trainer.outputs["model"],
         refit_model=refit_trainer.outputs["model"], baseline_model=last_blessed.outputs["model"],
-        max_regression=max_regression,
+        baseline_blessing=last_blessed.outputs["model_blessing"], max_regression=max_regression,
+        pipeline_name=pipeline_name,
+        recipe=hashlib.sha256(json.dumps(trainer_config, sort_keys=True).encode()).hexdigest(),
         code=code_fingerprint(ranking_evaluator, evaluation)).with_id("Evaluator")
     pusher = tfx.components.Pusher(
         model=refit_trainer.outputs["model"],

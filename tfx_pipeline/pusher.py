@@ -57,10 +57,6 @@ class Executor(pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], pusher_pb2.PushDestination())
         model_path = self.GetModelPath(input_dict).rstrip("/")
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
-        if blessing.get_string_custom_property("baseline_model") == blessing.get_string_custom_property(
-                "current_model"):  # an unchanged re-run: the last blessed model is this one, pushed back then
-            self._MarkNotPushed(model_push)
-            return
         version, serving_path = push_version(model_path, destination.filesystem.base_directory,
                                              (os.path.join(blessing.uri, EVALUATION_FILE),))
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as the stock executor keeps
