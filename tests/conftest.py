@@ -5,10 +5,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports Ten
 import pytest  # noqa: E402
 
 from tests import holdout  # noqa: E402
-from tfx_pipeline import local_runner  # noqa: E402
+from tfx_pipeline import cli, cloud_config as cloud_config_module, local_runner  # noqa: E402
 from tfx_pipeline.data import sample  # noqa: E402
 
 SAMPLE = dict(users=300, items=200, events=12000, seed=7)
+CLOUD_CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,16 @@ def pipeline_run(sample_split, tmp_path_factory):
     lines = []
     result = local_runner.run(data_dir, workdir, model_name="recsys", echo=lines.append)
     return dict(result, workdir=workdir, data_dir=data_dir, lines=lines)
+
+
+@pytest.fixture(scope="session")
+def cloud_config():
+    return cloud_config_module.load(CLOUD_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def compiled_pipeline(tmp_path_factory):
+    """The Vertex AI PipelineJob spec `recsys pipeline compile` writes for config/cloud.example.yaml."""
+    path = str(tmp_path_factory.mktemp("vertex") / "pipeline.json")
+    assert cli.main(["pipeline", "compile", "--config", CLOUD_CONFIG, "--out", path]) == 0
+    return path

@@ -27,15 +27,13 @@ RESOLVERS = {"last_blessed_model-model-blessing-resolver", "last_blessed_model-m
 
 
 @pytest.fixture(scope="module")
-def config():
-    return cloud_config.load(CONFIG)
+def config(cloud_config):
+    return cloud_config
 
 
 @pytest.fixture(scope="module")
-def compiled(config, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("vertex") / "pipeline.json")
-    assert cli.main(["pipeline", "compile", "--config", CONFIG, "--out", path]) == 0
-    return path
+def compiled(compiled_pipeline):
+    return compiled_pipeline
 
 
 def parameter(spec, task, name):
@@ -54,7 +52,9 @@ def test_compiled_pipeline_has_every_component_in_our_image_with_dataflow_args(c
         args = container["args"]
         for expected in ("--runner=DataflowRunner", "--project=my-gcp-project", "--region=us-central1",
                          "--temp_location=gs://my-recsys-bucket/tmp", "--max_num_workers=8",
-                         f"--sdk_container_image={config.pipeline_image}"):
+                         f"--sdk_container_image={config.pipeline_image}",
+                         "--service_account_email=recsys-dataflow@my-gcp-project.iam.gserviceaccount.com",
+                         "--subnetwork=regions/us-central1/subnetworks/recsys"):
             assert expected in args, (name, expected)
     assert "tfx_pipeline.pusher.Executor" in executors["Pusher_executor"]["container"]["args"]
 
@@ -75,6 +75,9 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
     [resolver] = json.load(open(compiled))["pipelineSpec"]["deploymentSpec"]["executors"][
         "last_blessed_model-model-blessing-resolver_executor"]["resolver"]["outputArtifactQueries"].values()
     assert "metadata.blessed.number_value=1" in resolver["filter"]  # the property RankingEvaluator sets
+    assert resolver["filter"].endswith(' AND metadata.pipeline.string_value="recsys"')  # this pipeline's only
+    assert source("Evaluator", "baseline_blessing") == {"producerTask": "last_blessed_model-model-blessing-resolver",
+                                                        "outputArtifactKey": "model_blessing"}
 
 
 @pytest.mark.parametrize("trainer, splits", [("Trainer", ["train"]), ("RefitTrainer", ["train", "eval"])])
@@ -84,7 +87,10 @@ def test_both_trainers_run_on_vertex_training_with_the_configured_gpu(compiled, 
     custom = json.loads(parameter(spec, trainer, "custom_config"))
     assert custom["train_splits"] == splits
     assert custom["ai_platform_enable_vertex"] is True and custom["ai_platform_vertex_region"] == "us-central1"
-    [pool] = custom["ai_platform_training_args"]["worker_pool_specs"]
+    job_spec = custom["ai_platform_training_args"]["job_spec"]
+    assert job_spec["service_account"] == "recsys-pipeline@my-gcp-project.iam.gserviceaccount.com"
+    assert job_spec["network"] == "projects/123456789012/global/networks/recsys"
+    [pool] = job_spec["worker_pool_specs"]
     assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
                                     "accelerator_count": 1}
     assert pool["container_spec"]["image_uri"] == config.trainer_image
@@ -131,6 +137,11 @@ def test_submit_sends_a_create_pipeline_job_request(compiled, config, no_bucket_
     assert sent["parent"] == "projects/my-gcp-project/locations/us-central1"
     request = sent["pipeline_job"]
     assert request.display_name == "recsys"
+    assert request.service_account == "recsys-pipeline@my-gcp-project.iam.gserviceaccount.com"
+    assert request.network == "projects/123456789012/global/networks/recsys"
+    # Caching off in every task: the BigQuery rows are in no cache key (vertex_runner.CACHING).
+    assert {task["cachingOptions"]["enableCache"] for task in request.pipeline_spec["root"]["dag"]["tasks"].values()
+            if "cachingOptions" in task} == {False}
     assert request.runtime_config.gcs_output_directory == "gs://my-recsys-bucket/pipeline_root"
     assert set(request.pipeline_spec["root"]["dag"]["tasks"]) == COMPONENTS | RESOLVERS
     assert sent["pipeline_job_id"].startswith("recsys-")
@@ -150,6 +161,8 @@ def test_schedule_sends_a_create_schedule_request_with_the_cron(compiled, config
     schedule = sent["schedule"]
     assert sent["parent"] == "projects/my-gcp-project/locations/us-central1"
     assert schedule.cron == "0 3 * * 1" and schedule.max_concurrent_run_count == 1
+    assert schedule.create_pipeline_job_request.pipeline_job.service_account == \
+        "recsys-pipeline@my-gcp-project.iam.gserviceaccount.com"
     assert schedule.create_pipeline_job_request.pipeline_job.runtime_config.gcs_output_directory == \
         "gs://my-recsys-bucket/pipeline_root"
 
@@ -158,11 +171,13 @@ def test_config_problems_are_listed_together_before_compiling(tmp_path, capsys):
     bad = tmp_path / "cloud.yaml"
     bad.write_text(open(CONFIG).read().replace("region: us-central1", "region: 12")
                    .replace("bucket: gs://my-recsys-bucket", "bucket: s3://elsewhere")
-                   .replace("accelerator_count: 1", "accelerator_count: many"))
+                   .replace("accelerator_count: 1", "accelerator_count: many")
+                   .replace("recsys-dataflow@my-gcp-project.iam", "recsys-dataflow@my-gcp-project.iam.google"))
     out = tmp_path / "pipeline.json"
     assert cli.main(["pipeline", "compile", "--config", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "3 problem(s)" in err and "region: expected a string" in err and "bucket: 's3://elsewhere'" in err
+    assert "4 problem(s)" in err and "region: expected a string" in err and "bucket: 's3://elsewhere'" in err
+    assert "identity.dataflow_service_account: 'recsys-dataflow@my-gcp-project.iam.google" in err
     assert "trainer.accelerator_count: expected an integer" in err
     assert not out.exists()
 
@@ -225,3 +240,10 @@ def test_bigquery_example_gen_executor_on_the_direct_runner(tmp_path, config):
     with_history = [e for e in parsed if e.features.feature["history"].bytes_list.value]
     assert with_history and all(e.features.feature["timestamp"].int64_list.value for e in parsed)
     assert all(len(e.features.feature["history"].bytes_list.value) <= 20 for e in parsed)
+
+
+def test_the_dataflow_subnetwork_must_be_in_the_pipelines_region(tmp_path):
+    bad = tmp_path / "cloud.yaml"
+    bad.write_text(open(CONFIG).read().replace("regions/us-central1/subnetworks", "regions/europe-west4/subnetworks"))
+    with pytest.raises(cloud_config.ConfigError, match="in region europe-west4, not the pipeline's region us-central1"):
+        cloud_config.load(str(bad))

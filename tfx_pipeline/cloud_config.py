@@ -43,6 +43,10 @@ class CloudConfig:
     proxy_port: int
     tf_serving_image: str
     proxy_image: str
+    pipeline_service_account: str
+    dataflow_service_account: str
+    vertex_network: str
+    dataflow_subnetwork: str
 
     @property
     def pipeline_root(self) -> str:
@@ -60,7 +64,7 @@ class CloudConfig:
 
 
 # (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds
-# "int" (positive), "count" (0..16), "port", "image", "accelerator")
+# "int" (positive), "count" (0..16), "port", "image", "accelerator", "service_account")
 FIELDS = [
     ("project", "project", r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"),
     ("region", "region", r"^[a-z]+-[a-z]+[0-9]$"),
@@ -85,7 +89,15 @@ FIELDS = [
     ("serving.proxy_port", "proxy_port", "port"),
     ("serving.tf_serving_image", "tf_serving_image", "image"),
     ("serving.proxy_image", "proxy_image", "image"),
+    ("identity.pipeline_service_account", "pipeline_service_account", "service_account"),
+    ("identity.dataflow_service_account", "dataflow_service_account", "service_account"),
+    # Vertex AI peers with a network named by project number; "" leaves its jobs on Google's own network.
+    ("network.vertex_network", "vertex_network", r"^(projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$"),
+    ("network.dataflow_subnetwork", "dataflow_subnetwork",
+     r"^(https://www\.googleapis\.com/compute/v1/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/)?"
+     r"regions/[a-z]+-[a-z]+[0-9]/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"),
 ]
+SERVICE_ACCOUNT = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
 IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
 
 
@@ -100,6 +112,9 @@ def _check(key: str, value, kind: str) -> str | None:
         return f"{key}: expected a string, got {value!r}"
     if kind == "accelerator":
         return None if value in ("",) + ACCELERATORS else f"{key}: {value!r} is not one of {', '.join(ACCELERATORS)}"
+    if kind == "service_account":
+        return None if re.match(SERVICE_ACCOUNT, value) else \
+            f"{key}: {value!r} is not a service account's email (name@project.iam.gserviceaccount.com)"
     if re.match(IMAGE if kind == "image" else kind, value):
         return None
     return f"{key}: {value!r} is not an image reference with a tag or digest" if kind == "image" else \
@@ -132,6 +147,10 @@ def load(path: str) -> CloudConfig:
         problems.append("trainer: accelerator_type and accelerator_count must be set together (or both empty/0)")
     if not problems and len({values["grpc_port"], values["rest_port"], values["proxy_port"]}) < 3:
         problems.append("serving: grpc_port, rest_port and proxy_port must differ")
+    subnetwork_region = re.search(r"regions/([^/]+)/", values.get("dataflow_subnetwork") or "")
+    if not problems and subnetwork_region.group(1) != values["region"]:
+        problems.append(f"network.dataflow_subnetwork: in region {subnetwork_region.group(1)}, "
+                        f"not the pipeline's region {values['region']}")
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return CloudConfig(**values)
