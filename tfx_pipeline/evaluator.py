@@ -149,7 +149,7 @@ class Executor(tfx_evaluator.Executor):
 
 class RankingEvaluator(base_component.BaseComponent):
     SPEC_CLASS = RankingEvaluatorSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)  # the parent is a Beam executor
 
     def __init__(self, examples, model, refit_model, baseline_model, baseline_blessing, max_regression: float,
                  pipeline_name: str, recipe: str, code: str):

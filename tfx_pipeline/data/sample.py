@@ -20,7 +20,9 @@ STAY_IN_GROUP = 0.7
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 20000, seed: int = 42) -> None:
+def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 20000, seed: int = 42,
+             start: datetime = START) -> None:
+    """Writes interactions.csv and items.csv; each user's events begin within 30 days of `start`."""
     rng = np.random.default_rng(seed)
     item_group = rng.integers(len(GROUPS), size=items)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8  # Zipf-like; shuffled so ids carry no signal
@@ -37,7 +39,7 @@ def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 200
         writer = csv.writer(out)
         writer.writerow(f.INTERACTION_COLUMNS)
         for u in range(users):
-            t = START + timedelta(minutes=int(rng.integers(0, 60 * 24 * 30)))
+            t = start + timedelta(minutes=int(rng.integers(0, 60 * 24 * 30)))
             group = rng.choice(len(GROUPS), p=tastes[u])
             for _ in range(per_user[u]):
                 if rng.random() > STAY_IN_GROUP:
