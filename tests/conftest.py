@@ -28,3 +28,12 @@ def pipeline_run(sample_split, tmp_path_factory):
     lines = []
     result = local_runner.run(data_dir, workdir, model_name="recsys", echo=lines.append)
     return dict(result, workdir=workdir, data_dir=data_dir, lines=lines)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh redis-server on 127.0.0.1 for one test (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+    server = RedisServer(str(tmp_path / "redis")).start()
+    yield server
+    server.stop()
