@@ -43,6 +43,9 @@ class CloudConfig:
     proxy_port: int
     tf_serving_image: str
     proxy_image: str
+    store_instance: str
+    store_url_secret: str
+    store_ca_secret: str
 
     @property
     def pipeline_root(self) -> str:
@@ -85,6 +88,9 @@ FIELDS = [
     ("serving.proxy_port", "proxy_port", "port"),
     ("serving.tf_serving_image", "tf_serving_image", "image"),
     ("serving.proxy_image", "proxy_image", "image"),
+    ("store.instance", "store_instance", r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
+    ("store.url_secret", "store_url_secret", r"^[A-Za-z0-9_-]{1,255}$"),
+    ("store.ca_secret", "store_ca_secret", r"^[A-Za-z0-9_-]{1,255}$"),
 ]
 IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
 
