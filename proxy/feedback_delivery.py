@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Callable
 
@@ -58,8 +59,12 @@ class StreamDelivery:
     """One consumer of the stream: write(events) is the sink (events as FeedbackStore's columns)."""
 
     def __init__(self, url: str, write: Callable[[list[dict]], None], batch_size: int = 500,
-                 reclaim_idle: float = 30.0, interval: float = 1.0, max_backoff: float = 60.0):
+                 reclaim_idle: float = 30.0, interval: float = 1.0, max_backoff: float = 60.0,
+                 forget_after: float = 3600.0):
+        """forget_after: seconds after which a consumer with nothing pending is taken off the group (each
+        instance that ever ran left one; a live one is put back by its next read)."""
         self.write, self.batch_size, self.reclaim_idle_ms = write, batch_size, int(reclaim_idle * 1000)
+        self.forget_after_ms, self._forgotten_at = int(forget_after * 1000), 0.0
         self.redis = client(url, 10, asynchronous=False)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._group_ready = False
@@ -85,6 +90,8 @@ class StreamDelivery:
                 self._group_ready = False
             raise
         if not entries:
+            if time.monotonic() - self._forgotten_at > self.forget_after_ms / 1000:
+                self._forget_gone_consumers()
             return 0
         events = [json.loads(fields["event"]) for _, fields in entries if fields]  # None: deleted meanwhile
         if events:
@@ -95,6 +102,12 @@ class StreamDelivery:
             pipe.xdel(STREAM, *ids)
             pipe.execute()
         return len(entries)
+
+    def _forget_gone_consumers(self):
+        self._forgotten_at = time.monotonic()
+        for consumer in self.redis.xinfo_consumers(STREAM, GROUP):
+            if consumer["pending"] == 0 and consumer["idle"] > self.forget_after_ms:
+                self.redis.xgroup_delconsumer(STREAM, GROUP, consumer["name"])
 
     def _read(self, start: str) -> list:
         reply = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: start}, count=self.batch_size)

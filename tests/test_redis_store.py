@@ -141,3 +141,17 @@ def test_a_failing_sink_keeps_the_batch_pending_and_delivers_it_later_to_bigquer
     assert list(recorder.stored) == [event_id for event_id, _ in accepted]
     assert recorder.stored[accepted[0][0]]["rating"] == 4.0
     assert len(recorder.calls) == 2 and delivery.deliver() == 0
+
+
+def test_consumers_of_instances_gone_are_taken_off_the_group(redis_server):
+    run(accept_and_read(redis_server.url, [event("u", "1")], []))
+    reader = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    StreamDelivery(redis_server.url, lambda events: None, forget_after=3600).deliver()  # the group, the event
+    reader.xreadgroup(GROUP, "gone-with-nothing-pending", {STREAM: ">"})
+    run(accept_and_read(redis_server.url, [event("u", "2")], []))
+    reader.xreadgroup(GROUP, "gone-with-a-pending-event", {STREAM: ">"})
+    time.sleep(0.3)
+    live = StreamDelivery(redis_server.url, lambda events: None, reclaim_idle=60, forget_after=0.2)
+    assert live.deliver() == 0  # nothing new; the pending event is not idle long enough to take
+    assert {c["name"] for c in reader.xinfo_consumers(STREAM, GROUP)} >= {"gone-with-a-pending-event"}
+    assert "gone-with-nothing-pending" not in {c["name"] for c in reader.xinfo_consumers(STREAM, GROUP)}
