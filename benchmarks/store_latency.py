@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
-    events = local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT)
+    events = list(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
     users = sorted({user for user, _, _ in events})
     random.Random(0).shuffle(users)
     p50 = {"in process (--data)": [], "shared store (--store)": []}
