@@ -8,6 +8,8 @@ DEMO := build/demo
 PORT ?= 8080
 # Debian's chromium, which the web page tests drive through playwright (it downloads no browser here).
 CHROMIUM := /usr/bin/chromium
+# Debian's redis-server, which the tests start on 127.0.0.1 as the shared online store (Memorystore in the cloud).
+REDIS_SERVER := /usr/bin/redis-server
 APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 # TFX 1.16 needs Python 3.10: pyenv's if there is one, else python3.10 on the PATH.
 PYTHON310 ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 $$(command -v python3.10); do \
@@ -18,7 +20,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # TensorFlow's C++ info and end-of-data warnings drown the output.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test venv browser lock clean
+.PHONY: demo test venv browser store-server lock clean
 
 demo: venv
 	$(VENV)/bin/recsys data sample --out $(DEMO)/data
@@ -26,13 +28,17 @@ demo: venv
 	$(PY) -m proxy.demo --model-base $(DEMO)/work/serving/recsys --data $(DEMO)/data \
 		--feedback-db $(DEMO)/work/feedback.sqlite --port $(PORT)
 
-test: venv browser
+test: venv browser store-server
 	$(PY) -m pytest
 
 # Installs chromium only where it is missing (a clean CI machine); refreshes the package lists only if needed.
 browser:
 	@test -x $(CHROMIUM) || $(APT) install -y chromium chromium-driver \
 		|| { $(APT) update && $(APT) install -y chromium chromium-driver; }
+
+store-server:
+	@test -x $(REDIS_SERVER) || $(APT) install -y redis-server \
+		|| { $(APT) update && $(APT) install -y redis-server; }
 
 venv: $(VENV)/.installed
 

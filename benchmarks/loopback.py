@@ -14,18 +14,20 @@ from proxy.api_client import ApiClient
 
 
 @contextlib.contextmanager
-def served_api(model_base: str, data: str):
-    """`recsys serve` in its own process on 127.0.0.1 (a fresh feedback store); yields (port, pid)."""
+def served_api(model_base: str, data: str | None = None, store: str | None = None):
+    """`recsys serve` in its own process on 127.0.0.1 (a fresh feedback store), its histories from `data` in
+    process or from the shared store at `store`; yields (port, pid)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    histories = ["--data", data] if data else ["--store", store] if store else []
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recsys"), "serve",
-                                   "--model-base", model_base, "--data", data, "--port", str(port),
-                                   "--feedback-db", os.path.join(tmp, "fb.sqlite")])
+                                   "--model-base", model_base, "--port", str(port),
+                                   "--feedback-db", os.path.join(tmp, "fb.sqlite"), *histories])
         try:
             with ApiClient(f"http://127.0.0.1:{port}") as api:
-                api.wait_ready(180)
+                api.wait_ready(600)
             yield port, server.pid
         finally:
             server.terminate()

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,10 +20,9 @@ from starlette.exceptions import HTTPException
 
 from proxy import schemas, web
 from proxy.batcher import Batcher
-from proxy.bigquery_sink import BigQuerySink
-from proxy.feedback_store import FeedbackStore
-from proxy.history import SEEN_LIMIT, HistoryStore
 from proxy.model_watcher import ModelWatcher, ServingModel
+from proxy.online_store import open_store
+from proxy.redis_store import StoreUnavailable
 from proxy.tf_serving import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,9 @@ class Settings:
     max_body_bytes: int = 1 << 20
     bigquery_table: Optional[str] = None  # project.dataset.table: also stream feedback there (the cloud)
     api_key: Optional[str] = None  # when set, every endpoint but health checks needs the X-API-Key header
+    store_url: Optional[str] = None  # redis://host:port/db: the store every instance shares (proxy/online_store.py)
+    store_timeout: float = 0.05  # seconds for a /recommend's read of the shared store, then it answers without
+    reclaim_idle: float = 30.0  # seconds an event may wait unacknowledged by a consumer before another takes it
 
 
 class Unavailable(Exception):
@@ -159,8 +161,9 @@ def _undecodable_body(cause: BaseException) -> str:
 
 
 def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
-    """The API over `watcher`'s current model. Feedback goes to settings.feedback_db; user histories start
-    from settings.data_dir (if given) plus every stored feedback event."""
+    """The API over `watcher`'s current model. Histories and feedback live in the store settings.store_url
+    names, or in this process and settings.feedback_db (histories seeded from settings.data_dir, if given,
+    and every stored feedback event)."""
     registry = CollectorRegistry()
     requests = Counter("recsys_requests", "API requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("recsys_request_seconds", "API request latency", ["endpoint"], registry=registry,
@@ -169,26 +172,19 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     feedback_events = Counter("recsys_feedback_events", "Feedback events stored", ["feedback_type"],
                               registry=registry)
     fallbacks = Counter("recsys_popularity_fallbacks", "Answers from popularity", registry=registry)
-    history = HistoryStore()
+    degraded = Counter("recsys_degraded_answers", "Answers without the users' histories (the store did not "
+                       "answer in time)", registry=registry)
+    store = open_store(settings.store_url, settings.feedback_db, settings.data_dir, settings.bigquery_table,
+                       settings.store_timeout, settings.reclaim_idle)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        if settings.data_dir:
-            from tfx_pipeline.data import local_source
-            history.add_events(local_source.recent_events(local_source.open_data_dir(settings.data_dir), SEEN_LIMIT))
-        store = app.state.feedback_store = FeedbackStore(settings.feedback_db)
-        history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in store.events())
-        app.state.feedback_writer = Batcher(store.accept_groups)
-        sink = BigQuerySink(store, settings.bigquery_table) if settings.bigquery_table else None
-        if sink:
-            sink.start()
+        await store.start()
         await run_in_threadpool(watcher.poll)
         watcher.start()
         yield
         watcher.stop()
-        if sink:
-            sink.stop()
-        store.close()
+        await store.stop()
 
     app = FastAPI(title="recsys API", version="1", lifespan=lifespan,
                   description="Personalized recommendations from the two-tower model the pipeline pushed.")
@@ -227,7 +223,8 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Unavailable)
-    async def unavailable(request, exc: Unavailable):
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request, exc: Exception):
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.exception_handler(BackendError)
@@ -243,9 +240,15 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     async def recommend_many(reqs: list[schemas.RecommendRequest]) -> list[schemas.RecommendResponse]:
         model = serving()
         catalog = model.catalog
-        histories = [history.history(r.user_id) for r in reqs]
-        excludes = [list(dict.fromkeys(r.exclude_item_ids + (history.seen(r.user_id) if r.exclude_seen else [])))
-                    [:catalog.max_exclusions] for r in reqs]
+        try:
+            histories, seen = zip(*await store.histories([r.user_id for r in reqs]))
+            flag = None
+        except StoreUnavailable as e:  # answer from the model alone rather than not at all
+            log.warning("recommending without histories: %s", e)
+            histories, seen, flag = [[]] * len(reqs), [[]] * len(reqs), "history unavailable"
+            degraded.inc(len(reqs))
+        excludes = [list(dict.fromkeys(r.exclude_item_ids + (seen[i] if r.exclude_seen else [])))
+                    [:catalog.max_exclusions] for i, r in enumerate(reqs)]
         personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
         results = await call_model(asyncio.gather(*(
             recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations))
@@ -261,6 +264,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             model_version.set(int(version))
             responses.append(schemas.RecommendResponse(
                 user_id=r.user_id, model_version=version, request_id=uuid.uuid4().hex, fallback=fallback,
+                degraded=flag,
                 recommendations=[_recommendation(catalog, item, score) for item, score in
                                  ranked[:r.num_recommendations]]))
         return responses
@@ -290,7 +294,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             item_id=item_id, model_version=model.version,
             similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
 
-    async def store_feedback(request: Request, events: list[schemas.FeedbackEvent]) -> list[str]:
+    async def store_feedback(events: list[schemas.FeedbackEvent]) -> list[str]:
         for n, e in enumerate(events):
             if e.feedback_type == schemas.FeedbackType.rating and e.rating is None:
                 where = f"events.{n}." if len(events) > 1 else ""
@@ -299,23 +303,21 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value, rating=e.rating,
                      timestamp=e.timestamp, request_id=e.request_id, idempotency_key=e.idempotency_key,
                      category=items[e.item_id].category if e.item_id in items else "") for e in events]
-        # Concurrent requests' events share one transaction (one fsync); each answers only once it committed.
-        accepted = await request.app.state.feedback_writer.submit(rows)
+        accepted = await store.accept(rows)  # StoreUnavailable: 503, nothing acknowledged
         for row, (_, stored) in zip(rows, accepted):
             if stored:  # not a retry of an event already stored (its idempotency_key): counted once
-                history.add(row["user_id"], row["item_id"], row["interaction_type"])
                 feedback_events.labels(row["interaction_type"]).inc()
         return [event_id for event_id, _ in accepted]
 
     @app.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
-    async def feedback(request: Request, body: schemas.FeedbackEvent):
+    async def feedback(body: schemas.FeedbackEvent):
         """Stores one event durably (202 only after the commit); the user's next recommendation sees it."""
-        return schemas.FeedbackAccepted(event_id=(await store_feedback(request, [body]))[0])
+        return schemas.FeedbackAccepted(event_id=(await store_feedback([body]))[0])
 
     @app.post("/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS)
-    async def feedback_batch(request: Request, body: schemas.BatchFeedbackRequest):
+    async def feedback_batch(body: schemas.BatchFeedbackRequest):
         """Stores up to 1000 events in one transaction."""
-        return schemas.BatchFeedbackAccepted(event_ids=await store_feedback(request, body.events))
+        return schemas.BatchFeedbackAccepted(event_ids=await store_feedback(body.events))
 
     @app.get("/healthz")
     async def healthz():
@@ -331,7 +333,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             raise Unavailable("model backend not ready")
         return {"status": "ready", "model_version": watcher.version}
 
-    app.include_router(web.router(settings.model_base, serving, history))
+    app.include_router(web.router(settings.model_base, serving, store))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics():

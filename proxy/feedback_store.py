@@ -101,6 +101,16 @@ class FeedbackStore:
                 "request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return accepted
 
+    def add_delivered(self, events: list[dict]):
+        """Stores events the shared store accepted (proxy/feedback_delivery.py), with their event ids and arrival
+        times; an event delivered again is stored once. Idempotency keys stay with the shared store, which
+        answered the retries."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
+                "request_id, received_at) VALUES (:event_id, :user_id, :item_id, :interaction_type, :rating, "
+                ":timestamp, :category, :request_id, :received_at) ON CONFLICT (event_id) DO NOTHING", events)
+
     def append(self, events: list[dict]) -> list[str]:
         """As accept(), only the event ids."""
         return [event_id for event_id, _ in self.accept(events)]
@@ -135,12 +145,14 @@ class FeedbackStore:
         with self._lock:
             return dict(self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall())
 
-    def count_by_period(self, chars: int, since: str) -> list[tuple[str, str, int]]:
-        """(period, interaction_type, count) of the events timestamped `since` or later, a period being the
-        first `chars` characters of their ISO timestamps (13: the hour)."""
+    def count_by_period(self, periods: list[str]) -> list[tuple[str, str, int]]:
+        """(period, interaction_type, count) of the events whose ISO timestamps start with one of `periods`,
+        prefixes of one length, oldest first ("2024-05-01T12": the hour)."""
         with self._lock:
-            return self._db.execute("SELECT substr(timestamp, 1, ?), interaction_type, count(*) FROM feedback "
-                                    "WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY 1", (chars, since)).fetchall()
+            rows = self._db.execute("SELECT substr(timestamp, 1, ?), interaction_type, count(*) FROM feedback "
+                                    "WHERE timestamp >= ? GROUP BY 1, 2", (len(periods[0]), periods[0])).fetchall()
+        wanted = set(periods)
+        return [row for row in rows if row[0] in wanted]
 
     def export(self, out_dir: str) -> str:
         """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path."""

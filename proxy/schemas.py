@@ -66,6 +66,9 @@ class RecommendResponse(BaseModel):
     request_id: str
     fallback: Optional[str] = Field(None, description='"popularity" when the user has no id in the model '
                                                       "and no history: the most popular items instead")
+    degraded: Optional[str] = Field(None, description='"history unavailable" when the shared store did not answer '
+                                                      "in time: the model answered without the user's recent "
+                                                      "items, and items they saw may be among the answers")
     recommendations: list[Recommendation]
 
 
@@ -163,6 +166,8 @@ class ModelVersions(BaseModel):
 
 
 Period = Literal["minute", "hour", "day"]
+PERIODS = {"minute": (16, 60), "hour": (13, 3600), "day": (10, 86400)}  # ISO timestamp prefix, seconds
+MAX_STATS_BUCKETS = 1000
 
 
 class FeedbackStats(BaseModel):

@@ -11,22 +11,21 @@ from datetime import datetime, timezone
 from typing import Annotated, Callable
 
 import tensorflow as tf
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from proxy import schemas
 from proxy.catalog import Catalog, pushed_versions
 from proxy.feedback_store import utc_iso
-from proxy.history import HistoryStore
 from proxy.model_watcher import ServingModel
 from trainer_module import export
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # The page's files, open without the API key: the page asks for the key when a call needs it.
 PAGE_FILES = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}
-PERIODS = {"minute": (16, 60), "hour": (13, 3600), "day": (10, 86400)}  # ISO timestamp prefix, seconds
 ERRORS = {422: {"model": schemas.Error}, 503: {"model": schemas.Error}}
+USERS_LOOKED_AT = 1000  # users with a history that /users looks through for ones the model knows
 
 
 class VersionReports:
@@ -66,9 +65,9 @@ def _page_file(name: str):
     return page_file
 
 
-def router(model_base: str, serving: Callable[[], ServingModel], history: HistoryStore) -> APIRouter:
-    """The page's routes. serving() gives the current model (or raises for a 503); the feedback store is
-    app.state.feedback_store."""
+def router(model_base: str, serving: Callable[[], ServingModel], store) -> APIRouter:
+    """The page's routes. serving() gives the current model (or raises for a 503); `store` holds the histories
+    and the feedback (proxy/online_store.py)."""
     api = APIRouter()
     reports = VersionReports(model_base)
     for path, name in PAGE_FILES.items():
@@ -78,16 +77,16 @@ def router(model_base: str, serving: Callable[[], ServingModel], history: Histor
     async def example_users(limit: int = Query(12, ge=1, le=100)):
         """A few users to try: ones the model knows with a history here, else any the model knows."""
         known = serving().catalog.known_users
-        users = list(itertools.islice((u for u in history.users() if u in known), limit))
+        users = [u for u in await store.users_with_history(USERS_LOOKED_AT) if u in known][:limit]
         return schemas.ExampleUsers(users=sorted(users or itertools.islice((u for u in known if u), limit)))
 
     @api.get("/users/{user_id}/history", response_model=schemas.UserHistory, responses=ERRORS)
     async def user_history(user_id: Annotated[schemas.Id, Path()]):  # (`= Path()` would skip Id's checks)
         """The user's recent items as /recommend sees them."""
         catalog = serving().catalog
+        [(history, seen)] = await store.histories([user_id])
         return schemas.UserHistory(user_id=user_id, known=user_id in catalog.known_users,
-                                   history=[_history_item(catalog, i) for i in reversed(history.history(user_id))],
-                                   seen=len(history.seen(user_id)))
+                                   history=[_history_item(catalog, i) for i in reversed(history)], seen=len(seen))
 
     def version_report(version: str, serving_version: str) -> schemas.ModelVersion:
         export_report, evaluation = reports.get(version)
@@ -108,21 +107,20 @@ def router(model_base: str, serving: Callable[[], ServingModel], history: Histor
             lambda: [version_report(v, current) for v in pushed_versions(model_base)[::-1][:limit]]))
 
     @api.get("/feedback/stats", response_model=schemas.FeedbackStats, responses=ERRORS)
-    async def feedback_stats(request: Request, bucket: schemas.Period = Query("minute"),
-                             buckets: int = Query(60, ge=1, le=1000)):
+    async def feedback_stats(bucket: schemas.Period = Query("minute"),
+                             buckets: int = Query(60, ge=1, le=schemas.MAX_STATS_BUCKETS)):
         """Feedback events per interaction type in each of the last `buckets` periods (UTC, by the events'
         timestamps, the current period last), and every stored event per type."""
-        chars, seconds = PERIODS[bucket]
+        chars, seconds = schemas.PERIODS[bucket]
         first = (math.floor(time.time() / seconds) - buckets + 1) * seconds
         starts = [datetime.fromtimestamp(first + n * seconds, timezone.utc) for n in range(buckets)]
         position = {utc_iso(start)[:chars]: n for n, start in enumerate(starts)}
-        store = request.app.state.feedback_store
-        rows = await run_in_threadpool(store.count_by_period, chars, utc_iso(starts[0]))
+        rows = await store.count_by_period(list(position))
         counts = {}
         for period, kind, count in rows:
             if period in position:  # events timestamped in the future are left out
                 counts.setdefault(kind, [0] * buckets)[position[period]] = count
         return schemas.FeedbackStats(bucket=bucket, starts=starts, counts=counts,
-                                     totals=await run_in_threadpool(store.count_by_type))
+                                     totals=await store.count_by_type())
 
     return api

@@ -42,3 +42,12 @@ def compiled_pipeline(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("vertex") / "pipeline.json")
     assert cli.main(["pipeline", "compile", "--config", CLOUD_CONFIG, "--out", path]) == 0
     return path
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh redis-server on 127.0.0.1 for one test (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+    server = RedisServer(str(tmp_path / "redis")).start()
+    yield server
+    server.stop()

@@ -215,7 +215,7 @@ def test_cloud_run_container_validates_as_a_kubernetes_container():
 def test_cloud_run_service_agrees_with_config_and_cli(monkeypatch):
     service = _cloud_run()
     container = _cloud_run_container()
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert (service["apiVersion"], service["kind"]) == ("serving.knative.dev/v1", "Service")
     assert service["metadata"]["labels"]["cloud.googleapis.com/location"] == CONFIG.region
     assert container["image"] == CONFIG.proxy_image
@@ -226,13 +226,26 @@ def test_cloud_run_service_agrees_with_config_and_cli(monkeypatch):
     assert env["RECSYS_MODEL_BASE"] == CONFIG.serving_base
     assert env["RECSYS_MODEL_NAME"] == CONFIG.model_name
     assert env["RECSYS_FEEDBACK_TABLE"] == CONFIG.feedback_table
-    assert env["RECSYS_FEEDBACK_DB"].startswith("/tmp/")
     assert service["spec"]["template"]["spec"]["serviceAccountName"].endswith(
         f"@{CONFIG.project}.iam.gserviceaccount.com")
 
 
+def test_cloud_run_takes_the_shared_store_and_its_certificate_authority_from_secret_manager():
+    container = _cloud_run_container()
+    [store] = [e for e in container["env"] if e["name"] == "RECSYS_STORE"]
+    assert "value" not in store  # the URL may carry a password: never in the manifest
+    assert store["valueFrom"]["secretKeyRef"] == {"name": CONFIG.store_url_secret, "key": "latest"}
+    [mount] = container["volumeMounts"]
+    [volume] = _cloud_run()["spec"]["template"]["spec"]["volumes"]
+    assert volume["name"] == mount["name"] and volume["secret"]["secretName"] == CONFIG.store_ca_secret
+    assert [item["path"] for item in volume["secret"]["items"]] == ["ca.pem"]
+    # The URL the config file documents points at that file.
+    documented = re.search(r"url_secret:.*?(rediss://\S+)", (ROOT / "config" / "cloud.example.yaml").read_text())
+    assert documented.group(1).endswith(f"ssl_ca_certs={mount['mountPath']}/ca.pem")
+
+
 def test_cloud_run_reaches_tf_serving_through_the_internal_load_balancer():
-    env = {e["name"]: e["value"] for e in _cloud_run_container()["env"]}
+    env = {e["name"]: e.get("value") for e in _cloud_run_container()["env"]}
     load_balancer = _one("Service", "tf-serving-internal")["spec"]
     assert env["RECSYS_BACKEND"] == f"grpc://{load_balancer['loadBalancerIP']}:{CONFIG.grpc_port}"
     annotations = _cloud_run()["spec"]["template"]["metadata"]["annotations"]

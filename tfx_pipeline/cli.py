@@ -114,11 +114,22 @@ def _model_show(args):
 
 
 def _serve(args):
-    from proxy import server
+    from proxy import online_store, server
+    if args.store and args.data:
+        raise SystemExit(f"recsys: error: {online_store.DATA_WITH_STORE}")
     server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
                  reload_interval=args.reload_interval, bigquery_table=args.bigquery_table,
-                 api_key=_env("RECSYS_API_KEY"))
+                 api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle)
+
+
+def _store_load(args):
+    from proxy import redis_store
+    from proxy.history import SEEN_LIMIT
+    from tfx_pipeline.data import local_source
+    events = local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT)
+    print(f"loaded the recent events of {redis_store.load(args.store, events)} users the store had not seen "
+          f"into {redis_store.address(args.store)}")
 
 
 def _recommend(args):
@@ -210,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
     p.add_argument("--bigquery-table", default=_env("RECSYS_FEEDBACK_TABLE"),
                    help="project.dataset.table to stream feedback to as well (Cloud); env RECSYS_FEEDBACK_TABLE")
+    p.add_argument("--store", default=_env("RECSYS_STORE"), metavar="URL",
+                   help="redis://[:password@]host:port/db (rediss:// for TLS): histories and feedback on a store "
+                        "every instance shares, feedback delivered to --bigquery-table or else --feedback-db; "
+                        "default: in this process; env RECSYS_STORE")
+    p.add_argument("--reclaim-idle", type=float, default=30.0,
+                   help="seconds before another instance delivers events an instance read but did not finish")
     p.add_argument("--host", default=_env("RECSYS_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("PORT", "8080")))
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
@@ -230,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--hparams", help="JSON object of hyperparameter overrides")
     p.set_defaults(func=_benchmark_quality)
+
+    store = groups.add_parser("store", help="the shared online store").add_subparsers(dest="command", required=True)
+    p = store.add_parser("load", help="put each user's recent events of a data directory into the store, for the "
+                                      "users it has not seen (once per deployment; running it again changes nothing)")
+    p.add_argument("--data", required=True, help="the training data directory")
+    p.add_argument("--store", default=_env("RECSYS_STORE"), required=_env("RECSYS_STORE") is None, metavar="URL",
+                   help="redis://host:port/db; env RECSYS_STORE")
+    p.set_defaults(func=_store_load)
 
     feedback = groups.add_parser("feedback", help="the API's stored feedback").add_subparsers(dest="command",
                                                                                               required=True)
@@ -265,10 +290,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from proxy.api_client import ApiError
     from tfx_pipeline.cloud_config import ConfigError
+    from redis import RedisError
     from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
     try:
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError, ApiError) as e:
+    except (DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -47,6 +47,9 @@ class CloudConfig:
     dataflow_service_account: str
     vertex_network: str
     dataflow_subnetwork: str
+    store_instance: str
+    store_url_secret: str
+    store_ca_secret: str
 
     @property
     def pipeline_root(self) -> str:
@@ -96,6 +99,9 @@ FIELDS = [
     ("network.dataflow_subnetwork", "dataflow_subnetwork",
      r"^(https://www\.googleapis\.com/compute/v1/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/)?"
      r"regions/[a-z]+-[a-z]+[0-9]/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"),
+    ("store.instance", "store_instance", r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
+    ("store.url_secret", "store_url_secret", r"^[A-Za-z0-9_-]{1,255}$"),
+    ("store.ca_secret", "store_ca_secret", r"^[A-Za-z0-9_-]{1,255}$"),
 ]
 SERVICE_ACCOUNT = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
 IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"

@@ -148,10 +148,13 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def recent_events(con, per_user: int) -> list[tuple[str, str, str]]:
-    """(user_id, item_id, interaction_type) of each user's last `per_user` events, in time order."""
-    return con.execute(f"""
+def recent_events(con, per_user: int, chunk: int = 10_000):
+    """Yields (user_id, item_id, interaction_type) of each user's last `per_user` events, grouped by user, in
+    time order; `chunk` rows in memory at a time."""
+    cursor = con.execute(f"""
         SELECT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE} FROM (
           SELECT *, row_number() OVER (PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP} DESC, {f.ITEM_ID} DESC) AS r
           FROM {INTERACTIONS_TABLE}) WHERE r <= {per_user}
-        ORDER BY {f.USER_ID}, {f.TIMESTAMP}, {f.ITEM_ID}""").fetchall()
+        ORDER BY {f.USER_ID}, {f.TIMESTAMP}, {f.ITEM_ID}""")
+    while rows := cursor.fetchmany(chunk):
+        yield from rows
