@@ -2,8 +2,10 @@
 model a real pipeline run pushed; answers are checked against the embedded backend on the same SavedModel."""
 
 import collections
+import concurrent.futures
 import csv
 import os
+import shutil
 import socket
 import time
 from unittest import mock
@@ -200,11 +202,66 @@ def test_a_server_that_never_answers_is_unavailable_after_the_timeout(scheme, si
 
 def test_client_for_url_picks_the_protocol_by_scheme():
     grpc_client, rest_client = client_for_url("grpc://tfs:8500", MODEL), client_for_url("http://tfs:8501", MODEL)
-    assert isinstance(grpc_client, GrpcPredictionClient) and grpc_client.target == "tfs:8500"
+    # Every address the name resolves to (a headless Service's pods), not one.
+    assert isinstance(grpc_client, GrpcPredictionClient) and grpc_client.target == "dns:///tfs:8500"
     assert isinstance(rest_client, RestPredictionClient) and rest_client.base_url == "http://tfs:8501"
-    grpc_client.close(), rest_client.close()
-    with pytest.raises(ValueError, match="grpc://host:port"):
-        client_for_url("tfs:8500", MODEL)
+    through = client_for_url("dns://10.0.0.10/tfs:8500", MODEL)
+    assert through.target == "dns://10.0.0.10/tfs:8500"
+    for client in (grpc_client, rest_client, through):
+        client.close()
+    for wrong in ("tfs:8500", "grpc://tfs:8500/x", "dns://10.0.0.10/"):
+        with pytest.raises(ValueError, match="grpc://host:port"):
+            client_for_url(wrong, MODEL)
+
+
+@pytest.fixture(scope="module")
+def labelled_servers(pipeline_run, tmp_path_factory):
+    """Both protocols over two versions: "stable" the pushed one, "canary" a newer copy, "next" a version that
+    is not loaded (a label may name one)."""
+    stable = int(os.path.basename(pipeline_run["pushed"]))
+    canary = shutil.copytree(pipeline_run["pushed"], tmp_path_factory.mktemp("serving") / MODEL / str(stable + 1))
+    servable = Servable(MODEL, pipeline_run["pushed"], str(canary),
+                        labels={"stable": stable, "canary": stable + 1, "next": stable + 2})
+    started = {protocol: server(servable).start() for protocol, server in SERVERS.items()}
+    yield started, stable
+    for server in started.values():
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", sorted(SERVERS))
+def test_a_label_picks_the_version_that_answers(protocol, labelled_servers, histories):
+    servers, stable = labelled_servers
+    client = client_for_url(servers[protocol].url, MODEL)
+    item = histories[sorted(histories)[0]][0]
+    try:
+        expected = client.similar([item], k=5, label="stable")
+        assert client.model_version == str(stable)
+        assert client.similar([item], k=5, label="canary") == expected  # a copy: the same answers
+        assert client.model_version == str(stable + 1)
+        client.recommend(["u00001"], [[]], [[]], k=5)  # no label: the newest version
+        assert client.model_version == str(stable + 1)
+        with pytest.raises(BackendError, match="Unrecognized servable version label: beta"):
+            client.similar([item], k=5, label="beta")
+        with pytest.raises(BackendError, match=rf"Servable not found for request: Specific\({MODEL}, {stable + 2}\)"):
+            client.similar([item], k=5, label="next")
+    finally:
+        client.close()
+
+
+def test_each_thread_reads_the_version_that_answered_its_own_call(labelled_servers, histories):
+    servers, stable = labelled_servers
+    client = client_for_url(servers["grpc"].url, MODEL)
+    item = histories[sorted(histories)[0]][0]
+
+    def ask(label):
+        client.similar([item], k=1, label=label)
+        time.sleep(0.05)  # the other thread's call lands meanwhile
+        return client.model_version
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(ask, ["stable", "canary"] * 4))
+    client.close()
+    assert got == [str(stable), str(stable + 1)] * 4
 
 
 # ---- the fakes speak TF Serving's protocols (raw requests, no client of ours) ----
