@@ -21,6 +21,7 @@ from proxy.batcher import MAX_BATCH
 from proxy.schemas import MAX_ID_LENGTH
 from proxy.tf_serving import (BackendError, BackendUnavailable, GrpcPredictionClient, RestPredictionClient,
                               client_for_url)
+from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
 from trainer_module.hparams import HParams
 
@@ -347,3 +348,33 @@ def test_grpc_predict_and_metadata_messages(servers, version):
         assert metadata.metadata["signature_def"].Unpack(signature_defs)
         assert set(SIGNATURES) <= set(signature_defs.signature_def)
         assert metadata.model_spec.version.value == int(version)
+
+
+def test_a_server_added_behind_the_name_gets_requests_once_connections_age(servable, histories):
+    """The HPA adds a pod: the headless Service's name gains an address. TF Serving ends connections after
+    grpc.max_connection_age_ms (k8s/: --grpc_channel_arguments); the client then resolves the name again."""
+    age = (("grpc.max_connection_age_ms", 500), ("grpc.max_connection_age_grace_ms", 200))
+    first = GrpcModelServer(servable, options=age).start()
+    dns = DnsServer("tf-serving.test", [first.host]).start()
+    second = GrpcModelServer(servable, host="127.0.0.2", port=first.port, options=age)
+    client = client_for_url(f"dns://127.0.0.1:{dns.port}/tf-serving.test:{first.port}", MODEL)
+    item = histories[sorted(histories)[0]][0]
+    try:
+        for _ in range(5):
+            client.similar([item], k=1)
+        second.start()
+        dns.addresses.append(second.host)
+        deadline = time.monotonic() + 15  # connection age, then the client's 5 s between resolutions at most
+        while not second.answered and time.monotonic() < deadline:
+            client.similar([item], k=1)
+            time.sleep(0.05)
+        assert second.answered, "the new server got no request"
+        before = len(second.answered)
+        for _ in range(20):
+            client.similar([item], k=1)
+        assert len(second.answered) - before >= 5  # in the rotation now, not a one-off
+    finally:
+        client.close()
+        dns.stop()
+        first.stop()
+        second.stop()

@@ -203,8 +203,9 @@ class GrpcModelServer:
     """PredictionService and ModelService on a loopback address (127.0.0.1 unless given); the first start picks a
     free port unless given one, later starts reuse it."""
 
-    def __init__(self, servable: Servable, host: str = "127.0.0.1", port: int = 0):
-        self.servable, self.host, self.port, self._server = servable, host, port, None
+    def __init__(self, servable: Servable, host: str = "127.0.0.1", port: int = 0, options: tuple = ()):
+        """options: more gRPC server arguments, as TF Serving's --grpc_channel_arguments gives them."""
+        self.servable, self.host, self.port, self.options, self._server = servable, host, port, options, None
         self.answered: list[tuple[str, int]] = []  # (label asked for, version that answered) per Predict
 
     @property
@@ -218,7 +219,8 @@ class GrpcModelServer:
     def start(self) -> "GrpcModelServer":
         # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4 MB.
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
-            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)])
+            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
+            *self.options])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             _PredictionService(self.servable, self.answered), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.servable), server)
