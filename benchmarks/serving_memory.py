@@ -48,16 +48,6 @@ def measure(version_dir: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def checkpoint_bytes(version_dir: str) -> int:
-    """The bytes of the SavedModel's numeric variables, as its checkpoint records their shapes and types."""
-    import numpy as np
-    import tensorflow as tf
-    reader = tf.train.load_checkpoint(os.path.join(version_dir, "variables", "variables"))
-    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    return sum(int(np.prod(shapes[name])) * dtypes[name].size for name in shapes
-               if dtypes[name] != tf.string)
-
-
 def synthetic_export(transform_dir: str, users: int, items: int, dim: int, out_dir: str):
     """A version of the pushed model's architecture with `users` and `items` (random weights), at out_dir."""
     import numpy as np
@@ -123,7 +113,7 @@ def main(argv=None):
             formula = export.variable_bytes(users, items, dim, 2)
             result = measure(path)
             mib = lambda n: f"{n / 2**20:,.0f} MiB"  # noqa: E731
-            print(f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | {mib(checkpoint_bytes(path))} | "
+            print(f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | {mib(export.checkpoint_bytes(path))} | "
                   f"{mib(result['rss_growth'])} | {result['rss_growth'] / formula:.2f} | "
                   f"{mib(result['peak_growth'])} | {result['load_seconds']:.1f} | {result['scann_imported']} |",
                   flush=True)

@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -66,12 +65,6 @@ def test_models_config_the_image_and_the_pushed_layout_agree(pipeline_run):
     assert OBJECTS  # rendered by kubectl kustomize
 
 
-def _checkpoint_bytes(path: str) -> int:
-    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    return sum(int(np.prod(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
-
-
 def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run):
     pushed = pipeline_run["pushed"]
     report = export.read_report(pushed)
@@ -79,7 +72,7 @@ def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run
              report["serving"]["num_models"])
     assert report["serving"]["num_models"] == 2  # the refit averaged with the candidate
     # The formula counts exactly the numeric variables the SavedModel's checkpoint holds.
-    assert report["serving"]["variable_bytes"] == export.variable_bytes(*sizes) == _checkpoint_bytes(pushed)
+    assert report["serving"]["variable_bytes"] == export.variable_bytes(*sizes) == export.checkpoint_bytes(pushed)
     assert report["serving"]["memory_bytes"] == export.serving_memory(*sizes) >= export.variable_bytes(*sizes)
 
 

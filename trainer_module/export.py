@@ -173,6 +173,14 @@ def variable_bytes(num_users: int, num_items: int, dim: int, num_models: int) ->
     return 4 * (tables + projection + candidates + num_items)
 
 
+def checkpoint_bytes(model_dir: str) -> int:
+    """The bytes of a SavedModel's numeric variables, as its checkpoint records their shapes and types: what
+    variable_bytes computes from the sizes."""
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "variables", "variables"))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    return sum(int(np.prod(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
+
+
 # serving_memory's calibration: a fresh process's resident memory after loading and calling exports of 300 to
 # 200,000 users grew by at most these (benchmarks/serving_memory.py, BENCHMARKS.md "Serving memory").
 RESIDENT_PER_VARIABLE_BYTE = 1.1  # the restored variables, with the ids' strings and lookup tables
