@@ -52,7 +52,8 @@ class Settings:
 
 STABLE, CANARY = "stable", "canary"
 # A request may ask for a label itself (a tester, a comparison): it takes precedence over the user's share.
-LabelHeader = Annotated[Optional[Literal["stable", "canary"]], Header(
+# Not Optional: the OpenAPI document then offers no null, which a header cannot carry.
+LabelHeader = Annotated[Literal["stable", "canary"], Header(
     alias="X-Model-Label", description="the TF Serving version label to answer with (default: the user's)")]
 
 
