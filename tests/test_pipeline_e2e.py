@@ -13,7 +13,6 @@ from proxy.embedded import EmbeddedModel
 from proxy.history import SEEN_LIMIT, HistoryStore
 from tfx_pipeline import evaluation, local_runner
 from tfx_pipeline.data import local_source
-from tfx_pipeline.serving_layout import scann_base
 from trainer_module import export
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
@@ -51,9 +50,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert os.path.basename(pushed).isdigit()
     for graph in ("saved_model.pb", "scann/saved_model.pb"):
         assert os.path.exists(os.path.join(pushed, graph)), graph
-    # The ScaNN model also as a version root of its own base, the same version: what TF Serving with ScaNN loads.
-    scann_root = os.path.join(scann_base(os.path.dirname(pushed)), os.path.basename(pushed))
-    assert sorted(os.listdir(scann_root)) == sorted(os.listdir(os.path.join(pushed, "scann")))
+    assert os.listdir(os.path.dirname(os.path.dirname(pushed))) == ["recsys"]  # one base, nothing beside it
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
     assert report["train_splits"] == ["train", "eval"]  # the refit on every event, not the evaluated candidate

@@ -2,8 +2,10 @@
 model a real pipeline run pushed; answers are checked against the embedded backend on the same SavedModel."""
 
 import collections
+import concurrent.futures
 import csv
 import os
+import shutil
 import socket
 import time
 from unittest import mock
@@ -19,6 +21,7 @@ from proxy.batcher import MAX_BATCH
 from proxy.schemas import MAX_ID_LENGTH
 from proxy.tf_serving import (BackendError, BackendUnavailable, GrpcPredictionClient, RestPredictionClient,
                               client_for_url)
+from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
 from trainer_module.hparams import HParams
 
@@ -200,11 +203,66 @@ def test_a_server_that_never_answers_is_unavailable_after_the_timeout(scheme, si
 
 def test_client_for_url_picks_the_protocol_by_scheme():
     grpc_client, rest_client = client_for_url("grpc://tfs:8500", MODEL), client_for_url("http://tfs:8501", MODEL)
-    assert isinstance(grpc_client, GrpcPredictionClient) and grpc_client.target == "tfs:8500"
+    # Every address the name resolves to (a headless Service's pods), not one.
+    assert isinstance(grpc_client, GrpcPredictionClient) and grpc_client.target == "dns:///tfs:8500"
     assert isinstance(rest_client, RestPredictionClient) and rest_client.base_url == "http://tfs:8501"
-    grpc_client.close(), rest_client.close()
-    with pytest.raises(ValueError, match="grpc://host:port"):
-        client_for_url("tfs:8500", MODEL)
+    through = client_for_url("dns://10.0.0.10/tfs:8500", MODEL)
+    assert through.target == "dns://10.0.0.10/tfs:8500"
+    for client in (grpc_client, rest_client, through):
+        client.close()
+    for wrong in ("tfs:8500", "grpc://tfs:8500/x", "dns://10.0.0.10/"):
+        with pytest.raises(ValueError, match="grpc://host:port"):
+            client_for_url(wrong, MODEL)
+
+
+@pytest.fixture(scope="module")
+def labelled_servers(pipeline_run, tmp_path_factory):
+    """Both protocols over two versions: "stable" the pushed one, "canary" a newer copy, "next" a version that
+    is not loaded (a label may name one)."""
+    stable = int(os.path.basename(pipeline_run["pushed"]))
+    canary = shutil.copytree(pipeline_run["pushed"], tmp_path_factory.mktemp("serving") / MODEL / str(stable + 1))
+    servable = Servable(MODEL, pipeline_run["pushed"], str(canary),
+                        labels={"stable": stable, "canary": stable + 1, "next": stable + 2})
+    started = {protocol: server(servable).start() for protocol, server in SERVERS.items()}
+    yield started, stable
+    for server in started.values():
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", sorted(SERVERS))
+def test_a_label_picks_the_version_that_answers(protocol, labelled_servers, histories):
+    servers, stable = labelled_servers
+    client = client_for_url(servers[protocol].url, MODEL)
+    item = histories[sorted(histories)[0]][0]
+    try:
+        expected = client.similar([item], k=5, label="stable")
+        assert client.model_version == str(stable)
+        assert client.similar([item], k=5, label="canary") == expected  # a copy: the same answers
+        assert client.model_version == str(stable + 1)
+        client.recommend(["u00001"], [[]], [[]], k=5)  # no label: the newest version
+        assert client.model_version == str(stable + 1)
+        with pytest.raises(BackendError, match="Unrecognized servable version label: beta"):
+            client.similar([item], k=5, label="beta")
+        with pytest.raises(BackendError, match=rf"Servable not found for request: Specific\({MODEL}, {stable + 2}\)"):
+            client.similar([item], k=5, label="next")
+    finally:
+        client.close()
+
+
+def test_each_thread_reads_the_version_that_answered_its_own_call(labelled_servers, histories):
+    servers, stable = labelled_servers
+    client = client_for_url(servers["grpc"].url, MODEL)
+    item = histories[sorted(histories)[0]][0]
+
+    def ask(label):
+        client.similar([item], k=1, label=label)
+        time.sleep(0.05)  # the other thread's call lands meanwhile
+        return client.model_version
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(ask, ["stable", "canary"] * 4))
+    client.close()
+    assert got == [str(stable), str(stable + 1)] * 4
 
 
 # ---- the fakes speak TF Serving's protocols (raw requests, no client of ours) ----
@@ -290,3 +348,33 @@ def test_grpc_predict_and_metadata_messages(servers, version):
         assert metadata.metadata["signature_def"].Unpack(signature_defs)
         assert set(SIGNATURES) <= set(signature_defs.signature_def)
         assert metadata.model_spec.version.value == int(version)
+
+
+def test_a_server_added_behind_the_name_gets_requests_once_connections_age(servable, histories):
+    """The HPA adds a pod: the headless Service's name gains an address. TF Serving ends connections after
+    grpc.max_connection_age_ms (k8s/: --grpc_channel_arguments); the client then resolves the name again."""
+    age = (("grpc.max_connection_age_ms", 500), ("grpc.max_connection_age_grace_ms", 200))
+    first = GrpcModelServer(servable, options=age).start()
+    dns = DnsServer("tf-serving.test", [first.host]).start()
+    second = GrpcModelServer(servable, host="127.0.0.2", port=first.port, options=age)
+    client = client_for_url(f"dns://127.0.0.1:{dns.port}/tf-serving.test:{first.port}", MODEL)
+    item = histories[sorted(histories)[0]][0]
+    try:
+        for _ in range(5):
+            client.similar([item], k=1)
+        second.start()
+        dns.addresses.append(second.host)
+        deadline = time.monotonic() + 15  # connection age, then the client's 5 s between resolutions at most
+        while not second.answered and time.monotonic() < deadline:
+            client.similar([item], k=1)
+            time.sleep(0.05)
+        assert second.answered, "the new server got no request"
+        before = len(second.answered)
+        for _ in range(20):
+            client.similar([item], k=1)
+        assert len(second.answered) - before >= 5  # in the rotation now, not a one-off
+    finally:
+        client.close()
+        dns.stop()
+        first.stop()
+        second.stop()

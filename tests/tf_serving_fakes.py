@@ -9,6 +9,11 @@ http_server.cc): same messages, status codes, JSON formats and HTTP statuses, er
     rest_server = RestModelServer(servable).start()                # rest_server.url "http://127.0.0.1:<port>"
     ...stop(); start() again binds the same port.
 
+A Servable may hold several versions, and version labels as models.config's version_labels give them:
+Servable("recsys", dir_1, dir_2, labels={"stable": 1, "canary": 2}). GrpcModelServer(servable, host="127.0.0.2")
+listens on another loopback address; its `answered` lists (version label asked for, version that answered) of
+every Predict it served.
+
 Classify, Regress and MultiInference are not served: gRPC answers UNIMPLEMENTED, REST "Malformed request" (400).
 """
 
@@ -45,35 +50,55 @@ class ServingError(Exception):
         self.code, self.message = code, message
 
 
-class Servable:
-    """One model version as TF Serving's ServerCore holds it: a name, a version (the directory name), a SavedModel."""
+class _Version:
+    """One loaded SavedModel, with its SignatureDefs as TF Serving lists them (__saved_model_init_op included)."""
 
-    def __init__(self, model_name: str, version_dir: str):
-        self.name = model_name
-        self.version = int(os.path.basename(os.path.normpath(version_dir)))
-        self._model = tf.saved_model.load(version_dir)
+    def __init__(self, version_dir: str):
+        self.model = tf.saved_model.load(version_dir)
         with open(os.path.join(version_dir, "saved_model.pb"), "rb") as fh:
             saved_model = saved_model_pb2.SavedModel.FromString(fh.read())
         [meta_graph] = [m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags]
-        self.signature_defs = meta_graph.signature_def  # with __saved_model_init_op, as TF Serving lists them
-
-    def check(self, spec: model_pb2.ModelSpec):
-        """ServerCore::GetServableHandle: only the name, and the version when one is asked for, resolve."""
-        if spec.version_label:
-            raise ServingError(Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {spec.version_label}")
-        pinned = spec.HasField("version")
-        if spec.name != self.name or (pinned and spec.version.value != self.version):
-            wanted = f"Specific({spec.name}, {spec.version.value})" if pinned else f"Latest({spec.name})"
-            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: {wanted}")
+        self.signature_defs = meta_graph.signature_def
 
     def signature(self, name: str):
         """The SignatureDef TF Serving would run, or None (the init op is not one)."""
-        return self.signature_defs[name] if name in self._model.signatures else None
+        return self.signature_defs[name] if name in self.model.signatures else None
+
+
+class Servable:
+    """One model as TF Serving's ServerCore holds it: a name, its versions (the directory names) and their labels."""
+
+    def __init__(self, model_name: str, *version_dirs: str, labels: dict[str, int] | None = None):
+        self.name = model_name
+        self.versions = {int(os.path.basename(os.path.normpath(d))): _Version(d) for d in version_dirs}
+        self.labels = dict(labels or {})
+
+    @property
+    def version(self) -> int:
+        """The newest version: what a request naming no version gets."""
+        return max(self.versions)
+
+    def check(self, spec: model_pb2.ModelSpec) -> int:
+        """ServerCore::GetServableHandle: the version a name, a version or a label resolves to."""
+        if spec.version_label:
+            if spec.name != self.name or spec.version_label not in self.labels:  # GetModelVersionForLabel
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {spec.version_label}")
+            version = self.labels[spec.version_label]
+            if version not in self.versions:  # a label may name a version not (yet) loaded
+                raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})")
+            return version
+        pinned = spec.HasField("version")
+        if spec.name != self.name or (pinned and spec.version.value not in self.versions):
+            wanted = f"Specific({spec.name}, {spec.version.value})" if pinned else f"Latest({spec.name})"
+            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: {wanted}")
+        return spec.version.value if pinned else self.version
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        self.check(request.model_spec)
+        resolved = self.check(request.model_spec)
+        version = self.versions[resolved]
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        signature = self.signature(name)
+        signature = version.signature(name)
         if signature is None:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
         sent, expected = set(request.inputs), set(signature.inputs)
@@ -94,10 +119,10 @@ class Servable:
             except (tf.errors.InvalidArgumentError, TypeError):
                 raise ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
         try:
-            outputs = self._model.signatures[name](**inputs)
+            outputs = version.model.signatures[name](**inputs)
         except tf.errors.OpError as e:  # what the session run reports, e.g. a dtype mismatch or a failed assert
             raise ServingError(_CODES[e.error_code], e.message)
-        response = predict_pb2.PredictResponse(model_spec=self.spec(signature_name=name))
+        response = predict_pb2.PredictResponse(model_spec=self.spec(resolved, signature_name=name))
         for alias in request.output_filter or signature.outputs:
             response.outputs[alias].CopyFrom(_as_proto_field(outputs[alias]))
         return response
@@ -111,28 +136,29 @@ class Servable:
         for field in request.metadata_field:
             if field != "signature_def":
                 raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
-        self.check(request.model_spec)
-        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=self.spec())
+        version = self.check(request.model_spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=self.spec(version))
         response.metadata["signature_def"].Pack(get_model_metadata_pb2.SignatureDefMap(
-            signature_def=self.signature_defs))
+            signature_def=self.versions[version].signature_defs))
         return response
 
     def status(self, request: get_model_status_pb2.GetModelStatusRequest):
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
-        spec = request.model_spec
-        if spec.HasField("version") and (spec.name != self.name or spec.version.value != self.version):
+        spec = request.model_spec  # GetModelStatusImpl reads the name and the version, never a label
+        if spec.HasField("version") and (spec.name != self.name or spec.version.value not in self.versions):
             raise ServingError(Code.NOT_FOUND, f"Could not find version {spec.version.value} of model {spec.name}")
         if spec.name != self.name:
             raise ServingError(Code.NOT_FOUND, f"Could not find any versions of model {spec.name}")
+        versions = [spec.version.value] if spec.HasField("version") else sorted(self.versions, reverse=True)
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=[
             get_model_status_pb2.ModelVersionStatus(
-                version=self.version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
-                status=status_pb2.StatusProto())])  # error_code OK
+                version=version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+                status=status_pb2.StatusProto()) for version in versions])  # error_code OK
 
-    def spec(self, **fields) -> model_pb2.ModelSpec:
+    def spec(self, version: int, **fields) -> model_pb2.ModelSpec:
         spec = model_pb2.ModelSpec(name=self.name, **fields)
-        spec.version.value = self.version
+        spec.version.value = version
         return spec
 
 
@@ -153,11 +179,13 @@ def _answer(method, request, context):
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, servable: Servable):
-        self.servable = servable
+    def __init__(self, servable: Servable, answered: list):
+        self.servable, self.answered = servable, answered
 
     def Predict(self, request, context):
-        return _answer(self.servable.predict, request, context)
+        response = _answer(self.servable.predict, request, context)
+        self.answered.append((request.model_spec.version_label, response.model_spec.version.value))
+        return response
 
     def GetModelMetadata(self, request, context):
         return _answer(self.servable.metadata, request, context)
@@ -172,14 +200,17 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class GrpcModelServer:
-    """PredictionService and ModelService on 127.0.0.1; the first start picks a free port, later starts reuse it."""
+    """PredictionService and ModelService on a loopback address (127.0.0.1 unless given); the first start picks a
+    free port unless given one, later starts reuse it."""
 
-    def __init__(self, servable: Servable):
-        self.servable, self.port, self._server = servable, 0, None
+    def __init__(self, servable: Servable, host: str = "127.0.0.1", port: int = 0, options: tuple = ()):
+        """options: more gRPC server arguments, as TF Serving's --grpc_channel_arguments gives them."""
+        self.servable, self.host, self.port, self.options, self._server = servable, host, port, options, None
+        self.answered: list[tuple[str, int]] = []  # (label asked for, version that answered) per Predict
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -188,8 +219,10 @@ class GrpcModelServer:
     def start(self) -> "GrpcModelServer":
         # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4 MB.
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
-            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)])
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self.servable), server)
+            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
+            *self.options])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            _PredictionService(self.servable, self.answered), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.servable), server)
         self.port = server.add_insecure_port(self.target)
         server.start()
@@ -259,8 +292,7 @@ def _rest_predict(servable: Servable, spec: model_pb2.ModelSpec, body: bytes) ->
         raise ServingError(Code.INVALID_ARGUMENT, "'signature_name' key must be a string value.")
     request = predict_pb2.PredictRequest(model_spec=spec)
     request.model_spec.signature_name = signature_name
-    servable.check(spec)
-    signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
+    signature = servable.versions[servable.check(spec)].signature(signature_name or DEFAULT_SIGNATURE)
     if signature is None:
         raise ServingError(Code.INVALID_ARGUMENT, (f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}"'
                                                    " not found in signature def"))

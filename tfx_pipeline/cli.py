@@ -120,7 +120,8 @@ def _serve(args):
     server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
                  reload_interval=args.reload_interval, bigquery_table=args.bigquery_table,
-                 api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle)
+                 api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle,
+                 canary_share=args.canary_share)
 
 
 def _store_load(args):
@@ -154,7 +155,7 @@ def _predict(args):
     from proxy.tf_serving import BackendError, BackendUnavailable, client_for_url
     client = client_for_url(f"grpc://{args.grpc}" if args.grpc else args.rest, args.model, args.timeout)
     try:
-        [ranked] = client.recommend([args.user_id], [args.history or []], [args.exclude or []], args.k)
+        [ranked] = client.recommend([args.user_id], [args.history or []], [args.exclude or []], args.k, args.label)
     except (BackendError, BackendUnavailable) as e:
         raise SystemExit(f"recsys: error: {e}")
     print(json.dumps({"model_version": client.model_version,
@@ -163,6 +164,16 @@ def _predict(args):
 
 def _env(name, default=None):
     return os.environ.get(name, default)
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share of users from 0 to 1")
+    return share
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,8 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WORKDIR/serving/<model-name> (or gs://...); env RECSYS_MODEL_BASE")
     p.add_argument("--data", default=_env("RECSYS_DATA"), help="data directory to seed user histories from")
     p.add_argument("--backend", default=_env("RECSYS_BACKEND"),
-                   help="grpc://host:8500 or http://host:8501 (TF Serving); default: the model in-process")
+                   help="TF Serving: grpc://host:8500 (balanced over every address host resolves to), "
+                        "dns://dns-server/host:8500, or http://host:8501; default: the model in-process")
     p.add_argument("--model-name", default=_env("RECSYS_MODEL_NAME"), help="TF Serving's model name")
+    p.add_argument("--canary-share", type=_share, default=_env("RECSYS_CANARY_SHARE", "0"),
+                   help='TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the '
+                        '"canary" version label, the others "stable"; env RECSYS_CANARY_SHARE')
     p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
     p.add_argument("--bigquery-table", default=_env("RECSYS_FEEDBACK_TABLE"),
                    help="project.dataset.table to stream feedback to as well (Cloud); env RECSYS_FEEDBACK_TABLE")
@@ -269,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving's gRPC port (8500)")
     target.add_argument("--rest", metavar="URL", help="TF Serving's REST base, e.g. http://host:8501")
     p.add_argument("--model", required=True, help="TF Serving's model name")
+    p.add_argument("--label", help="a version label of models.config (stable, canary); default: the newest version")
     p.add_argument("--user-id", required=True)
     p.add_argument("--history", nargs="*", help="the user's recent item ids, oldest first")
     p.add_argument("--exclude", nargs="*", help="item ids to leave out")

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import yaml
 
-from tfx_pipeline.serving_layout import scann_base
-
 ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4", "NVIDIA_L4",
                 "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB")
 
@@ -41,7 +39,6 @@ class CloudConfig:
     grpc_port: int
     rest_port: int
     proxy_port: int
-    tf_serving_image: str
     proxy_image: str
     pipeline_service_account: str
     dataflow_service_account: str
@@ -57,13 +54,9 @@ class CloudConfig:
 
     @property
     def serving_base(self) -> str:
-        """Where the Pusher writes versions (the API reads the catalog there): <bucket>/serving/<model_name>."""
+        """Where the Pusher writes versions, the base TF Serving serves and the API reads the catalog from:
+        <bucket>/serving/<model_name>."""
         return f"{self.bucket}/serving/{self.model_name}"
-
-    @property
-    def scann_serving_base(self) -> str:
-        """The ScaNN SavedModels as version roots: what TF Serving with the ScaNN ops serves."""
-        return scann_base(self.serving_base)
 
 
 # (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds
@@ -90,7 +83,6 @@ FIELDS = [
     ("serving.grpc_port", "grpc_port", "port"),
     ("serving.rest_port", "rest_port", "port"),
     ("serving.proxy_port", "proxy_port", "port"),
-    ("serving.tf_serving_image", "tf_serving_image", "image"),
     ("serving.proxy_image", "proxy_image", "image"),
     ("identity.pipeline_service_account", "pipeline_service_account", "service_account"),
     ("identity.dataflow_service_account", "dataflow_service_account", "service_account"),

@@ -1,6 +1,7 @@
-"""Pusher executor that keeps every SavedModel of the serving directory whole, and also pushes the ScaNN
-SavedModel as a version root of its own base (serving_layout.py), the one TF Serving with ScaNN ops serves.
-The Evaluator's report travels with the model: assets.extra/evaluation.json of the pushed version.
+"""Pusher executor that keeps every SavedModel of the serving directory whole. The version root is the
+brute-force SavedModel (stock TF Serving loads it); scann/ inside it is for the in-process backend where
+`import scann` works. The Evaluator's report travels with the model: assets.extra/evaluation.json of the
+pushed version.
 
 The stock executor holds back each file named saved_model.pb and then copies only the top one, so the
 nested ScaNN SavedModel would arrive without its graph. Here every file is copied, each top saved_model.pb
@@ -17,8 +18,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from tfx_pipeline.serving_layout import scann_base
-from trainer_module.export import EVALUATION_FILE, EXTRA_DIR, SCANN_DIR
+from trainer_module.export import EVALUATION_FILE, EXTRA_DIR
 
 SAVED_MODEL_PB = "saved_model.pb"
 
@@ -33,14 +33,11 @@ def _copy_saved_model(src: str, dst: str, extra_files: tuple[str, ...] = ()):
 
 
 def push_version(model_path: str, base_directory: str, extra_files: tuple[str, ...] = ()) -> tuple[str, str]:
-    """Copies the model (with extra_files in its assets.extra/) to <base_directory>/<unix time>/ and its
-    ScaNN SavedModel to <base_directory>-scann/<unix time>/ (first, so the main version appears last);
+    """Copies the model (with extra_files in its assets.extra/) to <base_directory>/<unix time>/;
     returns (version, path)."""
     version = int(time.time())
-    while any(fileio.exists(os.path.join(base, str(version)))  # two pushes within a second: distinct versions
-              for base in (base_directory, scann_base(base_directory))):
+    while fileio.exists(os.path.join(base_directory, str(version))):  # two pushes within a second: distinct versions
         version += 1
-    _copy_saved_model(os.path.join(model_path, SCANN_DIR), os.path.join(scann_base(base_directory), str(version)))
     serving_path = os.path.join(base_directory, str(version))
     _copy_saved_model(model_path, serving_path, extra_files)
     return str(version), serving_path

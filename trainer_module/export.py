@@ -4,7 +4,7 @@ Layout of the serving model directory (what the Pusher copies to <base>/<model-n
   saved_model.pb, variables/   brute-force index: loads in stock TensorFlow Serving and anywhere TF runs
   scann/                       the same signatures over a ScaNN index (needs the ScaNN ops: `import scann`)
   assets.extra/items.csv       the candidates: item_id,title,category,popularity
-  assets.extra/export_report.json   ScaNN-vs-exact recall@10, sizes, hyperparameters
+  assets.extra/export_report.json   ScaNN-vs-exact recall@10, sizes, serving memory, hyperparameters
 """
 
 import csv
@@ -157,6 +157,41 @@ def exported_model(model_dir: str, item_ids: np.ndarray):
     if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
         raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")
     return ExportedQueryTower(loaded), loaded.item_embeddings.numpy()[:-1, :-1], loaded.item_offsets.numpy()
+
+
+def variable_bytes(num_users: int, num_items: int, dim: int, num_models: int) -> int:
+    """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model a
+    user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is embedded
+    by the item table); for averaged models the projection, (models x dim) x served dimensions, where averaged()
+    serves min(dim, items) dimensions; the candidates twice, with one more column (ServingModule.item_embeddings,
+    one extra row, and the index), the item offsets and the index's int32 identifiers. Ids (strings) and their
+    lookup tables are not variables: see serving_memory."""
+    served = min(dim, num_items) if num_models > 1 else dim
+    tables = num_models * (num_users + 1 + num_items + 1) * dim
+    projection = num_models * dim * served if num_models > 1 else 0
+    candidates = (num_items + 1) * (served + 1) + num_items * (served + 1) + num_items
+    return 4 * (tables + projection + candidates + num_items)
+
+
+def checkpoint_bytes(model_dir: str) -> int:
+    """The bytes of a SavedModel's numeric variables, as its checkpoint records their shapes and types: what
+    variable_bytes computes from the sizes."""
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "variables", "variables"))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    return sum(int(np.prod(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
+
+
+# serving_memory's calibration: a fresh process's resident memory after loading and calling exports of 300 to
+# 200,000 users grew by at most these (benchmarks/serving_memory.py, BENCHMARKS.md "Serving memory").
+RESIDENT_PER_VARIABLE_BYTE = 1.1  # the restored variables, with the ids' strings and lookup tables
+RESIDENT_PER_VERSION = 64 * 2**20  # the graph, its functions and the session, whatever the sizes
+
+
+def serving_memory(num_users: int, num_items: int, dim: int, num_models: int) -> int:
+    """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds every
+    version of models.config's `specific` list: multiply by the versions loaded)."""
+    return round(RESIDENT_PER_VARIABLE_BYTE * variable_bytes(num_users, num_items, dim, num_models)
+                 + RESIDENT_PER_VERSION)
 
 
 def _fetch(hp: HParams, num_items: int) -> int:

@@ -123,9 +123,14 @@ def run_fn(fn_args: tfx.components.FnArgs):
     # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
     recall = export.recall_against_exact(model_dir, users, histories)
+    num_models = 2 if averaged_with else 1
+    sizes = (num_users - f.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
     export.write_report(model_dir, {
         "scann_recall_at_10_vs_exact": recall, "scann_check_queries": len(users),
         "num_items": len(item_ids), "num_users": num_users - f.NUM_OOV_BUCKETS,
+        # One loaded version of the brute-force SavedModel (what TF Serving holds per version; README sizing).
+        "serving": {"num_models": num_models, "variable_bytes": export.variable_bytes(*sizes),
+                    "memory_bytes": export.serving_memory(*sizes)},
         "train_splits": fn_args.custom_config["train_splits"], "averaged_with": averaged_with,
         "train_seconds": round(train_seconds, 1), "final_loss": float(history.history["loss"][-1]),
         "final_val_loss": float(history.history["val_loss"][-1]),
