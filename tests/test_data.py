@@ -170,11 +170,6 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "w" / "metadata.sqlite")  # stopped before any component
 
 
-def test_cli_rejects_unknown_hyperparameters(tmp_path):
-    with pytest.raises(SystemExit, match="unknown hyperparameter"):
-        cli.main(["pipeline", "run", "--data", str(tmp_path), "--workdir", str(tmp_path), "--hparams", '{"lr": 1}'])
-
-
 def test_cli_sample_writes_the_data_dir(tmp_path):
     assert cli.main(["data", "sample", "--out", str(tmp_path), "--users", "5", "--items", "5", "--events",
                      "50"]) == 0
