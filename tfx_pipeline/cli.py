@@ -154,14 +154,32 @@ def _model_show(args):
             print(f"  {rank:2d}. {item:>8}  {score:6.3f}  {meta.title if meta else ''} [{meta.category if meta else ''}]")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        listener.bind(address)
+        listener.listen(2048)
+        return listener
+    except OSError as e:
+        raise UsageError(f"--host {host} --port {port}: cannot listen ({e.strerror or e})") from None
+
+
 def _serve(args):
-    from proxy import online_store, server
     if args.store and args.data:
-        raise UsageError(online_store.DATA_WITH_STORE)
-    server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
+        from proxy.online_store import DATA_WITH_STORE
+        raise UsageError(DATA_WITH_STORE)
+    if "://" not in args.model_base and not os.path.isdir(args.model_base) and not args.wait_for_model:
+        raise UsageError(f"--model-base {args.model_base}: no such directory (--wait-for-model waits for a push)")
+    listener = _listen(args.host, args.port)  # a port in use is reported now, not after the model loaded
+    from proxy import server
+    server.serve(listener, wait_for_model=args.wait_for_model,
+                 model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
                  reload_interval=args.reload_interval, bigquery_table=args.bigquery_table,
-                 api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle)
+                 api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle,
+                 cors_origins=tuple(args.cors_origin))
 
 
 def _store_load(args):
@@ -175,7 +193,7 @@ def _store_load(args):
 
 def _recommend(args):
     from proxy.api_client import ApiClient
-    with ApiClient(args.api, timeout=args.timeout) as api:
+    with ApiClient(args.api, timeout=args.timeout, api_key=args.api_key or _env("RECSYS_API_KEY")) as api:
         if args.wait:
             api.wait_ready(args.wait)
         answer = api.recommend(args.user_id, args.k)
@@ -290,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=_env("PORT", "8080"), help="port to listen on; env PORT")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
     p.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks for a new version")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   default=[o for o in _env("RECSYS_CORS_ORIGINS", "").split(",") if o],
+                   help="a browser origin (https://app.example.com) whose pages may call the API (repeatable; "
+                        "default: none); env RECSYS_CORS_ORIGINS, comma-separated")
+    p.add_argument("--wait-for-model", action="store_true",
+                   help="start without a pushed model and answer 503 until one appears (default: exit 2)")
     p.set_defaults(func=_serve)
 
     p = groups.add_parser("evaluate", help="ranking quality of a pushed model on a split, against popularity and EASE")
@@ -336,11 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
 
     p = groups.add_parser("recommend", help="ask a running API for recommendations")
-    p.add_argument("--api", required=True, help="http://host:port of `recsys serve`")
+    p.add_argument("--api", required=True, type=_http_url, help="http://host:port of `recsys serve`")
     p.add_argument("--user-id", required=True, help="the user to recommend for")
     p.add_argument("-k", type=_at_least(1), default=10, help="number of recommendations")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds allowed for each call")
     p.add_argument("--wait", type=float, default=0, help="seconds to wait for the API to be ready")
+    p.add_argument("--api-key", help="the API's key, sent as X-API-Key; env RECSYS_API_KEY")
     p.set_defaults(func=_recommend)
     return parser
 
