@@ -47,7 +47,7 @@ def test_a_model_base_without_a_version_fails(tmp_path):
 
 def test_a_port_out_of_range_is_refused(tmp_path):
     run = serve("--model-base", str(tmp_path), "--port", "99999")
-    assert run.returncode == 2 and "argument --port: a TCP port is 1-65535, got 99999" in run.stderr
+    assert run.returncode == 2 and "argument --port: a TCP port is 0-65535, got 99999" in run.stderr
 
 
 def test_a_port_in_use_is_reported_before_anything_loads(tmp_path):

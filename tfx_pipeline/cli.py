@@ -28,9 +28,9 @@ def _at_least(minimum: int):
 
 
 def _port(text: str) -> int:
-    port = _at_least(1)(text)
+    port = _at_least(0)(text)  # 0: any free port (logged)
     if port > 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {port}")
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {port}")
     return port
 
 
