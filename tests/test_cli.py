@@ -71,3 +71,18 @@ def test_feedback_export_names_a_file_that_is_no_database(tmp_path, capsys):
     db.write_text("user_id,item_id\n" * 100)
     code, err = recsys(capsys, "feedback", "export", "--db", str(db), "--out", str(tmp_path / "out"))
     assert code == 2 and f"{db}: not a feedback database" in err
+
+
+def test_misspelt_cloud_config_keys_are_named_before_tfx_loads(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
+    with open(example) as fh:
+        text = fh.read()
+    bad = tmp_path / "cloud.yaml"
+    bad.write_text(text.replace("  grpc_port:", "  grpc_prt:") + "schedul: '0 3 * * 1'\n")
+    started = time.monotonic()
+    run = subprocess.run([RECSYS, "pipeline", "compile", "--config", str(bad), "--out", str(tmp_path / "p.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "serving.grpc_prt: unknown setting (did you mean serving.grpc_port?)" in run.stderr
+    assert "serving.grpc_port: missing" in run.stderr and "schedul: unknown setting" in run.stderr
+    assert time.monotonic() - started < 15

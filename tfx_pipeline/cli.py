@@ -90,15 +90,17 @@ def _pipeline_run(args):
 
 
 def _pipeline_compile(args):
-    from tfx_pipeline import cloud_config, vertex_runner
-    config = cloud_config.load(args.config)  # every problem of the file, before anything is compiled
+    from tfx_pipeline import cloud_config
+    config = cloud_config.load(args.config)  # every problem of the file, before TFX's imports
+    from tfx_pipeline import vertex_runner
     print(f"compiled: {vertex_runner.compile_pipeline(config, args.out)}")
 
 
 def _pipeline_submit(args):
     import tempfile
-    from tfx_pipeline import cloud_config, vertex_runner
+    from tfx_pipeline import cloud_config
     config = cloud_config.load(args.config)
+    from tfx_pipeline import vertex_runner
     with tempfile.TemporaryDirectory() as tmp:
         template = args.template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
         submitted = vertex_runner.submit(config, template, schedule=args.schedule)
