@@ -86,3 +86,16 @@ def test_misspelt_cloud_config_keys_are_named_before_tfx_loads(tmp_path):
     assert "serving.grpc_prt: unknown setting (did you mean serving.grpc_port?)" in run.stderr
     assert "serving.grpc_port: missing" in run.stderr and "schedul: unknown setting" in run.stderr
     assert time.monotonic() - started < 15
+
+
+def test_submit_without_credentials_says_so_before_compiling(tmp_path):
+    config = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")}
+    env.update(HOME=str(tmp_path), GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")  # not on GCE
+    started = time.monotonic()
+    run = subprocess.run([RECSYS, "pipeline", "submit", "--config", config], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == ("recsys: error: no Google Cloud credentials: run `gcloud auth application-default "
+                                  "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")
+    assert time.monotonic() - started < 20

@@ -98,12 +98,19 @@ def _pipeline_compile(args):
 
 def _pipeline_submit(args):
     import tempfile
+    import google.auth
+    import google.auth.exceptions
     from tfx_pipeline import cloud_config
     config = cloud_config.load(args.config)
+    try:  # before compiling, which takes a minute
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise UsageError("no Google Cloud credentials: run `gcloud auth application-default login`, or set "
+                         "GOOGLE_APPLICATION_CREDENTIALS to a service account key file") from None
     from tfx_pipeline import vertex_runner
     with tempfile.TemporaryDirectory() as tmp:
         template = args.template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
-        submitted = vertex_runner.submit(config, template, schedule=args.schedule)
+        submitted = vertex_runner.submit(config, template, schedule=args.schedule, credentials=credentials)
     print(f"submitted: {submitted.resource_name}")
 
 
