@@ -1,6 +1,8 @@
-"""The command line's user errors: exit 2 and one line naming the problem, before any heavy import."""
+"""The command line: user errors are exit 2 and one line naming the problem, found before any heavy import;
+no library noise by default."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -99,3 +101,13 @@ def test_submit_without_credentials_says_so_before_compiling(tmp_path):
     assert run.stderr.strip() == ("recsys: error: no Google Cloud credentials: run `gcloud auth application-default "
                                   "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")
     assert time.monotonic() - started < 20
+
+
+def test_no_library_noise_by_default(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as outside `make`
+    run = subprocess.run([RECSYS, "pipeline", "compile", "--config", os.path.join(os.path.dirname(__file__), "..",
+                          "config", "cloud.example.yaml"), "--out", str(tmp_path / "p.json")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "FutureWarning" not in run.stderr
+    assert not re.search(r"^\S+ \S+: [IW] ", run.stderr, re.MULTILINE), run.stderr  # TensorFlow's C++ info, warnings

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import urllib.parse
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
 
@@ -253,6 +254,8 @@ def _commands(parser: argparse.ArgumentParser, dest: str = "command"):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('recsys')}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="keep TensorFlow's C++ info and warning lines and the Google libraries' FutureWarnings")
     groups = _commands(parser, "group")
 
     data = _commands(groups.add_parser("data", help="make or convert input data"))
@@ -379,8 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet():
+    """Leaves out the noise no user acts on: TensorFlow's C++ info and warning lines (set before it loads) and the
+    Google client libraries' FutureWarnings about Python and package versions (the lock pins them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet()
     from proxy.api_client import ApiError
     from tfx_pipeline.cloud_config import ConfigError
     from redis import RedisError
