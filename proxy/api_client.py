@@ -10,8 +10,9 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, timeout: float = 5.0):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+    def __init__(self, base_url: str, timeout: float = 5.0, api_key: str | None = None):
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                  headers={"X-API-Key": api_key} if api_key else None)
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         try:

@@ -12,9 +12,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,6 +30,7 @@ from proxy.redis_store import StoreUnavailable
 from proxy.tf_serving import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("proxy.access")
 RETRY_AFTER_SECONDS = "2"
 ERRORS = {400: {"model": schemas.Error}, 413: {"model": schemas.Error}, 422: {"model": schemas.Error},
           503: {"model": schemas.Error}}
@@ -41,7 +45,8 @@ class Settings:
     reload_interval: float = 5.0  # seconds between looks for a newer pushed version
     max_body_bytes: int = 1 << 20
     bigquery_table: Optional[str] = None  # project.dataset.table: also stream feedback there (the cloud)
-    api_key: Optional[str] = None  # when set, every endpoint but health checks needs the X-API-Key header
+    api_key: Optional[str] = None  # when set, every endpoint but health checks and docs needs the X-API-Key header
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API from their pages (CORS)
     store_url: Optional[str] = None  # redis://host:port/db: the store every instance shares (proxy/online_store.py)
     store_timeout: float = 0.05  # seconds for a /recommend's read of the shared store, then it answers without
     reclaim_idle: float = 30.0  # seconds an event may wait unacknowledged by a consumer before another takes it
@@ -96,22 +101,34 @@ class BodyLimit:
             await _too_large(self.max_bytes)(scope, receive, send)
 
 
-class ApiKey:
-    """ASGI middleware: answers 401 unless the X-API-Key header carries the key (health checks and the web
-    page's files stay open)."""
+class RequestLog:
+    """ASGI middleware: gives each request an id (the client's X-Request-ID if it is a plain token, else a new
+    one), returns it in the X-Request-ID header and logs one access line with it."""
 
-    OPEN = ("/healthz", "/readyz", *web.PAGE_FILES)
-
-    def __init__(self, app, key: str):
-        self.app, self.key = app, key.encode()
+    def __init__(self, app):
+        self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] not in self.OPEN:
-            given = dict(scope["headers"]).get(b"x-api-key", b"")
-            if not hmac.compare_digest(given, self.key):
-                response = JSONResponse({"error": "missing or wrong X-API-Key header"}, status_code=401)
-                return await response(scope, receive, send)
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            access_log.info('%s:%s "%s %s" %d %.1f ms request_id=%s', client[0], client[1], scope["method"],
+                            scope["path"], status, (time.perf_counter() - started) * 1000, request_id)
 
 
 class Metrics:
@@ -142,6 +159,7 @@ class Metrics:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # what may go into a log line and back into a header as it is
 
 
 class _BodyTooLarge(Exception):
@@ -204,8 +222,18 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         watcher.stop()
         await store.stop()
 
-    app = FastAPI(title="recsys API", version="1", lifespan=lifespan,
-                  description="Personalized recommendations from the two-tower model the pipeline pushed.")
+    # FastAPIOffline: /docs and /redoc from files installed with the package, not a CDN (works offline).
+    app = FastAPIOffline(title="recsys API", version="1", lifespan=lifespan,
+                         description="Personalized recommendations from the two-tower model the pipeline pushed.")
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                                  description="the key `recsys serve` was started with (env RECSYS_API_KEY)")
+
+    async def require_key(given: Optional[str] = Security(api_key_header)):
+        if not hmac.compare_digest((given or "").encode(), settings.api_key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    keyed = [Security(require_key)] if settings.api_key else []  # every route but health checks, page and docs
+    api = APIRouter(dependencies=keyed)
 
     def serving() -> ServingModel:
         if watcher.current is None:
@@ -273,8 +301,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    async def recommend_many(reqs: list[schemas.RecommendRequest], asked_label: Optional[str]
+    async def recommend_many(reqs: list[schemas.RecommendRequest], request_id: str, asked_label: Optional[str]
                              ) -> list[schemas.RecommendResponse]:
+        """request_id: the request's (RequestLog); with several users each answer's is request_id-<n>."""
         model = serving()
         catalog = model.catalog
         try:
@@ -302,24 +331,26 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             model_version.set(int(version))
             responses.append(schemas.RecommendResponse(
                 user_id=r.user_id, model_version=version, model_label=None if fallback else labels[i],
-                request_id=uuid.uuid4().hex, fallback=fallback, degraded=flag,
+                fallback=fallback, request_id=request_id if len(reqs) == 1 else f"{request_id}-{i}",
+                degraded=flag,
                 recommendations=[_recommendation(catalog, item, score) for item, score in
                                  ranked[:r.num_recommendations]]))
         return responses
 
-    @app.post("/recommend", response_model=schemas.RecommendResponse, responses=ERRORS,
+    @api.post("/recommend", response_model=schemas.RecommendResponse, responses=ERRORS,
               response_model_exclude_none=True)
-    async def recommend(body: schemas.RecommendRequest, label: LabelHeader = None):
+    async def recommend(body: schemas.RecommendRequest, request: Request, label: LabelHeader = None):
         """Recommendations for one user; items they interacted with are left out unless exclude_seen is false."""
-        return (await recommend_many([body], label))[0]
+        return (await recommend_many([body], request.state.request_id, label))[0]
 
-    @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, responses=ERRORS,
+    @api.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, responses=ERRORS,
               response_model_exclude_none=True)
-    async def recommend_batch(body: schemas.BatchRecommendRequest, label: LabelHeader = None):
+    async def recommend_batch(body: schemas.BatchRecommendRequest, request: Request, label: LabelHeader = None):
         """Recommendations for up to 100 users in one model call."""
-        return schemas.BatchRecommendResponse(results=await recommend_many(body.requests, label))
+        return schemas.BatchRecommendResponse(
+            results=await recommend_many(body.requests, request.state.request_id, label))
 
-    @app.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
+    @api.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
                                                                                       **ERRORS},
              response_model_exclude_none=True)
     async def similar(item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100),
@@ -351,12 +382,12 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
                 feedback_events.labels(row["interaction_type"]).inc()
         return [event_id for event_id, _ in accepted]
 
-    @app.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
+    @api.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
     async def feedback(body: schemas.FeedbackEvent):
         """Stores one event durably (202 only after the commit); the user's next recommendation sees it."""
         return schemas.FeedbackAccepted(event_id=(await store_feedback([body]))[0])
 
-    @app.post("/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS)
+    @api.post("/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS)
     async def feedback_batch(body: schemas.BatchFeedbackRequest):
         """Stores up to 1000 events in one transaction."""
         return schemas.BatchFeedbackAccepted(event_ids=await store_feedback(body.events))
@@ -375,16 +406,20 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             raise Unavailable("model backend not ready")
         return {"status": "ready", "model_version": watcher.version}
 
-    app.include_router(web.router(settings.model_base, serving, store))
-
-    @app.get("/metrics", include_in_schema=False)
+    @api.get("/metrics", include_in_schema=False)
     async def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(api)
+    app.include_router(web.page())
+    app.include_router(web.router(settings.model_base, serving, store), dependencies=keyed)
     app.add_middleware(Metrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    if settings.api_key:
-        app.add_middleware(ApiKey, key=settings.api_key)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+                           expose_headers=["X-Request-ID"])
+    app.add_middleware(RequestLog)  # outermost: every answer, 413s and CORS preflights too, has an id and a line
     return app
 
 

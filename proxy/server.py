@@ -2,18 +2,22 @@
 
 import logging
 import os
+import socket
 
 import uvicorn
 
 from proxy.app import Settings, create_app
+from proxy.catalog import newest_version
 from proxy.model_watcher import ModelWatcher, embedded_loader, remote_loader
 from proxy.tf_serving import client_for_url
+
+log = logging.getLogger(__name__)
 
 
 def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, backend: str | None = None,
               model_name: str | None = None, timeout: float = 2.0, reload_interval: float = 5.0,
               bigquery_table: str | None = None, api_key: str | None = None, store: str | None = None,
-              reclaim_idle: float = 30.0, canary_share: float = 0.0):
+              reclaim_idle: float = 30.0, canary_share: float = 0.0, cors_origins: tuple[str, ...] = ()):
     """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
     model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
     for the "canary" version label for canary_share of the users and "stable" for the others.
@@ -27,12 +31,25 @@ def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, ba
     settings = Settings(model_base=model_base, feedback_db=feedback_db, data_dir=data_dir, backend_timeout=timeout,
                         reload_interval=reload_interval, bigquery_table=bigquery_table, api_key=api_key,
                         store_url=store, reclaim_idle=reclaim_idle, version_labels=bool(backend),
-                        canary_share=canary_share)
+                        canary_share=canary_share, cors_origins=cors_origins)
     return create_app(settings, ModelWatcher(model_base, load, reload_interval))
 
 
-def serve(host: str, port: int, **kwargs):
+def serve(listener: socket.socket, wait_for_model: bool = False, **kwargs):
+    """Serves on `listener` (bound by the caller, so a taken port is reported before anything loads). Without
+    wait_for_model, a model base without a pushed version raises FileNotFoundError naming it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model_base = kwargs["model_base"]
+    try:
+        newest_version(model_base)
+    except FileNotFoundError:
+        if not wait_for_model:
+            raise
+        log.info("no model pushed under %s yet: waiting for one (503 until then)", model_base)
+    app = build_app(**kwargs)
+    host, port = listener.getsockname()[:2]
+    log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
     # One process: the embedded model is large and TensorFlow already uses every core for one call.
-    uvicorn.run(build_app(**kwargs), host=host, port=port, workers=1, log_level="warning",
-                access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(app, workers=1, log_level="warning", access_log=False, timeout_keep_alive=30,
+                            timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[listener])

@@ -65,13 +65,19 @@ def _page_file(name: str):
     return page_file
 
 
+def page() -> APIRouter:
+    """The page's files (open: the page asks for the API key itself)."""
+    files = APIRouter()
+    for path, name in PAGE_FILES.items():
+        files.add_api_route(path, _page_file(name), methods=["GET"], include_in_schema=False)
+    return files
+
+
 def router(model_base: str, serving: Callable[[], ServingModel], store) -> APIRouter:
-    """The page's routes. serving() gives the current model (or raises for a 503); `store` holds the histories
-    and the feedback (proxy/online_store.py)."""
+    """The endpoints the page calls. serving() gives the current model (or raises for a 503); `store` holds the
+    histories and the feedback (proxy/online_store.py)."""
     api = APIRouter()
     reports = VersionReports(model_base)
-    for path, name in PAGE_FILES.items():
-        api.add_api_route(path, _page_file(name), methods=["GET"], include_in_schema=False)
 
     @api.get("/users", response_model=schemas.ExampleUsers, responses=ERRORS)
     async def example_users(limit: int = Query(12, ge=1, le=100)):

@@ -3,6 +3,7 @@
 import collections
 import concurrent.futures
 import csv
+import json
 import os
 import sqlite3
 
@@ -11,6 +12,7 @@ import pytest
 
 from proxy import schemas
 from tests.api_server import post, running_api
+from tfx_pipeline import cli
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +212,7 @@ def test_malformed_json_oversized_body_and_batches(api):
     assert httpx.get(url + "/healthz").status_code == 200  # unaffected
 
 
-def test_api_key_when_configured(pipeline_run, tmp_path):
+def test_api_key_when_configured(pipeline_run, tmp_path, capsys):
     with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), feedback_db=str(tmp_path / "fb.sqlite"),
                      api_key="s3cret") as (url, _):
         assert httpx.get(url + "/healthz").status_code == 200  # probes need no key
@@ -218,6 +220,21 @@ def test_api_key_when_configured(pipeline_run, tmp_path):
         assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
         assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "wrong"}).status_code == 401
         assert post(url, "/recommend", {"user_id": "u00001"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        argv = ["recommend", "--api", url, "--user-id", "u00001", "-k", "3"]
+        assert cli.main(argv) == 2 and "HTTP 401: missing or wrong X-API-Key header" in capsys.readouterr().err
+        assert cli.main(argv + ["--api-key", "s3cret"]) == 0
+        assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 3
+
+
+def test_the_clients_request_id_is_the_answers(api):
+    url, _ = api
+    answer = post(url, "/recommend", {"user_id": "u00001"}, headers={"X-Request-ID": "app-7f3a"})
+    assert answer.headers["X-Request-ID"] == "app-7f3a" and answer.json()["request_id"] == "app-7f3a"
+    batch = post(url, "/recommend/batch", {"requests": [{"user_id": "u00001"}, {"user_id": "u00002"}]},
+                 headers={"X-Request-ID": "app-7f3b"})
+    assert [r["request_id"] for r in batch.json()["results"]] == ["app-7f3b-0", "app-7f3b-1"]
+    generated = post(url, "/recommend", {"user_id": "u00001"})
+    assert generated.json()["request_id"] == generated.headers["X-Request-ID"]
 
 
 # Found by the schema-driven fuzzing (tests/test_api_fuzz.py); one regression test each.

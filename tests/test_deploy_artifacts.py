@@ -521,7 +521,7 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
     from proxy import server
     from tfx_pipeline import cli
     with mock.patch.object(server, "serve") as serve:
-        assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "8080"]) == 0
+        assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "0"]) == 0
     assert serve.call_args.kwargs["model_base"] == "gs://bucket/serving/recsys"
     print("imported tfx:", any(name == "tfx" or name.startswith("tfx.") for name in sys.modules if sys.modules[name]))
 """)

@@ -1,14 +1,51 @@
 """`recsys`: the command line of the project (data, pipeline, model)."""
 
 import argparse
+import importlib.metadata
 import json
 import os
+import socket
 import sys
+import urllib.parse
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
 
 
+class UsageError(Exception):
+    """A wrong argument found after parsing: exit 2 with its message, as argparse's own errors."""
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _port(text: str) -> int:
+    port = _at_least(0)(text)  # 0: any free port (logged)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {port}")
+    return port
+
+
+def _http_url(text: str) -> str:
+    parsed = urllib.parse.urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(f"expected http://host:port (or https://), got {text!r}")
+    return text
+
+
 def _data_sample(args):
+    if args.events < 5 * args.users:
+        raise UsageError(f"--events: at least 5 per user are drawn, so at least {5 * args.users} for "
+                         f"--users {args.users}; got {args.events}")
     from tfx_pipeline.data import sample
     sample.generate(args.out, users=args.users, items=args.items, events=args.events, seed=args.seed)
     print(f"wrote {args.out}/interactions.csv and {args.out}/items.csv")
@@ -29,14 +66,17 @@ def _hyperparameters(args) -> dict:
             hyperparameters["epochs"] = args.epochs
         HParams.from_overrides(hyperparameters)
     except (ValueError, TypeError) as e:
-        raise SystemExit(f"recsys: error: --hparams: {e}")
+        raise UsageError(f"--hparams: {e}") from None
     return hyperparameters
 
 
 def _pipeline_run(args):
+    from tfx_pipeline.data import local_source
+    hyperparameters = _hyperparameters(args)
+    local_source.open_data_dir(args.data).close()  # the data contract, before TFX's imports take their minute
     from tfx_pipeline import evaluation, local_runner
     result = local_runner.run(args.data, args.workdir, model_name=args.model_name,
-                              hyperparameters=_hyperparameters(args), max_regression=args.max_regression)
+                              hyperparameters=hyperparameters, max_regression=args.max_regression)
     report = result["evaluation"]
     print(f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
           f"({evaluation.REFIT}: the model pushed if blessed, trained on the eval split too: a check that it "
@@ -51,18 +91,27 @@ def _pipeline_run(args):
 
 
 def _pipeline_compile(args):
-    from tfx_pipeline import cloud_config, vertex_runner
-    config = cloud_config.load(args.config)  # every problem of the file, before anything is compiled
+    from tfx_pipeline import cloud_config
+    config = cloud_config.load(args.config)  # every problem of the file, before TFX's imports
+    from tfx_pipeline import vertex_runner
     print(f"compiled: {vertex_runner.compile_pipeline(config, args.out)}")
 
 
 def _pipeline_submit(args):
     import tempfile
-    from tfx_pipeline import cloud_config, vertex_runner
+    import google.auth
+    import google.auth.exceptions
+    from tfx_pipeline import cloud_config
     config = cloud_config.load(args.config)
+    try:  # before compiling, which takes a minute
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise UsageError("no Google Cloud credentials: run `gcloud auth application-default login`, or set "
+                         "GOOGLE_APPLICATION_CREDENTIALS to a service account key file") from None
+    from tfx_pipeline import vertex_runner
     with tempfile.TemporaryDirectory() as tmp:
         template = args.template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
-        submitted = vertex_runner.submit(config, template, schedule=args.schedule)
+        submitted = vertex_runner.submit(config, template, schedule=args.schedule, credentials=credentials)
     print(f"submitted: {submitted.resource_name}")
 
 
@@ -96,6 +145,8 @@ def _benchmark_quality(args):
 
 
 def _model_show(args):
+    if not args.user_id and not args.data:
+        raise UsageError("model show: name users with --user-id, or give --data to show its first three users")
     from proxy.embedded import EmbeddedModel
     from proxy.history import SEEN_LIMIT, HistoryStore
     from tfx_pipeline.data import local_source
@@ -113,15 +164,32 @@ def _model_show(args):
             print(f"  {rank:2d}. {item:>8}  {score:6.3f}  {meta.title if meta else ''} [{meta.category if meta else ''}]")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        listener.bind(address)
+        listener.listen(2048)
+        return listener
+    except OSError as e:
+        raise UsageError(f"--host {host} --port {port}: cannot listen ({e.strerror or e})") from None
+
+
 def _serve(args):
-    from proxy import online_store, server
     if args.store and args.data:
-        raise SystemExit(f"recsys: error: {online_store.DATA_WITH_STORE}")
-    server.serve(args.host, args.port, model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
+        from proxy.online_store import DATA_WITH_STORE
+        raise UsageError(DATA_WITH_STORE)
+    if "://" not in args.model_base and not os.path.isdir(args.model_base) and not args.wait_for_model:
+        raise UsageError(f"--model-base {args.model_base}: no such directory (--wait-for-model waits for a push)")
+    listener = _listen(args.host, args.port)  # a port in use is reported now, not after the model loaded
+    from proxy import server
+    server.serve(listener, wait_for_model=args.wait_for_model,
+                 model_base=args.model_base, feedback_db=args.feedback_db, data_dir=args.data,
                  backend=args.backend, model_name=args.model_name, timeout=args.timeout,
                  reload_interval=args.reload_interval, bigquery_table=args.bigquery_table,
                  api_key=_env("RECSYS_API_KEY"), store=args.store, reclaim_idle=args.reclaim_idle,
-                 canary_share=args.canary_share)
+                 canary_share=args.canary_share, cors_origins=tuple(args.cors_origin))
 
 
 def _store_load(args):
@@ -135,7 +203,7 @@ def _store_load(args):
 
 def _recommend(args):
     from proxy.api_client import ApiClient
-    with ApiClient(args.api, timeout=args.timeout) as api:
+    with ApiClient(args.api, timeout=args.timeout, api_key=args.api_key or _env("RECSYS_API_KEY")) as api:
         if args.wait:
             api.wait_ready(args.wait)
         answer = api.recommend(args.user_id, args.k)
@@ -143,10 +211,14 @@ def _recommend(args):
 
 
 def _feedback_export(args):
+    import sqlite3
     from proxy.feedback_store import FeedbackStore
     if not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
-    store = FeedbackStore(args.db)
+    try:
+        store = FeedbackStore(args.db)
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"{args.db}: not a feedback database ({e})") from None
     path = store.export(args.out)
     print(f"wrote {len(store.events())} feedback events to {path}")
 
@@ -157,7 +229,7 @@ def _predict(args):
     try:
         [ranked] = client.recommend([args.user_id], [args.history or []], [args.exclude or []], args.k, args.label)
     except (BackendError, BackendUnavailable) as e:
-        raise SystemExit(f"recsys: error: {e}")
+        raise UsageError(str(e)) from None
     print(json.dumps({"model_version": client.model_version,
                       "recommendations": [{"item_id": i, "score": s} for i, s in ranked]}, indent=2))
 
@@ -176,29 +248,45 @@ def _share(text: str) -> float:
     return share
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
-    groups = parser.add_subparsers(dest="group", required=True)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, where it has one."""
 
-    data = groups.add_parser("data", help="make or convert input data").add_subparsers(dest="command", required=True)
+    def _get_help_string(self, action):
+        return super()._get_help_string(action) if action.default not in (None, False) else action.help
+
+
+def _commands(parser: argparse.ArgumentParser, dest: str = "command"):
+    """Subcommands, named COMMAND in usage and errors ("argument COMMAND: invalid choice: ...")."""
+    return parser.add_subparsers(dest=dest, metavar="COMMAND", required=True,
+                                 parser_class=lambda **kw: argparse.ArgumentParser(formatter_class=HelpFormatter, **kw))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('recsys')}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="keep TensorFlow's C++ info and warning lines and the Google libraries' FutureWarnings")
+    groups = _commands(parser, "group")
+
+    data = _commands(groups.add_parser("data", help="make or convert input data"))
     p = data.add_parser("sample", help="synthetic interactions with planted structure")
-    p.add_argument("--out", required=True)
-    p.add_argument("--users", type=int, default=500)
-    p.add_argument("--items", type=int, default=400)
-    p.add_argument("--events", type=int, default=20000)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="the data directory to write")
+    p.add_argument("--users", type=_at_least(1), default=500, help="number of users")
+    p.add_argument("--items", type=_at_least(1), default=400, help="number of items")
+    p.add_argument("--events", type=_at_least(1), default=20000, help="number of events (at least 5 per user)")
+    p.add_argument("--seed", type=int, default=42, help="random seed: the same seed writes the same data")
     p.set_defaults(func=_data_sample)
     p = data.add_parser("movielens", help="convert MovieLens (ml-latest-small or ml-100k) to the data contract")
-    p.add_argument("src")
-    p.add_argument("--out", required=True)
+    p.add_argument("src", help="the unpacked MovieLens directory")
+    p.add_argument("--out", required=True, help="the data directory to write")
     p.set_defaults(func=_data_movielens)
 
-    pipeline = groups.add_parser("pipeline", help="run the TFX pipeline").add_subparsers(dest="command", required=True)
+    pipeline = _commands(groups.add_parser("pipeline", help="run the TFX pipeline"))
     p = pipeline.add_parser("run", help="run locally (LocalDagRunner) and push to WORKDIR/serving/<model-name>/")
     p.add_argument("--data", required=True, help="directory with interactions.csv (or *.parquet) and items.csv")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--model-name", default="recsys")
+    p.add_argument("--workdir", required=True, help="pipeline root, metadata and pushed models")
+    p.add_argument("--epochs", type=_at_least(1), help="training epochs (default: trainer_module/hparams.py's)")
+    p.add_argument("--model-name", default="recsys", help="push to WORKDIR/serving/<model-name>/")
     p.add_argument("--hparams", help="JSON object of hyperparameter overrides (trainer_module/hparams.py)")
     p.add_argument("--max-regression", type=float, default=0.05,
                    help="bless a model at most this fraction of nDCG@10 below the last blessed one")
@@ -206,21 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = pipeline.add_parser("compile", help="compile for Vertex AI Pipelines (KubeflowV2DagRunner)")
     p.add_argument("--config", required=True, help="the cloud config (config/cloud.example.yaml)")
-    p.add_argument("--out", default="pipeline.json")
+    p.add_argument("--out", default="pipeline.json", help="where to write the compiled pipeline")
     p.set_defaults(func=_pipeline_compile)
     p = pipeline.add_parser("submit", help="run on Vertex AI Pipelines, once or on a schedule")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the cloud config (config/cloud.example.yaml)")
     p.add_argument("--template", help="a compiled pipeline.json (default: compile now)")
     p.add_argument("--schedule", metavar="CRON", help='retrain on this schedule, e.g. "0 3 * * 1"')
     p.set_defaults(func=_pipeline_submit)
 
-    model = groups.add_parser("model", help="use a pushed model in-process").add_subparsers(dest="command",
-                                                                                            required=True)
+    model = _commands(groups.add_parser("model", help="use a pushed model in-process"))
     p = model.add_parser("show", help="print recommendations for a few users")
     p.add_argument("--model-base", required=True, help="WORKDIR/serving/<model-name>")
     p.add_argument("--data", help="data directory to take the users' recent history from")
-    p.add_argument("--user-id", action="append")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--user-id", action="append", help="a user to show (repeatable)")
+    p.add_argument("-k", type=_at_least(1), default=5, help="recommendations per user")
     p.set_defaults(func=_model_show)
     p = groups.add_parser("serve", help="run the recommendation API")
     p.add_argument("--model-base", default=_env("RECSYS_MODEL_BASE"), required=_env("RECSYS_MODEL_BASE") is None,
@@ -233,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canary-share", type=_share, default=_env("RECSYS_CANARY_SHARE", "0"),
                    help='TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the '
                         '"canary" version label, the others "stable"; env RECSYS_CANARY_SHARE')
-    p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
+    p.add_argument("--feedback-db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
+                   help="SQLite file the feedback is stored in; env RECSYS_FEEDBACK_DB")
     p.add_argument("--bigquery-table", default=_env("RECSYS_FEEDBACK_TABLE"),
                    help="project.dataset.table to stream feedback to as well (Cloud); env RECSYS_FEEDBACK_TABLE")
     p.add_argument("--store", default=_env("RECSYS_STORE"), metavar="URL",
@@ -242,10 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: in this process; env RECSYS_STORE")
     p.add_argument("--reclaim-idle", type=float, default=30.0,
                    help="seconds before another instance delivers events an instance read but did not finish")
-    p.add_argument("--host", default=_env("RECSYS_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(_env("PORT", "8080")))
+    p.add_argument("--host", default=_env("RECSYS_HOST", "127.0.0.1"), help="address to listen on; env RECSYS_HOST")
+    p.add_argument("--port", type=_port, default=_env("PORT", "8080"), help="port to listen on; env PORT")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed for each model call")
     p.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks for a new version")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   default=[o for o in _env("RECSYS_CORS_ORIGINS", "").split(",") if o],
+                   help="a browser origin (https://app.example.com) whose pages may call the API (repeatable; "
+                        "default: none); env RECSYS_CORS_ORIGINS, comma-separated")
+    p.add_argument("--wait-for-model", action="store_true",
+                   help="start without a pushed model and answer 503 until one appears (default: exit 2)")
     p.set_defaults(func=_serve)
 
     p = groups.add_parser("evaluate", help="ranking quality of a pushed model on a split, against popularity and EASE")
@@ -255,15 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model-dir", help="evaluate this exported model (e.g. a Trainer output that was not pushed)")
     p.set_defaults(func=_evaluate)
 
-    benchmark = groups.add_parser("benchmark", help="measurements").add_subparsers(dest="command", required=True)
+    benchmark = _commands(groups.add_parser("benchmark", help="measurements"))
     p = benchmark.add_parser("quality", help="split 75/25 per user (seed 42), train on 75%%, evaluate on 25%%")
     p.add_argument("--dataset", required=True, help="a data directory, or MovieLens (ml-latest-small, ml-100k)")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workdir", required=True, help="where the split, the pipeline and the results go")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split")
     p.add_argument("--hparams", help="JSON object of hyperparameter overrides")
     p.set_defaults(func=_benchmark_quality)
 
-    store = groups.add_parser("store", help="the shared online store").add_subparsers(dest="command", required=True)
+    store = _commands(groups.add_parser("store", help="the shared online store"))
     p = store.add_parser("load", help="put each user's recent events of a data directory into the store, for the "
                                       "users it has not seen (once per deployment; running it again changes nothing)")
     p.add_argument("--data", required=True, help="the training data directory")
@@ -271,46 +365,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="redis://host:port/db; env RECSYS_STORE")
     p.set_defaults(func=_store_load)
 
-    feedback = groups.add_parser("feedback", help="the API's stored feedback").add_subparsers(dest="command",
-                                                                                              required=True)
+    feedback = _commands(groups.add_parser("feedback", help="the API's stored feedback"))
     p = feedback.add_parser("export", help="write the feedback as DIR/interactions-feedback.csv (the data contract), "
                                            "so the next `recsys pipeline run --data DIR` trains on it")
-    p.add_argument("--db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"))
+    p.add_argument("--db", default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
+                   help="the API's --feedback-db; env RECSYS_FEEDBACK_DB")
     p.add_argument("--out", required=True, help="the data directory of the next training run")
     p.set_defaults(func=_feedback_export)
 
     p = groups.add_parser("predict", help="ask TF Serving directly (the serving_default signature)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving's gRPC port (8500)")
-    target.add_argument("--rest", metavar="URL", help="TF Serving's REST base, e.g. http://host:8501")
+    target.add_argument("--rest", metavar="URL", type=_http_url, help="TF Serving's REST base, e.g. http://host:8501")
     p.add_argument("--model", required=True, help="TF Serving's model name")
     p.add_argument("--label", help="a version label of models.config (stable, canary); default: the newest version")
-    p.add_argument("--user-id", required=True)
+    p.add_argument("--user-id", required=True, help="the user to recommend for")
     p.add_argument("--history", nargs="*", help="the user's recent item ids, oldest first")
     p.add_argument("--exclude", nargs="*", help="item ids to leave out")
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("-k", type=_at_least(1), default=10, help="number of recommendations")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds allowed for the call")
     p.set_defaults(func=_predict)
 
     p = groups.add_parser("recommend", help="ask a running API for recommendations")
-    p.add_argument("--api", required=True, help="http://host:port of `recsys serve`")
-    p.add_argument("--user-id", required=True)
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--api", required=True, type=_http_url, help="http://host:port of `recsys serve`")
+    p.add_argument("--user-id", required=True, help="the user to recommend for")
+    p.add_argument("-k", type=_at_least(1), default=10, help="number of recommendations")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds allowed for each call")
     p.add_argument("--wait", type=float, default=0, help="seconds to wait for the API to be ready")
+    p.add_argument("--api-key", help="the API's key, sent as X-API-Key; env RECSYS_API_KEY")
     p.set_defaults(func=_recommend)
     return parser
 
 
+def quiet():
+    """Leaves out the noise no user acts on: TensorFlow's C++ info and warning lines (set before it loads) and the
+    Google client libraries' FutureWarnings about Python and package versions (the lock pins them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet()
     from proxy.api_client import ApiError
     from tfx_pipeline.cloud_config import ConfigError
     from redis import RedisError
     from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
     try:
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
+    except (UsageError, DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -3,6 +3,7 @@
 Every problem is collected and reported together, before anything is compiled or sent.
 """
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -119,6 +120,25 @@ def _check(key: str, value, kind: str) -> str | None:
         f"{key}: {value!r} does not match {kind}"
 
 
+def _unknown_keys(node: dict, prefix: str = "") -> list[str]:
+    """The file's dotted keys that no field reads: a misspelt one would otherwise be ignored."""
+    known = {key for key, _, _ in FIELDS}
+    sections = {key.rsplit(".", 1)[0] for key in known if "." in key}
+    unknown = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if key in sections and isinstance(value, dict):
+            unknown += _unknown_keys(value, f"{key}.")
+        elif key not in known:
+            unknown.append(key)
+    return unknown
+
+
+def _unknown_key_problem(key: str) -> str:
+    close = difflib.get_close_matches(key, [known for known, _, _ in FIELDS], n=1)
+    return f"{key}: unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+
+
 def load(path: str) -> CloudConfig:
     try:
         with open(path) as fh:
@@ -129,7 +149,7 @@ def load(path: str) -> CloudConfig:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
-    values, problems = {}, []
+    values, problems = {}, [_unknown_key_problem(key) for key in _unknown_keys(raw)]
     for key, field, kind in FIELDS:
         node = raw
         for part in key.split("."):

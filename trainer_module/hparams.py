@@ -1,16 +1,22 @@
 """Every training hyperparameter, in one place, with the defaults the pipeline uses."""
 
 import dataclasses
+from typing import Annotated
+
+import pydantic
+
+PositiveInt = Annotated[int, pydantic.Field(ge=1)]
 
 
-@dataclasses.dataclass(frozen=True)
+# A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on construction.
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(strict=True))
 class HParams:
     # 512 dimensions reach nDCG@10 0.399 on MovieLens after 10 epochs, where 256 reach 0.396 after 18
     # (benchmarks/model_screen.py, BENCHMARKS.md D512, S3), at the same cost as 256 for 20 epochs: the Trainer
     # takes 409 s on MovieLens against 404 s (benchmarks/pipeline_wall_time.py).
-    epochs: int = 10
-    batch_size: int = 1024
-    embedding_dim: int = 512
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 1024
+    embedding_dim: PositiveInt = 512
     learning_rate: float = 0.2  # Adagrad
     # Normalized embeddings scored by cosine / temperature.
     temperature: float = 0.2
@@ -52,4 +58,8 @@ class HParams:
         unknown = set(overrides or {}) - names
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**(overrides or {}))
+        try:
+            return cls(**(overrides or {}))
+        except pydantic.ValidationError as e:
+            raise ValueError("; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}, got "
+                                       f"{error['input']!r}" for error in e.errors())) from None

@@ -84,6 +84,9 @@ def _check_interactions(con, path: str, table: str) -> list[str]:
          f"must be one of {', '.join(f.INTERACTION_TYPES)}"),
         (f.TIMESTAMP, f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
          "not a timestamp (expected e.g. 2024-05-01T12:30:00Z)"),
+        # The examples carry seconds since 1970 and the schema allows no negative ones (as the API's feedback).
+        (f.TIMESTAMP, f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) "
+                      "< TIMESTAMPTZ '1970-01-01 00:00:00+00'", "before 1970-01-01T00:00:00Z"),
     ]
     if has_rating:
         checks += [
