@@ -52,4 +52,7 @@ def serve(listener: socket.socket, wait_for_model: bool = False, **kwargs):
     # One process: the embedded model is large and TensorFlow already uses every core for one call.
     config = uvicorn.Config(app, workers=1, log_level="warning", access_log=False, timeout_keep_alive=30,
                             timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[listener])
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C is how it stops: uvicorn re-raises the signal once it has shut down
+        pass
