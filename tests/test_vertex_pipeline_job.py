@@ -86,7 +86,7 @@ def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and
         csv.writer(out).writerow(f.INTERACTION_COLUMNS)
     harness = VertexHarness(str(tmp_path / "vertex"), {"my-gcp-project.recsys.interactions": interactions,
                                                        "my-gcp-project.recsys.feedback": feedback},
-                            project="my-gcp-project", region="us-central1")
+                            region="us-central1")
     catalog = harness.local(cloud_config.catalog_uri)
     os.makedirs(os.path.dirname(catalog))
     os.rename(os.path.join(data, "items.csv"), catalog)

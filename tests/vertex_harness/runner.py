@@ -115,10 +115,9 @@ class VertexHarness:
     """Runs PipelineJobs in `root`: gs://BUCKET/... is root/gcs/BUCKET/..., BigQuery's tables are the CSV files
     `bigquery_tables` maps them to; metadata and cache persist in root between runs."""
 
-    def __init__(self, root: str, bigquery_tables: dict[str, str], project: str, region: str):
+    def __init__(self, root: str, bigquery_tables: dict[str, str], region: str):
         self.root = os.path.abspath(root)
         self.location = f"projects/{PROJECT_NUMBER}/locations/{region}"
-        self.project = project
         os.makedirs(self.root, exist_ok=True)
         self.store = MetadataStore(os.path.join(self.root, "metadata.json"))
         self.tables_file = os.path.join(self.root, "bigquery_tables.json")
