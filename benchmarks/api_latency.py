@@ -71,21 +71,38 @@ def main():
     random.Random(0).shuffle(users)
 
     with served_api(args.model_base, args.data) as (port, _):
-        rows = [("direct signature call (baseline)", 1, direct(args.model_base, store, users, args.requests,
-                                                                 args.seconds))]
+        rows = [
+            (
+                "direct signature call (baseline)",
+                1,
+                direct(args.model_base, store, users, args.requests, args.seconds),
+            )
+        ]
         for c in args.concurrency:
-            rows.append(("POST /recommend via the API", c,
-                         asyncio.run(through_api(port, users, args.requests, args.seconds, c))))
+            rows.append(
+                (
+                    "POST /recommend via the API",
+                    c,
+                    asyncio.run(through_api(port, users, args.requests, args.seconds, c)),
+                )
+            )
 
     base = rows[0][2]
     print(f"{os.cpu_count()} cores; {len(users)} users; model {args.model_base}")
-    print("| path | concurrency | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | p50 overhead |")
+    print(
+        "| path | concurrency | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | p50 overhead |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c, r in rows:
-        overhead = (f"+{r['p50_ms'] - base['p50_ms']:.2f} ms ({r['p50_ms'] / base['p50_ms']:.2f}x)"
-                    if r is not base else "—")
-        print(f"| {name} | {c} | {r['n']} | {r.get('errors', 0)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-              f"{r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rps']:.0f} | {overhead} |")
+        overhead = (
+            f"+{r['p50_ms'] - base['p50_ms']:.2f} ms ({r['p50_ms'] / base['p50_ms']:.2f}x)"
+            if r is not base
+            else "—"
+        )
+        print(
+            f"| {name} | {c} | {r['n']} | {r.get('errors', 0)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rps']:.0f} | {overhead} |"
+        )
 
 
 if __name__ == "__main__":

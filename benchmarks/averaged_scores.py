@@ -37,17 +37,23 @@ def main():
     users, items, seen = evaluation.train_matrix(train)
     num_items = len(set(items) | {i for held_out in test.values() for i in held_out})
     column = {item: c for c, item in enumerate(items)}
-    histories = [train[u][-f.HISTORY_LENGTH:] + [""] * (f.HISTORY_LENGTH - len(train[u][-f.HISTORY_LENGTH:]))
-                 for u in users]
+    histories = [
+        train[u][-f.HISTORY_LENGTH :] + [""] * (f.HISTORY_LENGTH - len(train[u][-f.HISTORY_LENGTH :]))
+        for u in users
+    ]
 
     def scores(model_dir):
         """[users, items of the split] scores; an item the model does not know scores lowest."""
         model = export.load(model_dir)
-        t = model.tft_layer({f.USER_ID: tf.constant(users)[:, None], f.HISTORY: tf.sparse.from_dense(histories)})
+        t = model.tft_layer(
+            {f.USER_ID: tf.constant(users)[:, None], f.HISTORY: tf.sparse.from_dense(histories)}
+        )
         # `query` is the exported query tower since commit 97860ac; older exports have only `query_tower`.
         query = getattr(model, "query", None) or model.query_tower
         queries = query(t[f.USER_IDX], t[f.HISTORY_IDX]).numpy()
-        by_model = np.hstack([queries, np.ones((len(users), 1), np.float32)]) @ model.index.candidates.numpy().T
+        by_model = (
+            np.hstack([queries, np.ones((len(users), 1), np.float32)]) @ model.index.candidates.numpy().T
+        )
         out = np.full((len(users), len(items)), -1e9, np.float32)
         known = [(n, column[i]) for n, i in enumerate(model.item_ids.numpy().astype(str)) if i in column]
         out[:, [c for _, c in known]] = by_model[:, [n for n, _ in known]]
@@ -60,7 +66,9 @@ def main():
     if args.refit_alone:
         for averaged, candidate in zip(args.model_dirs[::2], args.model_dirs[1::2]):
             a, c = scores(averaged), scores(candidate)
-            print(f"candidate {ndcg(c):.4f}  averaged {ndcg(a):.4f}  refit alone {ndcg(2 * a - c):.4f}  {averaged}")
+            print(
+                f"candidate {ndcg(c):.4f}  averaged {ndcg(a):.4f}  refit alone {ndcg(2 * a - c):.4f}  {averaged}"
+            )
         return
     s = {d: scores(d) for d in args.model_dirs}
     for d, x in s.items():

@@ -28,7 +28,11 @@ class Traffic:
     def next(self):
         user = self.rng.choice(self.users)
         if self.rng.random() < self.share:
-            return "/feedback", {"user_id": user, "item_id": self.rng.choice(self.items), "feedback_type": "click"}
+            return "/feedback", {
+                "user_id": user,
+                "item_id": self.rng.choice(self.items),
+                "feedback_type": "click",
+            }
         return "/recommend", {"user_id": user}
 
 
@@ -61,9 +65,11 @@ async def run_phase(port, traffic, seconds, concurrency, rate=None):
             n += 1
         await asyncio.gather(*tasks)
     else:
+
         async def client():
             while time.perf_counter() - started < seconds:
                 await one(time.perf_counter())
+
         await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     while not connections.empty():
@@ -87,18 +93,28 @@ def main():
     rows, memory = [], {}
     with served_api(args.model_base, args.data) as (port, pid):
         memory["start"] = rss_mib(pid)
-        for name, rate in ((f"fixed {args.rate:.0f} req/s", args.rate), (f"saturation, {args.concurrency} clients", None)):
-            results, errors = asyncio.run(run_phase(port, Traffic(users, items, args.feedback_share), args.seconds,
-                                                    args.concurrency, rate))
+        for name, rate in (
+            (f"fixed {args.rate:.0f} req/s", args.rate),
+            (f"saturation, {args.concurrency} clients", None),
+        ):
+            results, errors = asyncio.run(
+                run_phase(
+                    port, Traffic(users, items, args.feedback_share), args.seconds, args.concurrency, rate
+                )
+            )
             rows += [(name, path, r, errors) for path, r in results.items()]
             memory[f"after {name}"] = rss_mib(pid)
-    print(f"{os.cpu_count()} cores; {args.seconds:.0f} s per phase; {args.feedback_share:.0%} feedback; "
-          f"model {args.model_base}")
+    print(
+        f"{os.cpu_count()} cores; {args.seconds:.0f} s per phase; {args.feedback_share:.0%} feedback; "
+        f"model {args.model_base}"
+    )
     print("| phase | endpoint | requests | errors (phase) | p50 ms | p99 ms | max ms | req/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, path, r, errors in rows:
-        print(f"| {name} | {path} | {r['n']} | {errors} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-              f"{r['max_ms']:.1f} | {r['rps']:.0f} |")
+        print(
+            f"| {name} | {path} | {r['n']} | {errors} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['max_ms']:.1f} | {r['rps']:.0f} |"
+        )
     print("\nserver RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
 
 

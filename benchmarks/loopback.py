@@ -22,9 +22,19 @@ def served_api(model_base: str, data: str | None = None, store: str | None = Non
         port = sock.getsockname()[1]
     histories = ["--data", data] if data else ["--store", store] if store else []
     with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recsys"), "serve",
-                                   "--model-base", model_base, "--port", str(port),
-                                   "--feedback-db", os.path.join(tmp, "fb.sqlite"), *histories])
+        server = subprocess.Popen(
+            [
+                os.path.join(os.path.dirname(sys.executable), "recsys"),
+                "serve",
+                "--model-base",
+                model_base,
+                "--port",
+                str(port),
+                "--feedback-db",
+                os.path.join(tmp, "fb.sqlite"),
+                *histories,
+            ]
+        )
         try:
             with ApiClient(f"http://127.0.0.1:{port}") as api:
                 api.wait_ready(600)
@@ -43,8 +53,11 @@ async def post_json(reader, writer, port: int, path: str, body: dict) -> int:
     """One HTTP/1.1 keep-alive POST on an open connection; returns the status. A bare client, so the load
     generator's own cost (it shares the 2 cores with the server) stays well below the server's."""
     payload = json.dumps(body).encode()
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
     head = await reader.readuntil(b"\r\n\r\n")
     length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
     await reader.readexactly(length)
@@ -58,5 +71,12 @@ def percentile(values, p):
 
 def summary(latencies, elapsed):
     ms = [x * 1000 for x in latencies]
-    return {"n": len(ms), "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99),
-            "max_ms": max(ms), "mean_ms": statistics.fmean(ms), "rps": len(ms) / elapsed}
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "mean_ms": statistics.fmean(ms),
+        "rps": len(ms) / elapsed,
+    }

@@ -25,16 +25,27 @@ from tfx_pipeline import evaluation  # noqa: E402
 from transform import features as f  # noqa: E402
 
 DEFAULTS = dict(
-    dim=64, epochs=2, batch=1024, lr=0.05, opt="adagrad", seed=42,
-    temp=0.2, norm=True,  # cosine / temp (norm) or a plain dot product
+    dim=64,
+    epochs=2,
+    batch=1024,
+    lr=0.05,
+    opt="adagrad",
+    seed=42,
+    temp=0.2,
+    norm=True,  # cosine / temp (norm) or a plain dot product
     bias=True,  # a learned bias per item
-    user=True, hist=True, hist_len=f.HISTORY_LENGTH, serve_hist_len=f.HISTORY_LENGTH,
-    hist_drop=0.5, user_drop=0.1,
+    user=True,
+    hist=True,
+    hist_len=f.HISTORY_LENGTH,
+    serve_hist_len=f.HISTORY_LENGTH,
+    hist_drop=0.5,
+    user_drop=0.1,
     known_hist_weight=1.0,  # the history's weight in the queries of known users (new users: 1)
     dense=True,  # a dense layer on each tower (the old model); off: embeddings straight to the cosine
     sum=False,  # user + history summed instead of concatenated (needs dense off or keeps the dense layer)
     tie=False,  # history items embedded by the candidate item table instead of their own table
-    hidden=0, act=None,  # an extra hidden layer on the query side
+    hidden=0,
+    act=None,  # an extra hidden layer on the query side
     l2=0.0,  # on the gathered user and item embeddings of each batch
     query_drop=0.0,  # dropout on the query vector before it is normalized (training only)
     mask_seen=False,  # leave the user's other training items out of each event's softmax
@@ -63,16 +74,21 @@ def load(split: str, hist_len: int, serve_hist_len: int):
         for n, i in enumerate(seq):
             rows_u.append(uidx[u])
             rows_i.append(iidx[i])
-            rows_h.append(pad([iidx[x] for x in seq[max(0, n - hist_len):n]], hist_len))
-    serve_history = np.array([pad([iidx[i] for i in train[u][-serve_hist_len:]], serve_hist_len) for u in users],
-                             np.int32)
+            rows_h.append(pad([iidx[x] for x in seq[max(0, n - hist_len) : n]], hist_len))
+    serve_history = np.array(
+        [pad([iidx[i] for i in train[u][-serve_hist_len:]], serve_hist_len) for u in users], np.int32
+    )
     num_items = len(set(items) | {i for s in test.values() for i in s})
 
     def evaluate(scores):
-        return evaluation.metrics(evaluation.top_k_unseen(scores, seen, users, items, evaluation.K), test, num_items)
+        return evaluation.metrics(
+            evaluation.top_k_unseen(scores, seen, users, items, evaluation.K), test, num_items
+        )
 
-    baselines = {"most_popular": evaluation.metrics(evaluation.most_popular(train), test, num_items)[evaluation.NDCG],
-                 "ease": evaluation.metrics(evaluation.ease(train), test, num_items)[evaluation.NDCG]}
+    baselines = {
+        "most_popular": evaluation.metrics(evaluation.most_popular(train), test, num_items)[evaluation.NDCG],
+        "ease": evaluation.metrics(evaluation.ease(train), test, num_items)[evaluation.NDCG],
+    }
     examples = (np.array(rows_u), np.array(rows_i), np.array(rows_h, np.int32))
     return examples, serve_history, len(users), len(items), evaluate, baselines
 
@@ -88,7 +104,9 @@ def main():
         parser.error(f"unknown option(s) {sorted(unknown)}")
     cfg.update(json.loads(args.config))
     tf.keras.utils.set_random_seed(cfg["seed"])
-    (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(args.split, cfg["hist_len"], cfg["serve_hist_len"])
+    (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(
+        args.split, cfg["hist_len"], cfg["serve_hist_len"]
+    )
     print("baselines nDCG@10", baselines, flush=True)
     all_events = (U, I, Hs)
     if cfg["train_share"] < 1:
@@ -107,17 +125,21 @@ def main():
     item_emb = tf.Variable(init((NI, D)))
     hist_emb = item_emb if cfg["tie"] else tf.Variable(init((NI, D)))
     item_bias = tf.Variable(tf.zeros((NI,)))
-    query_layers = ([tf.keras.layers.Dense(cfg["hidden"], activation=cfg["act"])] if cfg["hidden"] else []) + (
-        [tf.keras.layers.Dense(D)] if cfg["dense"] else [])
+    query_layers = (
+        [tf.keras.layers.Dense(cfg["hidden"], activation=cfg["act"])] if cfg["hidden"] else []
+    ) + ([tf.keras.layers.Dense(D)] if cfg["dense"] else [])
     query_dense = tf.keras.Sequential(query_layers) if query_layers else None
     item_dense = tf.keras.layers.Dense(D) if cfg["dense"] else None
     if query_dense:
         query_dense.build((None, D if cfg["sum"] else D * (cfg["user"] + cfg["hist"])))
     if item_dense:
         item_dense.build((None, D))
-    variables = [user_emb, item_emb] + ([] if cfg["tie"] else [hist_emb]) + ([item_bias] if cfg["bias"] else [])
+    variables = (
+        [user_emb, item_emb] + ([] if cfg["tie"] else [hist_emb]) + ([item_bias] if cfg["bias"] else [])
+    )
     variables += (query_dense.trainable_variables if query_dense else []) + (
-        item_dense.trainable_variables if item_dense else [])
+        item_dense.trainable_variables if item_dense else []
+    )
 
     def query(u, h, training):
         parts = []
@@ -141,11 +163,15 @@ def main():
 
     def logits(q):
         candidates = item_dense(item_emb) if item_dense else item_emb
-        out = tf.matmul(q, tf.math.l2_normalize(candidates, 1) if cfg["norm"] else candidates, transpose_b=True)
+        out = tf.matmul(
+            q, tf.math.l2_normalize(candidates, 1) if cfg["norm"] else candidates, transpose_b=True
+        )
         out = out / cfg["temp"] if cfg["norm"] else out
         return out + item_bias[None, :] if cfg["bias"] else out
 
-    optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](cfg["lr"])
+    optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](
+        cfg["lr"]
+    )
 
     if cfg["mask_seen"]:
         seen = np.zeros((NU, NI), bool)
@@ -160,13 +186,17 @@ def main():
                 out = tf.where(tf.gather(seen, u) & ~tf.cast(tf.one_hot(i, NI), tf.bool), -1e9, out)
             loss = tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=out))
             if cfg["l2"]:
-                loss += cfg["l2"] * (tf.reduce_sum(tf.square(tf.gather(user_emb, u))) +
-                                     tf.reduce_sum(tf.square(tf.gather(item_emb, i))))
+                loss += cfg["l2"] * (
+                    tf.reduce_sum(tf.square(tf.gather(user_emb, u)))
+                    + tf.reduce_sum(tf.square(tf.gather(item_emb, i)))
+                )
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
     def shuffled(u, i, h, w):
-        return tf.data.Dataset.from_tensor_slices((u, i, h, w)).shuffle(cfg["buffer"] or len(u), seed=cfg["seed"])
+        return tf.data.Dataset.from_tensor_slices((u, i, h, w)).shuffle(
+            cfg["buffer"] or len(u), seed=cfg["seed"]
+        )
 
     data = shuffled(U, I, Hs, event_weights(U))
     started, best = time.time(), (0.0, 0)
@@ -182,8 +212,11 @@ def main():
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate_now()
         best = max(best, (m[evaluation.NDCG], epoch))
-        print(f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
-              f"recall@10 {m['recall@10']:.4f} coverage {m['coverage']:.3f} {time.time() - started:.0f}s", flush=True)
+        print(
+            f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
+            f"recall@10 {m['recall@10']:.4f} coverage {m['coverage']:.3f} {time.time() - started:.0f}s",
+            flush=True,
+        )
         if cfg["average_from"] and epoch >= cfg["average_from"]:
             averaged += 1
             averages = [a + (v - a) / averaged for a, v in zip(averages, variables)]

@@ -20,7 +20,9 @@ from tfx_pipeline.history_query import history_query  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("src", nargs="?", default=os.path.join("..", "shared", "data", "movielens-latest-small"))
+    parser.add_argument(
+        "src", nargs="?", default=os.path.join("..", "shared", "data", "movielens-latest-small")
+    )
     parser.add_argument("--epochs", type=int)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -31,15 +33,21 @@ def main():
         baseline = time.time() - started
         hparams = {"epochs": args.epochs} if args.epochs else None
         started = time.time()
-        result = local_runner.run(data, os.path.join(tmp, "work"), hyperparameters=hparams, echo=lambda _: None)
+        result = local_runner.run(
+            data, os.path.join(tmp, "work"), hyperparameters=hparams, echo=lambda _: None
+        )
         total = time.time() - started
-    print(f"{events} events ({rows} examples), {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
+    print(
+        f"{events} events ({rows} examples), {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+    )
     print("| component | wall time (s) |\n|---|---:|")
     for name, seconds in result["timings"].items():
         print(f"| {name} | {seconds:.1f} |")
     print(f"| **total `recsys pipeline run`** (incl. start-up) | {total:.1f} |")
-    print(f"\nBaseline, same run: history SQL alone in DuckDB {baseline:.2f} s; "
-          f"ExampleGen / baseline = {result['timings']['FileBasedExampleGen'] / baseline:.0f}x")
+    print(
+        f"\nBaseline, same run: history SQL alone in DuckDB {baseline:.2f} s; "
+        f"ExampleGen / baseline = {result['timings']['FileBasedExampleGen'] / baseline:.0f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ print(json.dumps({"rss_growth": after["VmRSS"] - before["VmRSS"], "peak_growth":
 
 
 def measure(version_dir: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", MEASURE, version_dir], capture_output=True, text=True, check=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, version_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -73,30 +78,54 @@ def synthetic_export(transform_dir: str, users: int, items: int, dim: int, out_d
     for _ in range(2):
         item_table = tf.keras.layers.Embedding(items + 1, dim)
         tower = QueryTower(users + 1, item_table, hp.known_user_history_weight)
-        tower(tf.constant([0], tf.int64), tf.sparse.from_dense(tf.constant([[0]], tf.int64)))  # builds the tables
+        tower(
+            tf.constant([0], tf.int64), tf.sparse.from_dense(tf.constant([[0]], tf.int64))
+        )  # builds the tables
         vectors = rng.normal(size=(items, dim)).astype(np.float32)
-        models.append((tower, vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
-                       rng.normal(size=items).astype(np.float32)))
+        models.append(
+            (
+                tower,
+                vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                rng.normal(size=items).astype(np.float32),
+            )
+        )
     query_tower, embeddings, offsets = export.averaged(models, dim)
-    export.ServingModule(tft_output.transform_features_layer(), query_tower, item_ids, embeddings, offsets,
-                         export.brute_force_index(hp, items), hp).save(out_dir)
+    export.ServingModule(
+        tft_output.transform_features_layer(),
+        query_tower,
+        item_ids,
+        embeddings,
+        offsets,
+        export.brute_force_index(hp, items),
+        hp,
+    ).save(out_dir)
     shutil.rmtree(graph)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--sizes", nargs="+", default=["25000x2500", "100000x10000", "200000x20000"],
-                        help="USERSxITEMS")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["25000x2500", "100000x10000", "200000x20000"], help="USERSxITEMS"
+    )
     parser.add_argument("--dim", type=int, default=512)
     args = parser.parse_args(argv)
     from trainer_module import export
 
-    [transform_dir] = glob.glob(os.path.join(args.workdir, "**", "Transform", "transform_graph", "*"), recursive=True)
+    [transform_dir] = glob.glob(
+        os.path.join(args.workdir, "**", "Transform", "transform_graph", "*"), recursive=True
+    )
     pushed = sorted(glob.glob(os.path.join(args.workdir, "serving", "*", "[0-9]*")))[-1]
     report = export.read_report(pushed)
-    rows = [("pushed", report["num_users"], report["num_items"], report["hyperparameters"]["embedding_dim"],
-             pushed)]
+    rows = [
+        (
+            "pushed",
+            report["num_users"],
+            report["num_items"],
+            report["hyperparameters"]["embedding_dim"],
+            pushed,
+        )
+    ]
     scratch = tempfile.mkdtemp(prefix="serving-memory-")
     try:
         for size in args.sizes:
@@ -106,17 +135,21 @@ def main(argv=None):
             synthetic_export(transform_dir, users, items, args.dim, out)
             print(f"exported {size} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
             rows.append((size, users, items, args.dim, out))
-        print("| export | users | items | dim | variables (formula) | variables (checkpoint) | RSS growth | "
-              "RSS / variables | peak growth | load s | scann imported |")
+        print(
+            "| export | users | items | dim | variables (formula) | variables (checkpoint) | RSS growth | "
+            "RSS / variables | peak growth | load s | scann imported |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, users, items, dim, path in rows:
             formula = export.variable_bytes(users, items, dim, 2)
             result = measure(path)
             mib = lambda n: f"{n / 2**20:,.0f} MiB"  # noqa: E731
-            print(f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | {mib(export.checkpoint_bytes(path))} | "
-                  f"{mib(result['rss_growth'])} | {result['rss_growth'] / formula:.2f} | "
-                  f"{mib(result['peak_growth'])} | {result['load_seconds']:.1f} | {result['scann_imported']} |",
-                  flush=True)
+            print(
+                f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | {mib(export.checkpoint_bytes(path))} | "
+                f"{mib(result['rss_growth'])} | {result['rss_growth'] / formula:.2f} | "
+                f"{mib(result['peak_growth'])} | {result['load_seconds']:.1f} | {result['scann_imported']} |",
+                flush=True,
+            )
     finally:
         shutil.rmtree(scratch)
 

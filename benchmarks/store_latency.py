@@ -39,18 +39,25 @@ def main():
         store = RedisServer(os.path.join(tmp, "redis")).start()
         try:
             redis_store.load(store.url, events)
-            with served_api(args.model_base, data=args.data) as (local_port, _), \
-                    served_api(args.model_base, store=store.url) as (shared_port, _):
+            with (
+                served_api(args.model_base, data=args.data) as (local_port, _),
+                served_api(args.model_base, store=store.url) as (shared_port, _),
+            ):
                 for _ in range(args.rounds):
-                    for name, port in (("in process (--data)", local_port), ("shared store (--store)", shared_port)):
+                    for name, port in (
+                        ("in process (--data)", local_port),
+                        ("shared store (--store)", shared_port),
+                    ):
                         result = asyncio.run(through_api(port, users, args.requests, 120, args.concurrency))
                         assert result["errors"] == 0, result
                         p50[name].append(result["p50_ms"])
         finally:
             store.stop()
     base, shared = (percentile(v, 50) for v in p50.values())
-    print(f"{os.cpu_count()} cores; {len(users)} users; {args.requests} requests x {args.rounds} rounds at "
-          f"concurrency {args.concurrency}; model {args.model_base}")
+    print(
+        f"{os.cpu_count()} cores; {len(users)} users; {args.requests} requests x {args.rounds} rounds at "
+        f"concurrency {args.concurrency}; model {args.model_base}"
+    )
     print("| histories from | p50 ms per round | median p50 ms |")
     print("|---|---|---:|")
     for name, values in p50.items():

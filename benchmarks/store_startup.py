@@ -37,10 +37,21 @@ def write_data_dir(path: str, users: int, per_user: int):
     os.makedirs(path)
     with open(os.path.join(path, "interactions.csv"), "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["user_id", "item_id", "interaction_type", "rating", "timestamp", "category", "features"])
+        writer.writerow(
+            ["user_id", "item_id", "interaction_type", "rating", "timestamp", "category", "features"]
+        )
         for n, (user, item, kind) in enumerate(synthetic_events(users, per_user)):
-            writer.writerow([user, item, kind, "", f"2024-05-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:"
-                                                   f"{n % 60:02d}Z", "c", ""])
+            writer.writerow(
+                [
+                    user,
+                    item,
+                    kind,
+                    "",
+                    f"2024-05-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
+                    "c",
+                    "",
+                ]
+            )
 
 
 def start_instance(model_base: str, repeat: int, **histories) -> tuple[float, float]:
@@ -67,20 +78,31 @@ def main():
         for users in args.embedded_users:
             data = os.path.join(tmp, f"data-{users}")
             write_data_dir(data, users, args.events_per_user)
-            rows.append((f"--data (in process), {users:,} users",
-                         *start_instance(args.model_base, args.repeat, data=data)))
+            rows.append(
+                (
+                    f"--data (in process), {users:,} users",
+                    *start_instance(args.model_base, args.repeat, data=data),
+                )
+            )
         store = RedisServer(os.path.join(tmp, "redis")).start()
         try:
             loaded = 0
             for users in sorted(args.users):
                 started = time.perf_counter()
-                loaded += redis_store.load(store.url, ((u, i, k) for u, i, k in
-                                                       synthetic_events(users, args.events_per_user)))
+                loaded += redis_store.load(
+                    store.url, ((u, i, k) for u, i, k in synthetic_events(users, args.events_per_user))
+                )
                 memory = redis.Redis.from_url(store.url).info("memory")["used_memory"] / 2**20
-                print(f"recsys store load: {users:,} users in the store ({time.perf_counter() - started:.1f} s; "
-                      f"the store's memory {memory:.0f} MiB)")
-                rows.append((f"--store, {users:,} users in the store",
-                             *start_instance(args.model_base, args.repeat, store=store.url)))
+                print(
+                    f"recsys store load: {users:,} users in the store ({time.perf_counter() - started:.1f} s; "
+                    f"the store's memory {memory:.0f} MiB)"
+                )
+                rows.append(
+                    (
+                        f"--store, {users:,} users in the store",
+                        *start_instance(args.model_base, args.repeat, store=store.url),
+                    )
+                )
         finally:
             store.stop()
     print(f"{os.cpu_count()} cores; {args.events_per_user} events per user; model {args.model_base}")

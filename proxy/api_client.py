@@ -11,8 +11,11 @@ class ApiError(Exception):
 
 class ApiClient:
     def __init__(self, base_url: str, timeout: float = 5.0, api_key: str | None = None):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                  headers={"X-API-Key": api_key} if api_key else None)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            headers={"X-API-Key": api_key} if api_key else None,
+        )
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         try:
@@ -34,14 +37,19 @@ class ApiClient:
                 time.sleep(0.5)
 
     def recommend(self, user_id: str, k: int = 10, **options) -> dict:
-        return self._call("POST", "/recommend", json={"user_id": user_id, "num_recommendations": k, **options})
+        return self._call(
+            "POST", "/recommend", json={"user_id": user_id, "num_recommendations": k, **options}
+        )
 
     def similar(self, item_id: str, k: int = 10) -> dict:
         return self._call("GET", f"/similar/{item_id}", params={"k": k})
 
     def feedback(self, user_id: str, item_id: str, feedback_type: str, **fields) -> dict:
-        return self._call("POST", "/feedback", json={"user_id": user_id, "item_id": item_id,
-                                                     "feedback_type": feedback_type, **fields})
+        return self._call(
+            "POST",
+            "/feedback",
+            json={"user_id": user_id, "item_id": item_id, "feedback_type": feedback_type, **fields},
+        )
 
     def close(self):
         self._http.close()

@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -32,24 +39,36 @@ from proxy.tf_serving import BackendError, BackendUnavailable
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("proxy.access")
 RETRY_AFTER_SECONDS = "2"
-ERRORS = {400: {"model": schemas.Error}, 413: {"model": schemas.Error}, 422: {"model": schemas.Error},
-          503: {"model": schemas.Error}}
+ERRORS = {
+    400: {"model": schemas.Error},
+    413: {"model": schemas.Error},
+    422: {"model": schemas.Error},
+    503: {"model": schemas.Error},
+}
 
 
 @dataclass
 class Settings:
     model_base: str
     feedback_db: str
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     backend_timeout: float = 2.0  # seconds, every model call
     reload_interval: float = 5.0  # seconds between looks for a newer pushed version
     max_body_bytes: int = 1 << 20
-    bigquery_table: Optional[str] = None  # project.dataset.table: also stream feedback there (the cloud)
-    api_key: Optional[str] = None  # when set, every endpoint but health checks and docs needs the X-API-Key header
+    bigquery_table: str | None = None  # project.dataset.table: also stream feedback there (the cloud)
+    api_key: str | None = (
+        None  # when set, every endpoint but health checks and docs needs the X-API-Key header
+    )
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API from their pages (CORS)
-    store_url: Optional[str] = None  # redis://host:port/db: the store every instance shares (proxy/online_store.py)
-    store_timeout: float = 0.05  # seconds for a /recommend's read of the shared store, then it answers without
-    reclaim_idle: float = 30.0  # seconds an event may wait unacknowledged by a consumer before another takes it
+    store_url: str | None = (
+        None  # redis://host:port/db: the store every instance shares (proxy/online_store.py)
+    )
+    store_timeout: float = (
+        0.05  # seconds for a /recommend's read of the shared store, then it answers without
+    )
+    reclaim_idle: float = (
+        30.0  # seconds an event may wait unacknowledged by a consumer before another takes it
+    )
     # TF Serving backends: every call names a version label of models.config, "canary" for this share of users
     # (0..1, by a hash of the user id, so a user stays on one side) and "stable" for the others. The in-process
     # model is one version and takes no label.
@@ -60,8 +79,12 @@ class Settings:
 STABLE, CANARY = "stable", "canary"
 # A request may ask for a label itself (a tester, a comparison): it takes precedence over the user's share.
 # Not Optional: the OpenAPI document then offers no null, which a header cannot carry.
-LabelHeader = Annotated[Literal["stable", "canary"], Header(
-    alias="X-Model-Label", description="the TF Serving version label to answer with (default: the user's)")]
+LabelHeader = Annotated[
+    Literal["stable", "canary"],
+    Header(
+        alias="X-Model-Label", description="the TF Serving version label to answer with (default: the user's)"
+    ),
+]
 
 
 def user_bucket(user_id: str) -> float:
@@ -127,8 +150,16 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             client = scope.get("client") or ("-", 0)
-            access_log.info('%s:%s "%s %s" %d %.1f ms request_id=%s', client[0], client[1], scope["method"],
-                            scope["path"], status, (time.perf_counter() - started) * 1000, request_id)
+            access_log.info(
+                '%s:%s "%s %s" %d %.1f ms request_id=%s',
+                client[0],
+                client[1],
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
 
 
 class Metrics:
@@ -159,7 +190,9 @@ class Metrics:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # what may go into a log line and back into a header as it is
+_REQUEST_ID = re.compile(
+    r"[A-Za-z0-9._:-]{1,128}"
+)  # what may go into a log line and back into a header as it is
 
 
 class _BodyTooLarge(Exception):
@@ -174,9 +207,15 @@ def _location(loc: tuple) -> str:
     """Where the problem is, as the client wrote it: a key that is not a plain name (an unknown "a.b", "x: y",
     "", or "body" inside the body) is JSON-quoted, so that every location reads back as one field."""
     parts = loc[1:] if loc[:1] == ("body",) else loc
-    return ".".join(str(p) if isinstance(p, int) or _PLAIN_NAME.fullmatch(str(p)) and p != "body"
-                    else json.dumps(p, ensure_ascii=False)
-                    for p in parts) or "body"
+    return (
+        ".".join(
+            str(p)
+            if isinstance(p, int) or _PLAIN_NAME.fullmatch(str(p)) and p != "body"
+            else json.dumps(p, ensure_ascii=False)
+            for p in parts
+        )
+        or "body"
+    )
 
 
 def _validation_message(error: dict) -> str:
@@ -202,16 +241,31 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     and every stored feedback event)."""
     registry = CollectorRegistry()
     requests = Counter("recsys_requests", "API requests", ["endpoint", "status"], registry=registry)
-    latency = Histogram("recsys_request_seconds", "API request latency", ["endpoint"], registry=registry,
-                        buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
+    latency = Histogram(
+        "recsys_request_seconds",
+        "API request latency",
+        ["endpoint"],
+        registry=registry,
+        buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+    )
     model_version = Gauge("recsys_model_version", "Model version being served", registry=registry)
-    feedback_events = Counter("recsys_feedback_events", "Feedback events stored", ["feedback_type"],
-                              registry=registry)
+    feedback_events = Counter(
+        "recsys_feedback_events", "Feedback events stored", ["feedback_type"], registry=registry
+    )
     fallbacks = Counter("recsys_popularity_fallbacks", "Answers from popularity", registry=registry)
-    degraded = Counter("recsys_degraded_answers", "Answers without the users' histories (the store did not "
-                       "answer in time)", registry=registry)
-    store = open_store(settings.store_url, settings.feedback_db, settings.data_dir, settings.bigquery_table,
-                       settings.store_timeout, settings.reclaim_idle)
+    degraded = Counter(
+        "recsys_degraded_answers",
+        "Answers without the users' histories (the store did not answer in time)",
+        registry=registry,
+    )
+    store = open_store(
+        settings.store_url,
+        settings.feedback_db,
+        settings.data_dir,
+        settings.bigquery_table,
+        settings.store_timeout,
+        settings.reclaim_idle,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -223,16 +277,25 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         await store.stop()
 
     # FastAPIOffline: /docs and /redoc from files installed with the package, not a CDN (works offline).
-    app = FastAPIOffline(title="recsys API", version="1", lifespan=lifespan,
-                         description="Personalized recommendations from the two-tower model the pipeline pushed.")
-    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                                  description="the key `recsys serve` was started with (env RECSYS_API_KEY)")
+    app = FastAPIOffline(
+        title="recsys API",
+        version="1",
+        lifespan=lifespan,
+        description="Personalized recommendations from the two-tower model the pipeline pushed.",
+    )
+    api_key_header = APIKeyHeader(
+        name="X-API-Key",
+        auto_error=False,
+        description="the key `recsys serve` was started with (env RECSYS_API_KEY)",
+    )
 
-    async def require_key(given: Optional[str] = Security(api_key_header)):
+    async def require_key(given: str | None = Security(api_key_header)):
         if not hmac.compare_digest((given or "").encode(), settings.api_key.encode()):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    keyed = [Security(require_key)] if settings.api_key else []  # every route but health checks, page and docs
+    keyed = (
+        [Security(require_key)] if settings.api_key else []
+    )  # every route but health checks, page and docs
     api = APIRouter(dependencies=keyed)
 
     def serving() -> ServingModel:
@@ -246,12 +309,12 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         except (asyncio.TimeoutError, BackendUnavailable) as e:
             raise Unavailable(f"model backend did not answer: {e or 'timed out'}") from e
 
-    def label_for(user_id: str, asked: Optional[str]) -> Optional[str]:
+    def label_for(user_id: str, asked: str | None) -> str | None:
         if not settings.version_labels:
             return None
         return asked or (CANARY if user_bucket(user_id) < settings.canary_share else STABLE)
 
-    def call_backend(model: ServingModel, method: str, label: Optional[str], *args) -> tuple:
+    def call_backend(model: ServingModel, method: str, label: str | None, *args) -> tuple:
         """(answer, the version that answered), read in the calling thread, where a TF Serving client keeps it."""
         call = getattr(model.backend, method)
         answer = call(*args, label=label) if label else call(*args)
@@ -265,8 +328,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         for label in dict.fromkeys(q[4] for q in queries):
             indices = [i for i, q in enumerate(queries) if q[4] == label]
             users, histories, excludes, ks, _ = zip(*(queries[i] for i in indices))
-            results, version = call_backend(model, "recommend", label, list(users), list(histories),
-                                            list(excludes), max(ks))
+            results, version = call_backend(
+                model, "recommend", label, list(users), list(histories), list(excludes), max(ks)
+            )
             for i, ranked in zip(indices, results):
                 answers[i] = (ranked, version)
         return answers
@@ -289,7 +353,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     @app.exception_handler(Unavailable)
     @app.exception_handler(StoreUnavailable)
     async def unavailable(request, exc: Exception):
-        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        return JSONResponse(
+            {"error": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
 
     @app.exception_handler(BackendError)
     async def backend_error(request, exc: BackendError):
@@ -298,11 +364,14 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
+        log.exception(
+            "unhandled error on %s", request.url.path
+        )  # the trace goes to the log, never the client
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    async def recommend_many(reqs: list[schemas.RecommendRequest], request_id: str, asked_label: Optional[str]
-                             ) -> list[schemas.RecommendResponse]:
+    async def recommend_many(
+        reqs: list[schemas.RecommendRequest], request_id: str, asked_label: str | None
+    ) -> list[schemas.RecommendResponse]:
         """request_id: the request's (RequestLog); with several users each answer's is request_id-<n>."""
         model = serving()
         catalog = model.catalog
@@ -313,59 +382,99 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             log.warning("recommending without histories: %s", e)
             histories, seen, flag = [[]] * len(reqs), [[]] * len(reqs), "history unavailable"
             degraded.inc(len(reqs))
-        excludes = [list(dict.fromkeys(r.exclude_item_ids + (seen[i] if r.exclude_seen else [])))
-                    [:catalog.max_exclusions] for i, r in enumerate(reqs)]
+        excludes = [
+            list(dict.fromkeys(r.exclude_item_ids + (seen[i] if r.exclude_seen else [])))[
+                : catalog.max_exclusions
+            ]
+            for i, r in enumerate(reqs)
+        ]
         personal = [i for i, r in enumerate(reqs) if histories[i] or r.user_id in catalog.known_users]
         labels = [label_for(r.user_id, asked_label) for r in reqs]
-        results = await call_model(asyncio.gather(*(
-            recommender.submit((reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations, labels[i]))
-            for i in personal)))
+        results = await call_model(
+            asyncio.gather(
+                *(
+                    recommender.submit(
+                        (reqs[i].user_id, histories[i], excludes[i], reqs[i].num_recommendations, labels[i])
+                    )
+                    for i in personal
+                )
+            )
+        )
         answers = dict(zip(personal, results))
         responses = []
         for i, r in enumerate(reqs):
             fallback = None if i in answers else "popularity"
             if fallback:
                 fallbacks.inc()
-            ranked, version = answers.get(i) or (catalog.popular(r.num_recommendations, set(excludes[i])),
-                                                 catalog.version)
+            ranked, version = answers.get(i) or (
+                catalog.popular(r.num_recommendations, set(excludes[i])),
+                catalog.version,
+            )
             model_version.set(int(version))
-            responses.append(schemas.RecommendResponse(
-                user_id=r.user_id, model_version=version, model_label=None if fallback else labels[i],
-                fallback=fallback, request_id=request_id if len(reqs) == 1 else f"{request_id}-{i}",
-                degraded=flag,
-                recommendations=[_recommendation(catalog, item, score) for item, score in
-                                 ranked[:r.num_recommendations]]))
+            responses.append(
+                schemas.RecommendResponse(
+                    user_id=r.user_id,
+                    model_version=version,
+                    model_label=None if fallback else labels[i],
+                    fallback=fallback,
+                    request_id=request_id if len(reqs) == 1 else f"{request_id}-{i}",
+                    degraded=flag,
+                    recommendations=[
+                        _recommendation(catalog, item, score)
+                        for item, score in ranked[: r.num_recommendations]
+                    ],
+                )
+            )
         return responses
 
-    @api.post("/recommend", response_model=schemas.RecommendResponse, responses=ERRORS,
-              response_model_exclude_none=True)
+    @api.post(
+        "/recommend",
+        response_model=schemas.RecommendResponse,
+        responses=ERRORS,
+        response_model_exclude_none=True,
+    )
     async def recommend(body: schemas.RecommendRequest, request: Request, label: LabelHeader = None):
         """Recommendations for one user; items they interacted with are left out unless exclude_seen is false."""
         return (await recommend_many([body], request.state.request_id, label))[0]
 
-    @api.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, responses=ERRORS,
-              response_model_exclude_none=True)
-    async def recommend_batch(body: schemas.BatchRecommendRequest, request: Request, label: LabelHeader = None):
+    @api.post(
+        "/recommend/batch",
+        response_model=schemas.BatchRecommendResponse,
+        responses=ERRORS,
+        response_model_exclude_none=True,
+    )
+    async def recommend_batch(
+        body: schemas.BatchRecommendRequest, request: Request, label: LabelHeader = None
+    ):
         """Recommendations for up to 100 users in one model call."""
         return schemas.BatchRecommendResponse(
-            results=await recommend_many(body.requests, request.state.request_id, label))
+            results=await recommend_many(body.requests, request.state.request_id, label)
+        )
 
-    @api.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses={404: {"model": schemas.Error},
-                                                                                      **ERRORS},
-             response_model_exclude_none=True)
-    async def similar(item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100),
-                      label: LabelHeader = None):
+    @api.get(
+        "/similar/{item_id}",
+        response_model=schemas.SimilarResponse,
+        responses={404: {"model": schemas.Error}, **ERRORS},
+        response_model_exclude_none=True,
+    )
+    async def similar(
+        item_id: Annotated[schemas.Id, Path()], k: int = Query(10, ge=1, le=100), label: LabelHeader = None
+    ):
         """The items closest to item_id in the model's item space (the "stable" version unless asked otherwise)."""
         # (`item_id: schemas.Id = Path()` would neither check nor document Id's constraints)
         model = serving()
         if item_id not in model.catalog.items:
             raise HTTPException(404, f"item_id: unknown item {item_id!r}")
         label = (label or STABLE) if settings.version_labels else None
-        [ranked], version = await call_model(run_in_threadpool(call_backend, model, "similar", label,
-                                                               [item_id], k))
+        [ranked], version = await call_model(
+            run_in_threadpool(call_backend, model, "similar", label, [item_id], k)
+        )
         return schemas.SimilarResponse(
-            item_id=item_id, model_version=version, model_label=label,
-            similar=[_recommendation(model.catalog, i, s) for i, s in ranked])
+            item_id=item_id,
+            model_version=version,
+            model_label=label,
+            similar=[_recommendation(model.catalog, i, s) for i, s in ranked],
+        )
 
     async def store_feedback(events: list[schemas.FeedbackEvent]) -> list[str]:
         for n, e in enumerate(events):
@@ -373,9 +482,19 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
                 where = f"events.{n}." if len(events) > 1 else ""
                 raise HTTPException(422, f"{where}rating: required when feedback_type is rating")
         items = watcher.current.catalog.items if watcher.current else {}
-        rows = [dict(user_id=e.user_id, item_id=e.item_id, interaction_type=e.feedback_type.value, rating=e.rating,
-                     timestamp=e.timestamp, request_id=e.request_id, idempotency_key=e.idempotency_key,
-                     category=items[e.item_id].category if e.item_id in items else "") for e in events]
+        rows = [
+            dict(
+                user_id=e.user_id,
+                item_id=e.item_id,
+                interaction_type=e.feedback_type.value,
+                rating=e.rating,
+                timestamp=e.timestamp,
+                request_id=e.request_id,
+                idempotency_key=e.idempotency_key,
+                category=items[e.item_id].category if e.item_id in items else "",
+            )
+            for e in events
+        ]
         accepted = await store.accept(rows)  # StoreUnavailable: 503, nothing acknowledged
         for row, (_, stored) in zip(rows, accepted):
             if stored:  # not a retry of an event already stored (its idempotency_key): counted once
@@ -387,7 +506,9 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         """Stores one event durably (202 only after the commit); the user's next recommendation sees it."""
         return schemas.FeedbackAccepted(event_id=(await store_feedback([body]))[0])
 
-    @api.post("/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS)
+    @api.post(
+        "/feedback/batch", status_code=202, response_model=schemas.BatchFeedbackAccepted, responses=ERRORS
+    )
     async def feedback_batch(body: schemas.BatchFeedbackRequest):
         """Stores up to 1000 events in one transaction."""
         return schemas.BatchFeedbackAccepted(event_ids=await store_feedback(body.events))
@@ -416,14 +537,24 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     app.add_middleware(Metrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
-                           expose_headers=["X-Request-ID"])
-    app.add_middleware(RequestLog)  # outermost: every answer, 413s and CORS preflights too, has an id and a line
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestLog
+    )  # outermost: every answer, 413s and CORS preflights too, has an id and a line
     return app
 
 
 def _recommendation(catalog, item_id: str, score: float) -> schemas.Recommendation:
     item = catalog.items.get(item_id)
-    return schemas.Recommendation(item_id=item_id, score=round(score, 6), title=item.title if item else None,
-                                  category=item.category if item else None)
+    return schemas.Recommendation(
+        item_id=item_id,
+        score=round(score, 6),
+        title=item.title if item else None,
+        category=item.category if item else None,
+    )

@@ -5,7 +5,8 @@ A lone request goes straight through: nothing waits for a batch to fill.
 """
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -30,8 +31,8 @@ class Batcher:
     async def _drain(self):
         try:
             while self._queue:
-                batch = [(q, f) for q, f in self._queue[:self.max_batch] if not f.done()]  # done: timed out
-                del self._queue[:self.max_batch]
+                batch = [(q, f) for q, f in self._queue[: self.max_batch] if not f.done()]  # done: timed out
+                del self._queue[: self.max_batch]
                 if not batch:
                     continue
                 try:

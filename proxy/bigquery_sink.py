@@ -24,21 +24,34 @@ class BigQueryTable:
     def __init__(self, table: str, client=None):
         if client is None:
             from google.cloud import bigquery
+
             client = bigquery.Client()
         self.table, self.client = table, client
 
     def write(self, events: list[dict]):
         """Inserts the events (FeedbackStore's columns); raises unless BigQuery accepted every row."""
         # retry=None: the caller retries with its own backoff; the client's default would block up to 10 min.
-        errors = self.client.insert_rows_json(self.table, [contract_row(e) for e in events],
-                                              row_ids=[e["event_id"] for e in events], retry=None, timeout=30)
+        errors = self.client.insert_rows_json(
+            self.table,
+            [contract_row(e) for e in events],
+            row_ids=[e["event_id"] for e in events],
+            retry=None,
+            timeout=30,
+        )
         if errors:
             raise RuntimeError(f"BigQuery refused rows of {self.table}: {errors[:3]}")
 
 
 class BigQuerySink:
-    def __init__(self, store: FeedbackStore, table: str, client=None, batch_size: int = 500,
-                 interval: float = 1.0, max_backoff: float = 60.0):
+    def __init__(
+        self,
+        store: FeedbackStore,
+        table: str,
+        client=None,
+        batch_size: int = 500,
+        interval: float = 1.0,
+        max_backoff: float = 60.0,
+    ):
         self.store, self.table, self.batch_size = store, BigQueryTable(table, client), batch_size
         self._thread = DeliveryThread("bigquery-sink", self.deliver, batch_size, interval, max_backoff)
 

@@ -22,9 +22,17 @@ class Item:
 def pushed_versions(model_base: str) -> list[str]:
     """The integer versions under model_base whose top saved_model.pb is there (the Pusher writes it last),
     oldest first."""
-    versions = [v.strip("/") for v in (tf.io.gfile.listdir(model_base) if tf.io.gfile.isdir(model_base) else [])]
-    return sorted((v for v in versions if v.isdigit()
-                   and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))), key=int)
+    versions = [
+        v.strip("/") for v in (tf.io.gfile.listdir(model_base) if tf.io.gfile.isdir(model_base) else [])
+    ]
+    return sorted(
+        (
+            v
+            for v in versions
+            if v.isdigit() and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))
+        ),
+        key=int,
+    )
 
 
 def newest_version(model_base: str) -> str:
@@ -38,8 +46,10 @@ class Catalog:
     def __init__(self, version_dir: str):
         self.version = os.path.basename(os.path.normpath(version_dir))
         with tf.io.gfile.GFile(os.path.join(version_dir, export.EXTRA_DIR, export.ITEMS_FILE)) as fh:
-            self.items = {r[f.ITEM_ID]: Item(r[f.ITEM_ID], r[f.TITLE], r[f.CATEGORY], int(r[export.POPULARITY]))
-                          for r in csv.DictReader(fh)}
+            self.items = {
+                r[f.ITEM_ID]: Item(r[f.ITEM_ID], r[f.TITLE], r[f.CATEGORY], int(r[export.POPULARITY]))
+                for r in csv.DictReader(fh)
+            }
         # The Transform vocabulary the SavedModel maps user ids with.
         with tf.io.gfile.GFile(os.path.join(version_dir, "assets", f.USER_VOCAB)) as fh:
             self.known_users = frozenset(line.rstrip("\n") for line in fh)

@@ -29,8 +29,10 @@ def pad(rows: list[list[str]]) -> tf.Tensor:
 
 def results(item_ids, scores, k: int) -> list[list[tuple[str, float]]]:
     """The signatures' [batch, K] outputs as lists of (item_id, score), the first k of each."""
-    return [[(i.decode() if isinstance(i, bytes) else i, float(s)) for i, s in zip(row_ids[:k], row_scores[:k])]
-            for row_ids, row_scores in zip(item_ids, scores)]
+    return [
+        [(i.decode() if isinstance(i, bytes) else i, float(s)) for i, s in zip(row_ids[:k], row_scores[:k])]
+        for row_ids, row_scores in zip(item_ids, scores)
+    ]
 
 
 class EmbeddedModel:
@@ -39,7 +41,9 @@ class EmbeddedModel:
     def __init__(self, path: str):
         self.model_version = os.path.basename(os.path.normpath(path))
         self.index_kind = "scann" if scann_available() else "brute_force"
-        self._model = export.load(os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path)
+        self._model = export.load(
+            os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path
+        )
         self._recommend = self._model.signatures[export.RECOMMEND_SIGNATURE]
         self._similar = self._model.signatures[export.SIMILAR_SIGNATURE]
         self.catalog = Catalog(path)
@@ -49,8 +53,9 @@ class EmbeddedModel:
         return cls(os.path.join(model_base, newest_version(model_base)))
 
     def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int):
-        out = self._recommend(user_id=tf.constant(user_ids, tf.string), history=pad(histories),
-                              exclude_item_ids=pad(exclude))
+        out = self._recommend(
+            user_id=tf.constant(user_ids, tf.string), history=pad(histories), exclude_item_ids=pad(exclude)
+        )
         return results(out["item_ids"].numpy(), out["scores"].numpy(), k)
 
     def similar(self, item_ids: list[str], k: int):

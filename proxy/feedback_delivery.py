@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
@@ -29,9 +29,20 @@ class DeliveryThread:
     """Calls deliver() (-> events delivered, raises on failure) every `interval` seconds, back to back while it
     returns full batches; after a failure it waits twice as long each time, up to max_backoff."""
 
-    def __init__(self, name: str, deliver: Callable[[], int], batch_size: int, interval: float = 1.0,
-                 max_backoff: float = 60.0):
-        self.deliver, self.batch_size, self.interval, self.max_backoff = deliver, batch_size, interval, max_backoff
+    def __init__(
+        self,
+        name: str,
+        deliver: Callable[[], int],
+        batch_size: int,
+        interval: float = 1.0,
+        max_backoff: float = 60.0,
+    ):
+        self.deliver, self.batch_size, self.interval, self.max_backoff = (
+            deliver,
+            batch_size,
+            interval,
+            max_backoff,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -58,9 +69,16 @@ class DeliveryThread:
 class StreamDelivery:
     """One consumer of the stream: write(events) is the sink (events as FeedbackStore's columns)."""
 
-    def __init__(self, url: str, write: Callable[[list[dict]], None], batch_size: int = 500,
-                 reclaim_idle: float = 30.0, interval: float = 1.0, max_backoff: float = 60.0,
-                 forget_after: float = 3600.0):
+    def __init__(
+        self,
+        url: str,
+        write: Callable[[list[dict]], None],
+        batch_size: int = 500,
+        reclaim_idle: float = 30.0,
+        interval: float = 1.0,
+        max_backoff: float = 60.0,
+        forget_after: float = 3600.0,
+    ):
         """forget_after: seconds after which a consumer with nothing pending is taken off the group (each
         instance that ever ran left one; a live one is put back by its next read)."""
         self.write, self.batch_size, self.reclaim_idle_ms = write, batch_size, int(reclaim_idle * 1000)
@@ -81,10 +99,13 @@ class StreamDelivery:
                     raise
             self._group_ready = True
         try:
-            entries = (self._read("0") or
-                       self.redis.xautoclaim(STREAM, GROUP, self.consumer, self.reclaim_idle_ms, "0-0",
-                                             count=self.batch_size)[1] or
-                       self._read(">"))
+            entries = (
+                self._read("0")
+                or self.redis.xautoclaim(
+                    STREAM, GROUP, self.consumer, self.reclaim_idle_ms, "0-0", count=self.batch_size
+                )[1]
+                or self._read(">")
+            )
         except redis.ResponseError as e:
             if "NOGROUP" in str(e):  # the server lost the group (a store without its data): make it again
                 self._group_ready = False

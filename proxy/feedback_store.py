@@ -40,9 +40,15 @@ def utc_iso(moment: datetime) -> str:
 
 def contract_row(event: dict) -> dict:
     """A stored event as an interactions row; the request it answered goes into `features`."""
-    return {f.USER_ID: event["user_id"], f.ITEM_ID: event["item_id"], f.INTERACTION_TYPE: event["interaction_type"],
-            f.RATING: event["rating"], f.TIMESTAMP: event["timestamp"], f.CATEGORY: event["category"],
-            f.FEATURES: json.dumps({"request_id": event["request_id"]}) if event["request_id"] else None}
+    return {
+        f.USER_ID: event["user_id"],
+        f.ITEM_ID: event["item_id"],
+        f.INTERACTION_TYPE: event["interaction_type"],
+        f.RATING: event["rating"],
+        f.TIMESTAMP: event["timestamp"],
+        f.CATEGORY: event["category"],
+        f.FEATURES: json.dumps({"request_id": event["request_id"]}) if event["request_id"] else None,
+    }
 
 
 class FeedbackStore:
@@ -57,13 +63,16 @@ class FeedbackStore:
         with self._transaction():  # databases from before idempotency keys get the column
             if "idempotency_key" not in [c[1] for c in self._db.execute("PRAGMA table_info(feedback)")]:
                 self._db.execute("ALTER TABLE feedback ADD COLUMN idempotency_key TEXT")
-            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency_key "
-                             "ON feedback (idempotency_key)")  # NULLs (no key) never collide
+            self._db.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency_key ON feedback (idempotency_key)"
+            )  # NULLs (no key) never collide
 
     @contextlib.contextmanager
     def _transaction(self):
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between look-up and insert
+            self._db.execute(
+                "BEGIN IMMEDIATE"
+            )  # the write lock first: no other writer between look-up and insert
             try:
                 yield
                 self._db.execute("COMMIT")
@@ -82,8 +91,9 @@ class FeedbackStore:
             for e in events:
                 key = e.get("idempotency_key")
                 if key is not None and key not in keys:
-                    first = self._db.execute("SELECT event_id FROM feedback WHERE idempotency_key = ?",
-                                             (key,)).fetchone()
+                    first = self._db.execute(
+                        "SELECT event_id FROM feedback WHERE idempotency_key = ?", (key,)
+                    ).fetchone()
                     if first:
                         keys[key] = first[0]
                 if key in keys:  # a retry of an event stored before, or earlier in `events`
@@ -92,13 +102,26 @@ class FeedbackStore:
                 event_id = uuid.uuid4().hex
                 if key is not None:
                     keys[key] = event_id
-                rows.append((event_id, e["user_id"], e["item_id"], e["interaction_type"], e.get("rating"),
-                             utc_iso(e["timestamp"]) if e.get("timestamp") else now, e.get("category") or "",
-                             e.get("request_id"), now, key))
+                rows.append(
+                    (
+                        event_id,
+                        e["user_id"],
+                        e["item_id"],
+                        e["interaction_type"],
+                        e.get("rating"),
+                        utc_iso(e["timestamp"]) if e.get("timestamp") else now,
+                        e.get("category") or "",
+                        e.get("request_id"),
+                        now,
+                        key,
+                    )
+                )
                 accepted.append((event_id, True))
             self._db.executemany(
                 "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
-                "request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                "request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         return accepted
 
     def add_delivered(self, events: list[dict]):
@@ -109,7 +132,9 @@ class FeedbackStore:
             self._db.executemany(
                 "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
                 "request_id, received_at) VALUES (:event_id, :user_id, :item_id, :interaction_type, :rating, "
-                ":timestamp, :category, :request_id, :received_at) ON CONFLICT (event_id) DO NOTHING", events)
+                ":timestamp, :category, :request_id, :received_at) ON CONFLICT (event_id) DO NOTHING",
+                events,
+            )
 
     def append(self, events: list[dict]) -> list[str]:
         """As accept(), only the event ids."""
@@ -126,7 +151,9 @@ class FeedbackStore:
         with self._lock:
             cursor = self._db.execute(
                 "SELECT seq, event_id, user_id, item_id, interaction_type, rating, timestamp, category, request_id "
-                "FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+                "FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -138,19 +165,27 @@ class FeedbackStore:
 
     def mark_delivered(self, sink: str, seq: int):
         with self._lock:
-            self._db.execute("INSERT INTO delivered (sink, seq) VALUES (?, ?) "
-                             "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq", (sink, seq))
+            self._db.execute(
+                "INSERT INTO delivered (sink, seq) VALUES (?, ?) "
+                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+                (sink, seq),
+            )
 
     def count_by_type(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall())
+            return dict(
+                self._db.execute("SELECT interaction_type, count(*) FROM feedback GROUP BY 1").fetchall()
+            )
 
     def count_by_period(self, periods: list[str]) -> list[tuple[str, str, int]]:
         """(period, interaction_type, count) of the events whose ISO timestamps start with one of `periods`,
         prefixes of one length, oldest first ("2024-05-01T12": the hour)."""
         with self._lock:
-            rows = self._db.execute("SELECT substr(timestamp, 1, ?), interaction_type, count(*) FROM feedback "
-                                    "WHERE timestamp >= ? GROUP BY 1, 2", (len(periods[0]), periods[0])).fetchall()
+            rows = self._db.execute(
+                "SELECT substr(timestamp, 1, ?), interaction_type, count(*) FROM feedback "
+                "WHERE timestamp >= ? GROUP BY 1, 2",
+                (len(periods[0]), periods[0]),
+            ).fetchall()
         wanted = set(periods)
         return [row for row in rows if row[0] in wanted]
 

@@ -27,7 +27,7 @@ class HistoryStore:
     def history(self, user_id: str) -> list[str]:
         """The most recent positive items, oldest first: the query's history input."""
         items = self._positives.get(user_id, ())
-        return list(items)[-self.history_length:]
+        return list(items)[-self.history_length :]
 
     def seen(self, user_id: str) -> list[str]:
         """Distinct items the user interacted with, most recent first, at most SEEN_LIMIT."""

@@ -6,8 +6,9 @@ import gc
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from proxy.catalog import Catalog, newest_version
 
@@ -32,6 +33,7 @@ def embedded_loader(model_base: str) -> Callable[[str], ServingModel]:
         model = EmbeddedModel(os.path.join(model_base, version))
         model.recommend([""], [[]], [[]], 1)  # first call builds the searcher: pay it before serving
         return ServingModel(model, model.catalog)
+
     return load
 
 
@@ -63,7 +65,9 @@ class ModelWatcher:
             return False
         try:
             loaded = self.load(version)
-        except Exception:  # a broken push must not stop serving: the current version stays, this one is skipped
+        except (
+            Exception
+        ):  # a broken push must not stop serving: the current version stays, this one is skipped
             log.exception("could not load model version %s from %s", version, self.model_base)
             self.failed.add(version)
             return False

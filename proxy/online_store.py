@@ -10,7 +10,7 @@ start, stop, histories, accept, users_with_history, count_by_period, count_by_ty
 """
 
 import itertools
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -21,22 +21,30 @@ from proxy.feedback_store import FeedbackStore
 from proxy.history import SEEN_LIMIT, HistoryStore
 from proxy.redis_store import RedisStore
 
-
-DATA_WITH_STORE = ("--data seeds the in-process store only; with --store, load the data into the store once with "
-                   "`recsys store load --data DIR --store URL`")
+DATA_WITH_STORE = (
+    "--data seeds the in-process store only; with --store, load the data into the store once with "
+    "`recsys store load --data DIR --store URL`"
+)
 
 
 class LocalStore:
-    def __init__(self, feedback_db: str, data_dir: Optional[str] = None, bigquery_table: Optional[str] = None):
+    def __init__(
+        self, feedback_db: str, data_dir: str | None = None, bigquery_table: str | None = None
+    ):
         self.feedback_db, self.data_dir, self.bigquery_table = feedback_db, data_dir, bigquery_table
         self.history = HistoryStore()
 
     async def start(self):
         if self.data_dir:
             from tfx_pipeline.data import local_source
-            self.history.add_events(local_source.recent_events(local_source.open_data_dir(self.data_dir), SEEN_LIMIT))
+
+            self.history.add_events(
+                local_source.recent_events(local_source.open_data_dir(self.data_dir), SEEN_LIMIT)
+            )
         self.feedback = FeedbackStore(self.feedback_db)
-        self.history.add_events((e["user_id"], e["item_id"], e["interaction_type"]) for e in self.feedback.events())
+        self.history.add_events(
+            (e["user_id"], e["item_id"], e["interaction_type"]) for e in self.feedback.events()
+        )
         # Concurrent requests' events share one transaction (one fsync); each answers only once it committed.
         self._writer = Batcher(self.feedback.accept_groups)
         self._sink = BigQuerySink(self.feedback, self.bigquery_table) if self.bigquery_table else None
@@ -71,7 +79,9 @@ class LocalStore:
 class SharedStore(RedisStore):
     """RedisStore with this instance's consumer of the feedback stream, writing to `sink`."""
 
-    def __init__(self, url: str, read_timeout: float, sink: Callable[[list[dict]], None], reclaim_idle: float):
+    def __init__(
+        self, url: str, read_timeout: float, sink: Callable[[list[dict]], None], reclaim_idle: float
+    ):
         super().__init__(url, read_timeout)
         self.delivery = StreamDelivery(url, sink, reclaim_idle=reclaim_idle)
 
@@ -84,8 +94,14 @@ class SharedStore(RedisStore):
         await self.close()
 
 
-def open_store(store_url: Optional[str], feedback_db: str, data_dir: Optional[str] = None,
-               bigquery_table: Optional[str] = None, read_timeout: float = 0.05, reclaim_idle: float = 30.0):
+def open_store(
+    store_url: str | None,
+    feedback_db: str,
+    data_dir: str | None = None,
+    bigquery_table: str | None = None,
+    read_timeout: float = 0.05,
+    reclaim_idle: float = 30.0,
+):
     """The store `recsys serve` was given: with store_url the shared one, delivering to the BigQuery table if
     one is given, else to the SQLite database feedback_db (for `recsys feedback export`)."""
     if not store_url:

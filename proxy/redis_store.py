@@ -107,8 +107,13 @@ def client(url: str, timeout: float, asynchronous: bool = True):
     """A client of the store at url (redis://[:password@]host:port/db, rediss:// for TLS) whose every call fails
     after `timeout` seconds instead of retrying: the caller decides what a failure means."""
     module = redis.asyncio if asynchronous else redis
-    return module.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
-                                 retry=module.retry.Retry(NoBackoff(), 0))
+    return module.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        retry=module.retry.Retry(NoBackoff(), 0),
+    )
 
 
 def address(url: str) -> str:
@@ -133,8 +138,9 @@ class RedisStore:
         self._writes = client(url, WRITE_TIMEOUT)
         self._accept = self._writes.register_script(ACCEPT)
         # (prefix length, seconds its counts are kept): as many periods as /feedback/stats may ask for
-        self._periods = json.dumps([[chars, schemas.MAX_STATS_BUCKETS * seconds]
-                                    for chars, seconds in schemas.PERIODS.values()])
+        self._periods = json.dumps(
+            [[chars, schemas.MAX_STATS_BUCKETS * seconds] for chars, seconds in schemas.PERIODS.values()]
+        )
 
     async def check_durable(self):
         """Raises if the server is reachable and would lose acknowledged events on a restart; a server that is
@@ -148,12 +154,14 @@ class RedisStore:
 
     async def histories(self, user_ids: list[str]) -> list[tuple[list[str], list[str]]]:
         """(history oldest first, distinct seen items newest first) per user, within read_timeout."""
+
         async def read():
             async with self._reads.pipeline(transaction=False) as pipe:
                 for user in user_ids:
                     pipe.lrange(PREFIX + "history:" + user, 0, self.history_length - 1)
                     pipe.lrange(PREFIX + "seen:" + user, 0, SEEN_LIMIT - 1)
                 return await pipe.execute()
+
         replies = await self._call(read(), self.read_timeout)
         return [(replies[2 * n][::-1], list(dict.fromkeys(replies[2 * n + 1]))) for n in range(len(user_ids))]
 
@@ -163,27 +171,36 @@ class RedisStore:
         now = utc_iso(datetime.now(timezone.utc))
         arguments = [IDEMPOTENCY_TTL, USER_TTL, self.history_length, SEEN_LIMIT, self._periods]
         for e in events:
-            arguments += [e.get("idempotency_key") or "", json.dumps(stream_event(e, now), ensure_ascii=False)]
+            arguments += [
+                e.get("idempotency_key") or "",
+                json.dumps(stream_event(e, now), ensure_ascii=False),
+            ]
         answers = await self._call(self._accept(args=arguments), WRITE_TIMEOUT)
         return [(event_id, bool(stored)) for event_id, stored in answers]
 
     async def users_with_history(self, limit: int) -> list[str]:
         """Some users the store holds (one SCAN step: the order is the server's)."""
-        _, keys = await self._call(self._reads.scan(0, match=PREFIX + "seen:*", count=limit), self.read_timeout)
-        return [k[len(PREFIX + "seen:"):] for k in keys][:limit]
+        _, keys = await self._call(
+            self._reads.scan(0, match=PREFIX + "seen:*", count=limit), self.read_timeout
+        )
+        return [k[len(PREFIX + "seen:") :] for k in keys][:limit]
 
     async def count_by_period(self, periods: list[str]) -> list[tuple[str, str, int]]:
         """(period, interaction type, count) of the events whose timestamps start with the given prefixes."""
+
         async def read():
             async with self._reads.pipeline(transaction=False) as pipe:
                 for period in periods:
                     pipe.hgetall(f"{PREFIX}feedback:count:{period}")
                 return await pipe.execute()
+
         counts = await self._call(read(), WRITE_TIMEOUT)
         return [(p, kind, int(n)) for p, by_type in zip(periods, counts) for kind, n in by_type.items()]
 
     async def count_by_type(self) -> dict[str, int]:
-        return {kind: int(n) for kind, n in (await self._call(self._reads.hgetall(TOTALS), WRITE_TIMEOUT)).items()}
+        return {
+            kind: int(n) for kind, n in (await self._call(self._reads.hgetall(TOTALS), WRITE_TIMEOUT)).items()
+        }
 
     async def _call(self, awaitable, timeout: float):
         try:
@@ -198,11 +215,17 @@ class RedisStore:
 
 def stream_event(event: dict, received_at: str) -> dict:
     """An accepted event as the stream holds it: FeedbackStore's columns, its new id, no idempotency key."""
-    return {"event_id": uuid.uuid4().hex, "user_id": event["user_id"], "item_id": event["item_id"],
-            "interaction_type": event["interaction_type"], "rating": event.get("rating"),
-            "timestamp": utc_iso(event["timestamp"]) if event.get("timestamp") else received_at,
-            "category": event.get("category") or "", "request_id": event.get("request_id"),
-            "received_at": received_at}
+    return {
+        "event_id": uuid.uuid4().hex,
+        "user_id": event["user_id"],
+        "item_id": event["item_id"],
+        "interaction_type": event["interaction_type"],
+        "rating": event.get("rating"),
+        "timestamp": utc_iso(event["timestamp"]) if event.get("timestamp") else received_at,
+        "category": event.get("category") or "",
+        "request_id": event.get("request_id"),
+        "received_at": received_at,
+    }
 
 
 def load(url: str, events, batch_users: int = 500) -> int:

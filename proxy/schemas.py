@@ -3,7 +3,7 @@
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
@@ -15,8 +15,15 @@ MAX_BATCH_USERS = 100
 MAX_BATCH_EVENTS = 1000
 
 # An id: 1..256 characters, no control characters, not only spaces.
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_LENGTH,
-                                      pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f ][^\x00-\x1f\x7f]*$")]
+Id = Annotated[
+    str,
+    StringConstraints(
+        strict=True,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f ][^\x00-\x1f\x7f]*$",
+    ),
+]
 
 TIMESTAMP_YEARS = r"^(19[7-9][0-9]|2[0-9]{3})-"  # 1970..2999: no zone offset takes it out of datetime's range
 
@@ -30,8 +37,11 @@ def _date_time_text(value):
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_date_time_text),
-                      WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_YEARS})]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_date_time_text),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_YEARS}),
+]
 
 
 def _integral(value):
@@ -56,23 +66,31 @@ class RecommendRequest(Strict):
 class Recommendation(BaseModel):
     item_id: str
     score: float
-    title: Optional[str] = None
-    category: Optional[str] = None
+    title: str | None = None
+    category: str | None = None
 
 
-LABEL_DESCRIPTION = 'the TF Serving version label asked for ("stable" or "canary"); absent for the in-process model'
+LABEL_DESCRIPTION = (
+    'the TF Serving version label asked for ("stable" or "canary"); absent for the in-process model'
+)
 
 
 class RecommendResponse(BaseModel):
     user_id: str
     model_version: str = Field(description="the model version that answered")
-    model_label: Optional[str] = Field(None, description=LABEL_DESCRIPTION)
+    model_label: str | None = Field(None, description=LABEL_DESCRIPTION)
     request_id: str
-    fallback: Optional[str] = Field(None, description='"popularity" when the user has no id in the model '
-                                                      "and no history: the most popular items instead")
-    degraded: Optional[str] = Field(None, description='"history unavailable" when the shared store did not answer '
-                                                      "in time: the model answered without the user's recent "
-                                                      "items, and items they saw may be among the answers")
+    fallback: str | None = Field(
+        None,
+        description='"popularity" when the user has no id in the model '
+        "and no history: the most popular items instead",
+    )
+    degraded: str | None = Field(
+        None,
+        description='"history unavailable" when the shared store did not answer '
+        "in time: the model answered without the user's recent "
+        "items, and items they saw may be among the answers",
+    )
     recommendations: list[Recommendation]
 
 
@@ -87,7 +105,7 @@ class BatchRecommendResponse(BaseModel):
 class SimilarResponse(BaseModel):
     item_id: str
     model_version: str = Field(description="the model version that answered")
-    model_label: Optional[str] = Field(None, description=LABEL_DESCRIPTION)
+    model_label: str | None = Field(None, description=LABEL_DESCRIPTION)
     similar: list[Recommendation]
 
 
@@ -102,21 +120,31 @@ class FeedbackType(str, Enum):
 
 
 class FeedbackEvent(Strict):
-    model_config = ConfigDict(json_schema_extra={  # declares the rule store_feedback enforces
-        "if": {"properties": {"feedback_type": {"const": "rating"}}, "required": ["feedback_type"]},
-        "then": {"properties": {"rating": {"type": "number"}}, "required": ["rating"]}})
+    model_config = ConfigDict(
+        json_schema_extra={  # declares the rule store_feedback enforces
+            "if": {"properties": {"feedback_type": {"const": "rating"}}, "required": ["feedback_type"]},
+            "then": {"properties": {"rating": {"type": "number"}}, "required": ["rating"]},
+        }
+    )
 
     user_id: Id
     item_id: Id
     feedback_type: FeedbackType = Field(strict=False)  # the JSON string names the member
-    rating: Optional[float] = Field(None, ge=0, le=10, allow_inf_nan=False,
-                                    description="required when feedback_type is rating")
-    request_id: Optional[Id] = Field(None, description="the request_id of the /recommend answer it reacts to")
-    timestamp: Optional[Timestamp] = Field(None, strict=False, description="ISO 8601 (a time without zone is UTC), "
-                                                                          "year 1970 to 2999; default: when received")
-    idempotency_key: Optional[Id] = Field(None, description="the client's unique key for this event (e.g. a UUID): "
-                                                            "an event whose key is already stored is not stored "
-                                                            "again and is answered with the first one's event_id")
+    rating: float | None = Field(
+        None, ge=0, le=10, allow_inf_nan=False, description="required when feedback_type is rating"
+    )
+    request_id: Id | None = Field(None, description="the request_id of the /recommend answer it reacts to")
+    timestamp: Timestamp | None = Field(
+        None,
+        strict=False,
+        description="ISO 8601 (a time without zone is UTC), year 1970 to 2999; default: when received",
+    )
+    idempotency_key: Id | None = Field(
+        None,
+        description="the client's unique key for this event (e.g. a UUID): "
+        "an event whose key is already stored is not stored "
+        "again and is answered with the first one's event_id",
+    )
 
 
 class FeedbackAccepted(BaseModel):
@@ -137,17 +165,19 @@ class Error(BaseModel):
 
 # The web page's reads (proxy/web.py).
 
+
 class HistoryItem(BaseModel):
     item_id: str
-    title: Optional[str] = None
-    category: Optional[str] = None
+    title: str | None = None
+    category: str | None = None
 
 
 class UserHistory(BaseModel):
     user_id: str
     known: bool = Field(description="the model has this user id in its vocabulary")
-    history: list[HistoryItem] = Field(description="the items /recommend takes as the user's history, most recent "
-                                                   "first")
+    history: list[HistoryItem] = Field(
+        description="the items /recommend takes as the user's history, most recent first"
+    )
     seen: int = Field(description="how many distinct items /recommend leaves out by default")
 
 
@@ -158,12 +188,14 @@ class ExampleUsers(BaseModel):
 class ModelVersion(BaseModel):
     version: str = Field(description="the push time in Unix seconds")
     serving: bool = Field(description="the version the API answers with")
-    export_report: Optional[dict[str, Any]] = Field(
+    export_report: dict[str, Any] | None = Field(
         description="assets.extra/export_report.json: training time, ScaNN recall@10 against exact search, sizes, "
-                    "hyperparameters")
-    evaluation: Optional[dict[str, Any]] = Field(
+        "hyperparameters"
+    )
+    evaluation: dict[str, Any] | None = Field(
         description="assets.extra/evaluation.json: the pipeline's evaluation against the baselines; null when the "
-                    "version has none")
+        "version has none"
+    )
 
 
 class ModelVersions(BaseModel):
@@ -178,6 +210,8 @@ MAX_STATS_BUCKETS = 1000
 class FeedbackStats(BaseModel):
     bucket: Period
     starts: list[datetime] = Field(description="the start of each period (UTC), oldest first")
-    counts: dict[str, list[int]] = Field(description="events per interaction type in each period, by their "
-                                                     "timestamps; types without events left out")
+    counts: dict[str, list[int]] = Field(
+        description="events per interaction type in each period, by their "
+        "timestamps; types without events left out"
+    )
     totals: dict[str, int] = Field(description="every stored event per interaction type")

@@ -14,10 +14,21 @@ from proxy.tf_serving import client_for_url
 log = logging.getLogger(__name__)
 
 
-def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, backend: str | None = None,
-              model_name: str | None = None, timeout: float = 2.0, reload_interval: float = 5.0,
-              bigquery_table: str | None = None, api_key: str | None = None, store: str | None = None,
-              reclaim_idle: float = 30.0, canary_share: float = 0.0, cors_origins: tuple[str, ...] = ()):
+def build_app(
+    model_base: str,
+    feedback_db: str,
+    data_dir: str | None = None,
+    backend: str | None = None,
+    model_name: str | None = None,
+    timeout: float = 2.0,
+    reload_interval: float = 5.0,
+    bigquery_table: str | None = None,
+    api_key: str | None = None,
+    store: str | None = None,
+    reclaim_idle: float = 30.0,
+    canary_share: float = 0.0,
+    cors_origins: tuple[str, ...] = (),
+):
     """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
     model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
     for the "canary" version label for canary_share of the users and "stable" for the others.
@@ -28,10 +39,20 @@ def build_app(model_base: str, feedback_db: str, data_dir: str | None = None, ba
         load = remote_loader(model_base, client)
     else:
         load = embedded_loader(model_base)
-    settings = Settings(model_base=model_base, feedback_db=feedback_db, data_dir=data_dir, backend_timeout=timeout,
-                        reload_interval=reload_interval, bigquery_table=bigquery_table, api_key=api_key,
-                        store_url=store, reclaim_idle=reclaim_idle, version_labels=bool(backend),
-                        canary_share=canary_share, cors_origins=cors_origins)
+    settings = Settings(
+        model_base=model_base,
+        feedback_db=feedback_db,
+        data_dir=data_dir,
+        backend_timeout=timeout,
+        reload_interval=reload_interval,
+        bigquery_table=bigquery_table,
+        api_key=api_key,
+        store_url=store,
+        reclaim_idle=reclaim_idle,
+        version_labels=bool(backend),
+        canary_share=canary_share,
+        cors_origins=cors_origins,
+    )
     return create_app(settings, ModelWatcher(model_base, load, reload_interval))
 
 
@@ -50,8 +71,14 @@ def serve(listener: socket.socket, wait_for_model: bool = False, **kwargs):
     host, port = listener.getsockname()[:2]
     log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
     # One process: the embedded model is large and TensorFlow already uses every core for one call.
-    config = uvicorn.Config(app, workers=1, log_level="warning", access_log=False, timeout_keep_alive=30,
-                            timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
     try:
         uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:  # Ctrl-C is how it stops: uvicorn re-raises the signal once it has shut down

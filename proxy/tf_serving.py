@@ -13,8 +13,14 @@ import grpc
 import httpx
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from proxy.embedded import padded, results
 from trainer_module import export
@@ -33,8 +39,11 @@ class BackendError(Exception):
 
 def _signatures(signatures) -> dict:
     """{signature: {"inputs": [...], "outputs": [...]}} from (name, inputs, outputs) triples."""
-    return {name: {"inputs": sorted(inputs), "outputs": sorted(outputs)}
-            for name, inputs, outputs in signatures if not name.startswith("__")}  # not __saved_model_init_op
+    return {
+        name: {"inputs": sorted(inputs), "outputs": sorted(outputs)}
+        for name, inputs, outputs in signatures
+        if not name.startswith("__")
+    }  # not __saved_model_init_op
 
 
 class _SignatureClient:
@@ -55,10 +64,21 @@ class _SignatureClient:
     def model_version(self, version: str):
         self._answered.version = version
 
-    def recommend(self, user_ids: list[str], histories: list[list[str]], exclude: list[list[str]], k: int,
-                  label: str | None = None):
-        outputs = self._predict(export.RECOMMEND_SIGNATURE, label, user_id=user_ids, history=padded(histories),
-                                exclude_item_ids=padded(exclude))
+    def recommend(
+        self,
+        user_ids: list[str],
+        histories: list[list[str]],
+        exclude: list[list[str]],
+        k: int,
+        label: str | None = None,
+    ):
+        outputs = self._predict(
+            export.RECOMMEND_SIGNATURE,
+            label,
+            user_id=user_ids,
+            history=padded(histories),
+            exclude_item_ids=padded(exclude),
+        )
         return results(outputs["item_ids"], outputs["scores"], k)
 
     def similar(self, item_ids: list[str], k: int, label: str | None = None):
@@ -81,9 +101,15 @@ class GrpcPredictionClient(_SignatureClient):
         # Short reconnect backoff: after a TF Serving restart the channel must not sit out gRPC's default
         # backoff (up to 120 s), failing every call fast meanwhile. (Not min_reconnect_backoff_ms: that one
         # is also the connect timeout.)
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.lb_policy_name", "round_robin"), ("grpc.dns_min_time_between_resolutions_ms", 5000),
-            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)])
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.dns_min_time_between_resolutions_ms", 5000),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -98,32 +124,52 @@ class GrpcPredictionClient(_SignatureClient):
 
     def _predict(self, signature: str, label: str | None, **inputs) -> dict:
         request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=self.model_name, signature_name=signature, version_label=label),
-            inputs={name: tf.make_tensor_proto(np.array(value, dtype=object), dtype=tf.string)
-                    for name, value in inputs.items()})
+            model_spec=model_pb2.ModelSpec(
+                name=self.model_name, signature_name=signature, version_label=label
+            ),
+            inputs={
+                name: tf.make_tensor_proto(np.array(value, dtype=object), dtype=tf.string)
+                for name, value in inputs.items()
+            },
+        )
         response = self._call(self._predictions.Predict, request)
         self.model_version = str(response.model_spec.version.value)  # the version that answered, label or not
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
     def metadata(self) -> dict:
         """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}}."""
-        response = self._call(self._predictions.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=model_pb2.ModelSpec(name=self.model_name), metadata_field=["signature_def"]))
+        response = self._call(
+            self._predictions.GetModelMetadata,
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=model_pb2.ModelSpec(name=self.model_name), metadata_field=["signature_def"]
+            ),
+        )
         signature_defs = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_defs)
         self.model_version = str(response.model_spec.version.value)
-        return {"name": response.model_spec.name, "version": self.model_version,
-                "signatures": _signatures((name, sig.inputs, sig.outputs)
-                                          for name, sig in signature_defs.signature_def.items())}
+        return {
+            "name": response.model_spec.name,
+            "version": self.model_version,
+            "signatures": _signatures(
+                (name, sig.inputs, sig.outputs) for name, sig in signature_defs.signature_def.items()
+            ),
+        }
 
     def ready(self) -> bool:
         try:
-            response = self._call(self._models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(
-                model_spec=model_pb2.ModelSpec(name=self.model_name)))
+            response = self._call(
+                self._models.GetModelStatus,
+                get_model_status_pb2.GetModelStatusRequest(
+                    model_spec=model_pb2.ModelSpec(name=self.model_name)
+                ),
+            )
         except (BackendUnavailable, BackendError):
             return False
-        available = [s.version for s in response.model_version_status
-                     if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+        available = [
+            s.version
+            for s in response.model_version_status
+            if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        ]
         if available:
             self.model_version = str(max(available))  # TF Serving serves the newest available version
         return bool(available)
@@ -168,17 +214,23 @@ class RestPredictionClient(_SignatureClient):
 
     def _predict(self, signature: str, label: str | None, **inputs) -> dict:
         self.model_version = self._label_versions.get(label) or self.metadata(label)["version"]
-        return self._call("POST", f"{self._labelled(label)}:predict",
-                          {"signature_name": signature, "inputs": inputs})["outputs"]
+        return self._call(
+            "POST", f"{self._labelled(label)}:predict", {"signature_name": signature, "inputs": inputs}
+        )["outputs"]
 
     def metadata(self, label: str | None = None) -> dict:
         """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}} of the version the
         label names (default: the newest)."""
         response = self._call("GET", f"{self._labelled(label)}/metadata")
         self.model_version = self._label_versions[label] = response["model_spec"]["version"]
-        return {"name": response["model_spec"]["name"], "version": self.model_version,
-                "signatures": _signatures((name, sig.get("inputs", {}), sig.get("outputs", {})) for name, sig
-                                          in response["metadata"]["signature_def"]["signature_def"].items())}
+        return {
+            "name": response["model_spec"]["name"],
+            "version": self.model_version,
+            "signatures": _signatures(
+                (name, sig.get("inputs", {}), sig.get("outputs", {}))
+                for name, sig in response["metadata"]["signature_def"]["signature_def"].items()
+            ),
+        }
 
     def ready(self) -> bool:
         self._label_versions.clear()  # labels move with a new models.config: ask again at the next prediction

@@ -7,8 +7,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Annotated, Callable
+from typing import Annotated
 
 import tensorflow as tf
 from fastapi import APIRouter, Path, Query
@@ -40,8 +41,9 @@ class VersionReports:
         """(export report, evaluation) of a version, None for a file it does not have."""
         if version not in self._reports:
             extra = os.path.join(self.model_base, version, export.EXTRA_DIR)
-            self._reports[version] = tuple(_read_json(os.path.join(extra, name))
-                                           for name in (export.REPORT_FILE, export.EVALUATION_FILE))
+            self._reports[version] = tuple(
+                _read_json(os.path.join(extra, name)) for name in (export.REPORT_FILE, export.EVALUATION_FILE)
+            )
         return self._reports[version]
 
 
@@ -54,14 +56,16 @@ def _read_json(path: str) -> dict | None:
 
 def _history_item(catalog: Catalog, item_id: str) -> schemas.HistoryItem:
     item = catalog.items.get(item_id)
-    return schemas.HistoryItem(item_id=item_id, title=item.title if item else None,
-                               category=item.category if item else None)
+    return schemas.HistoryItem(
+        item_id=item_id, title=item.title if item else None, category=item.category if item else None
+    )
 
 
 def _page_file(name: str):
     async def page_file():
         # no-cache: the browser revalidates (ETag), so a new release's page is never mixed with an old script
         return FileResponse(os.path.join(STATIC_DIR, name), headers={"Cache-Control": "no-cache"})
+
     return page_file
 
 
@@ -91,13 +95,21 @@ def router(model_base: str, serving: Callable[[], ServingModel], store) -> APIRo
         """The user's recent items as /recommend sees them."""
         catalog = serving().catalog
         [(history, seen)] = await store.histories([user_id])
-        return schemas.UserHistory(user_id=user_id, known=user_id in catalog.known_users,
-                                   history=[_history_item(catalog, i) for i in reversed(history)], seen=len(seen))
+        return schemas.UserHistory(
+            user_id=user_id,
+            known=user_id in catalog.known_users,
+            history=[_history_item(catalog, i) for i in reversed(history)],
+            seen=len(seen),
+        )
 
     def version_report(version: str, serving_version: str) -> schemas.ModelVersion:
         export_report, evaluation = reports.get(version)
-        return schemas.ModelVersion(version=version, serving=version == serving_version,
-                                    export_report=export_report, evaluation=evaluation)
+        return schemas.ModelVersion(
+            version=version,
+            serving=version == serving_version,
+            export_report=export_report,
+            evaluation=evaluation,
+        )
 
     @api.get("/model", response_model=schemas.ModelVersion, responses=ERRORS)
     async def model():
@@ -109,12 +121,16 @@ def router(model_base: str, serving: Callable[[], ServingModel], store) -> APIRo
     async def model_versions(limit: int = Query(20, ge=1, le=1000)):
         """The newest pushed versions under the model base with their reports, newest first."""
         current = serving().catalog.version
-        return schemas.ModelVersions(versions=await run_in_threadpool(
-            lambda: [version_report(v, current) for v in pushed_versions(model_base)[::-1][:limit]]))
+        return schemas.ModelVersions(
+            versions=await run_in_threadpool(
+                lambda: [version_report(v, current) for v in pushed_versions(model_base)[::-1][:limit]]
+            )
+        )
 
     @api.get("/feedback/stats", response_model=schemas.FeedbackStats, responses=ERRORS)
-    async def feedback_stats(bucket: schemas.Period = Query("minute"),
-                             buckets: int = Query(60, ge=1, le=schemas.MAX_STATS_BUCKETS)):
+    async def feedback_stats(
+        bucket: schemas.Period = Query("minute"), buckets: int = Query(60, ge=1, le=schemas.MAX_STATS_BUCKETS)
+    ):
         """Feedback events per interaction type in each of the last `buckets` periods (UTC, by the events'
         timestamps, the current period last), and every stored event per type."""
         chars, seconds = schemas.PERIODS[bucket]
@@ -126,7 +142,8 @@ def router(model_base: str, serving: Callable[[], ServingModel], store) -> APIRo
         for period, kind, count in rows:
             if period in position:  # events timestamped in the future are left out
                 counts.setdefault(kind, [0] * buckets)[position[period]] = count
-        return schemas.FeedbackStats(bucket=bucket, starts=starts, counts=counts,
-                                     totals=await store.count_by_type())
+        return schemas.FeedbackStats(
+            bucket=bucket, starts=starts, counts=counts, totals=await store.count_by_type()
+        )
 
     return api

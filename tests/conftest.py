@@ -5,7 +5,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports Ten
 import pytest  # noqa: E402
 
 from tests import holdout  # noqa: E402
-from tfx_pipeline import cli, cloud_config as cloud_config_module, local_runner  # noqa: E402
+from tfx_pipeline import cli, local_runner  # noqa: E402
+from tfx_pipeline import cloud_config as cloud_config_module
 from tfx_pipeline.data import sample  # noqa: E402
 
 SAMPLE = dict(users=300, items=200, events=12000, seed=7)
@@ -48,6 +49,7 @@ def compiled_pipeline(tmp_path_factory):
 def redis_server(tmp_path):
     """A fresh redis-server on 127.0.0.1 for one test (tests/redis_server.py)."""
     from tests.redis_server import RedisServer
+
     server = RedisServer(str(tmp_path / "redis")).start()
     yield server
     server.stop()

@@ -28,9 +28,24 @@ class RedisServer:
         """Starts the server (again, on the same port and data); returns once it answers."""
         os.makedirs(self.directory, exist_ok=True)
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.directory,
-             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always", "--save", "",
-             "--logfile", os.path.join(self.directory, "redis.log")])
+            [
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                self.directory,
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                os.path.join(self.directory, "redis.log"),
+            ]
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 20
         while True:

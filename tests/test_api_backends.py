@@ -37,18 +37,30 @@ def tf_serving(request, servable):
 
 @pytest.fixture(scope="module")
 def embedded_api(pipeline_run, tmp_path_factory):
-    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), data_dir=pipeline_run["data_dir"],
-                     feedback_db=str(tmp_path_factory.mktemp("e") / "fb.sqlite")) as (url, _):
+    with running_api(
+        model_base=os.path.dirname(pipeline_run["pushed"]),
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path_factory.mktemp("e") / "fb.sqlite"),
+    ) as (url, _):
         yield url
 
 
-def test_api_over_tf_serving_answers_as_the_embedded_backend_does(tf_serving, embedded_api, pipeline_run, tmp_path):
-    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), data_dir=pipeline_run["data_dir"],
-                     feedback_db=str(tmp_path / "fb.sqlite"), backend=tf_serving.url, timeout=1.0) as (url, _):
+def test_api_over_tf_serving_answers_as_the_embedded_backend_does(
+    tf_serving, embedded_api, pipeline_run, tmp_path
+):
+    with running_api(
+        model_base=os.path.dirname(pipeline_run["pushed"]),
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path / "fb.sqlite"),
+        backend=tf_serving.url,
+        timeout=1.0,
+    ) as (url, _):
         assert httpx.get(url + "/readyz").status_code == 200
         for user in ("u00001", "u00002"):
-            remote, local = post(url, "/recommend", {"user_id": user}).json(), post(
-                embedded_api, "/recommend", {"user_id": user}).json()
+            remote, local = (
+                post(url, "/recommend", {"user_id": user}).json(),
+                post(embedded_api, "/recommend", {"user_id": user}).json(),
+            )
             assert remote["model_version"] == os.path.basename(pipeline_run["pushed"])
             # TF Serving loads the brute-force root; the embedded backend may use ScaNN: compare as sets.
             remote_ids = {r["item_id"] for r in remote["recommendations"]}
@@ -58,9 +70,16 @@ def test_api_over_tf_serving_answers_as_the_embedded_backend_does(tf_serving, em
         assert len(similar["similar"]) == 3
 
 
-def test_backend_down_gives_503_with_retry_after_and_unready_then_recovers(tf_serving, pipeline_run, tmp_path):
-    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), data_dir=pipeline_run["data_dir"],
-                     feedback_db=str(tmp_path / "fb.sqlite"), backend=tf_serving.url, timeout=1.0) as (url, _):
+def test_backend_down_gives_503_with_retry_after_and_unready_then_recovers(
+    tf_serving, pipeline_run, tmp_path
+):
+    with running_api(
+        model_base=os.path.dirname(pipeline_run["pushed"]),
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path / "fb.sqlite"),
+        backend=tf_serving.url,
+        timeout=1.0,
+    ) as (url, _):
         assert post(url, "/recommend", {"user_id": "u00001"}).status_code == 200
         tf_serving.stop()
         try:
@@ -74,8 +93,12 @@ def test_backend_down_gives_503_with_retry_after_and_unready_then_recovers(tf_se
             # Users the model cannot help anyway still get the popularity answer.
             assert post(url, "/recommend", {"user_id": "stranger"}).json()["fallback"] == "popularity"
             # Feedback never depends on the model backend.
-            assert post(url, "/feedback", {"user_id": "u00001", "item_id": "i00001",
-                                           "feedback_type": "view"}).status_code == 202
+            assert (
+                post(
+                    url, "/feedback", {"user_id": "u00001", "item_id": "i00001", "feedback_type": "view"}
+                ).status_code
+                == 202
+            )
         finally:
             tf_serving.start()
         deadline = time.monotonic() + 10
@@ -86,9 +109,31 @@ def test_backend_down_gives_503_with_retry_after_and_unready_then_recovers(tf_se
 
 
 def test_recsys_predict_talks_to_tf_serving(tf_serving, pipeline_run, capsys):
-    target = ["--grpc", tf_serving.target] if isinstance(tf_serving, GrpcModelServer) else ["--rest", tf_serving.url]
-    assert cli.main(["predict", *target, "--model", "recsys", "--user-id", "u00001", "-k", "3",
-                     "--history", "i00001", "i00002", "--exclude", "i00003"]) == 0
+    target = (
+        ["--grpc", tf_serving.target]
+        if isinstance(tf_serving, GrpcModelServer)
+        else ["--rest", tf_serving.url]
+    )
+    assert (
+        cli.main(
+            [
+                "predict",
+                *target,
+                "--model",
+                "recsys",
+                "--user-id",
+                "u00001",
+                "-k",
+                "3",
+                "--history",
+                "i00001",
+                "i00002",
+                "--exclude",
+                "i00003",
+            ]
+        )
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["model_version"] == os.path.basename(pipeline_run["pushed"])
     items = [r["item_id"] for r in answer["recommendations"]]
@@ -121,9 +166,14 @@ def pods_mid_rollout(two_versions):
     """Two TF Serving pods behind one headless-Service-like name (both of its addresses, one port) while a new
     config rolls out: the old pod's labels name the old version, the new pod's the new one."""
     _, old, new = two_versions
-    first = GrpcModelServer(Servable("recsys", old, labels={"stable": _version(old), "canary": _version(old)})).start()
-    second = GrpcModelServer(Servable("recsys", new, labels={"stable": _version(new), "canary": _version(new)}),
-                             host="127.0.0.2", port=first.port).start()
+    first = GrpcModelServer(
+        Servable("recsys", old, labels={"stable": _version(old), "canary": _version(old)})
+    ).start()
+    second = GrpcModelServer(
+        Servable("recsys", new, labels={"stable": _version(new), "canary": _version(new)}),
+        host="127.0.0.2",
+        port=first.port,
+    ).start()
     dns = DnsServer("tf-serving.recsys.test", [first.host, second.host]).start()
     yield f"dns://127.0.0.1:{dns.port}/tf-serving.recsys.test:{first.port}", (first, second)
     dns.stop()
@@ -132,11 +182,18 @@ def pods_mid_rollout(two_versions):
 
 
 def test_api_spreads_grpc_requests_over_every_pod_of_the_name_asking_for_the_stable_label(
-        pods_mid_rollout, two_versions, pipeline_run, tmp_path):
+    pods_mid_rollout, two_versions, pipeline_run, tmp_path
+):
     backend, servers = pods_mid_rollout
     base, old, new = two_versions
-    with running_api(model_base=base, data_dir=pipeline_run["data_dir"], feedback_db=str(tmp_path / "fb.sqlite"),
-                     backend=backend, model_name="recsys", timeout=2.0) as (url, _):
+    with running_api(
+        model_base=base,
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path / "fb.sqlite"),
+        backend=backend,
+        model_name="recsys",
+        timeout=2.0,
+    ) as (url, _):
         answers = [post(url, "/recommend", {"user_id": user}).json() for user in USERS]
         similar = [httpx.get(f"{url}/similar/i00001", params={"k": 3}).json() for _ in range(10)]
     # Both pods answered a good part (round_robin takes the connected addresses in turn), every request asking
@@ -154,10 +211,17 @@ def test_api_spreads_grpc_requests_over_every_pod_of_the_name_asking_for_the_sta
 def test_a_request_header_asks_for_the_canary_label(pods_mid_rollout, two_versions, pipeline_run, tmp_path):
     backend, servers = pods_mid_rollout
     before = [len(server.answered) for server in servers]
-    with running_api(model_base=two_versions[0], data_dir=pipeline_run["data_dir"],
-                     feedback_db=str(tmp_path / "fb.sqlite"), backend=backend, model_name="recsys") as (url, _):
-        answers = [post(url, "/recommend", {"user_id": user}, headers={"X-Model-Label": "canary"}).json()
-                   for user in USERS[:4]]
+    with running_api(
+        model_base=two_versions[0],
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path / "fb.sqlite"),
+        backend=backend,
+        model_name="recsys",
+    ) as (url, _):
+        answers = [
+            post(url, "/recommend", {"user_id": user}, headers={"X-Model-Label": "canary"}).json()
+            for user in USERS[:4]
+        ]
         wrong = post(url, "/recommend", {"user_id": USERS[0]}, headers={"X-Model-Label": "beta"})
     assert {a["model_label"] for a in answers} == {"canary"}
     assert [label for server, n in zip(servers, before) for label, _ in server.answered[n:]] == ["canary"] * 4
@@ -169,20 +233,29 @@ def test_a_request_header_asks_for_the_canary_label(pods_mid_rollout, two_versio
 def pod_with_a_canary(two_versions):
     """One TF Serving with both versions: "stable" the old one, "canary" the new one."""
     _, old, new = two_versions
-    server = GrpcModelServer(Servable("recsys", old, new, labels={"stable": _version(old),
-                                                                   "canary": _version(new)})).start()
+    server = GrpcModelServer(
+        Servable("recsys", old, new, labels={"stable": _version(old), "canary": _version(new)})
+    ).start()
     yield server
     server.stop()
 
 
-def test_a_share_of_users_gets_the_canary_each_user_always_the_same(pod_with_a_canary, two_versions, pipeline_run,
-                                                                    tmp_path):
+def test_a_share_of_users_gets_the_canary_each_user_always_the_same(
+    pod_with_a_canary, two_versions, pipeline_run, tmp_path
+):
     _, old, new = two_versions
-    with running_api(model_base=two_versions[0], data_dir=pipeline_run["data_dir"],
-                     feedback_db=str(tmp_path / "fb.sqlite"), backend=pod_with_a_canary.url, model_name="recsys",
-                     canary_share=0.3) as (url, _):
-        first = {user: post(url, "/recommend/batch", {"requests": [{"user_id": user}]}).json()["results"][0]
-                 for user in USERS}
+    with running_api(
+        model_base=two_versions[0],
+        data_dir=pipeline_run["data_dir"],
+        feedback_db=str(tmp_path / "fb.sqlite"),
+        backend=pod_with_a_canary.url,
+        model_name="recsys",
+        canary_share=0.3,
+    ) as (url, _):
+        first = {
+            user: post(url, "/recommend/batch", {"requests": [{"user_id": user}]}).json()["results"][0]
+            for user in USERS
+        }
         again = {user: post(url, "/recommend", {"user_id": user}).json() for user in USERS}
         pinned = post(url, "/recommend", {"user_id": USERS[0]}, headers={"X-Model-Label": "stable"}).json()
     canary = {user for user in USERS if user_bucket(user) < 0.3}

@@ -21,11 +21,18 @@ from proxy.catalog import Catalog
 from tests.api_server import running_api
 
 MAX_EXAMPLES = 60  # per operation in the fuzzing phase (the coverage phase adds its own boundary cases)
-CONFIG = schemathesis.Config.from_dict({
-    "seed": 20240501,
-    "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-    "phases": {"stateful": {"enabled": False}},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": 20240501,
+        "generation": {
+            "mode": "all",
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "database": "none",
+        },
+        "phases": {"stateful": {"enabled": False}},
+    }
+)
 # The API's errors about the request as a whole rather than one field.
 REASONS = ("malformed JSON", "request body larger than", "Not Found", "Method Not Allowed")
 TRACE = re.compile(r'Traceback \(most recent call last\)|File "[^"]*", line [0-9]+')
@@ -37,8 +44,12 @@ def api_schema(pipeline_run, tmp_path_factory):
     FEEDBACK_DB["path"] = str(tmp_path_factory.mktemp("fuzz") / "feedback.sqlite")
     catalog = Catalog(pipeline_run["pushed"])
     # A generous model timeout: a 503 from a busy CI machine is not what this test looks for.
-    with running_api(model_base=os.path.dirname(pipeline_run["pushed"]), feedback_db=FEEDBACK_DB["path"],
-                     data_dir=pipeline_run["data_dir"], timeout=30) as (url, _):
+    with running_api(
+        model_base=os.path.dirname(pipeline_run["pushed"]),
+        feedback_db=FEEDBACK_DB["path"],
+        data_dir=pipeline_run["data_dir"],
+        timeout=30,
+    ) as (url, _):
         schema = schemathesis.openapi.from_url(url + "/openapi.json", config=CONFIG)
         schema.hook("flatmap_case")(with_known_ids(sorted(catalog.known_users - {""}), sorted(catalog.items)))
         yield schema
@@ -51,8 +62,12 @@ def with_known_ids(users: list[str], items: list[str]):
 
     def swap(value, rnd: random.Random):
         if isinstance(value, dict):
-            return {k: rnd.choice(known[k]) if k in known and isinstance(v, str) and rnd.random() < 0.7
-                    else swap(v, rnd) for k, v in value.items()}
+            return {
+                k: rnd.choice(known[k])
+                if k in known and isinstance(v, str) and rnd.random() < 0.7
+                else swap(v, rnd)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [swap(v, rnd) for v in value]
         return value
@@ -68,7 +83,9 @@ def with_known_ids(users: list[str], items: list[str]):
             if path:
                 case.path_parameters = swap(path, rnd)
             return case
+
         return st.randoms(use_true_random=False).map(swapped)
+
     return flatmap_case
 
 
@@ -100,8 +117,12 @@ def _operation_fields(case) -> set[str]:
 
     definition = raw["paths"][case.operation.path].get(case.method.lower(), {})  # {}: an undeclared method
     names = {p["name"] for p in definition.get("parameters", [])}
-    return names | _field_names(definition.get("requestBody", {}), resolve) | _sent_names(case.body) \
+    return (
+        names
+        | _field_names(definition.get("requestBody", {}), resolve)
+        | _sent_names(case.body)
         | set(case.query or {})
+    )
 
 
 def _sent_names(value) -> set[str]:
@@ -155,8 +176,10 @@ def error_names_the_problem(ctx, response, case):
     fields = _operation_fields(case) | {"body"}
     for names in locations:
         if not set(names) & fields:
-            raise AssertionError(f"{response.status_code} error names no field of {case.operation.label}: "
-                                 f"{'.'.join(names)!r} in {message!r}")
+            raise AssertionError(
+                f"{response.status_code} error names no field of {case.operation.label}: "
+                f"{'.'.join(names)!r} in {message!r}"
+            )
     return True
 
 
@@ -174,8 +197,13 @@ def accepted_feedback_is_stored(ctx, response, case):
     if not ids:
         return None
     with sqlite3.connect(FEEDBACK_DB["path"]) as con:
-        stored = {r[0] for r in con.execute(
-            f"SELECT event_id FROM feedback WHERE event_id IN ({','.join('?' * len(set(ids)))})", sorted(set(ids)))}
+        stored = {
+            r[0]
+            for r in con.execute(
+                f"SELECT event_id FROM feedback WHERE event_id IN ({','.join('?' * len(set(ids)))})",
+                sorted(set(ids)),
+            )
+        }
     missing = set(ids) - stored
     if missing:
         raise AssertionError(f"202 for events not in the store: {sorted(missing)[:5]}")

@@ -31,7 +31,10 @@ class InsertAllRecorder:
         response.request = requests.Request(method, url).prepare()
         if self.failures:
             self.failures -= 1
-            response.status_code, response._content = 503, b'{"error": {"code": 503, "message": "backendError"}}'
+            response.status_code, response._content = (
+                503,
+                b'{"error": {"code": 503, "message": "backendError"}}',
+            )
         else:
             for row in json.loads(data)["rows"]:
                 self.stored.setdefault(row["insertId"], row["json"])  # BigQuery de-duplicates by insertId
@@ -44,8 +47,17 @@ def client(recorder):
 
 
 def events(n, start=0):
-    return [{"user_id": f"u{i}", "item_id": f"i{i}", "interaction_type": "rating" if i % 2 else "click",
-             "rating": 4.0 if i % 2 else None, "request_id": f"r{i}", "category": "c"} for i in range(start, n)]
+    return [
+        {
+            "user_id": f"u{i}",
+            "item_id": f"i{i}",
+            "interaction_type": "rating" if i % 2 else "click",
+            "rating": 4.0 if i % 2 else None,
+            "request_id": f"r{i}",
+            "category": "c",
+        }
+        for i in range(start, n)
+    ]
 
 
 def test_events_are_sent_as_insert_all_rows_in_the_interactions_columns(tmp_path):
@@ -59,7 +71,15 @@ def test_events_are_sent_as_insert_all_rows_in_the_interactions_columns(tmp_path
     first = body["rows"][1]["json"]
     assert first["user_id"] == "u1" and first["interaction_type"] == "rating" and first["rating"] == 4.0
     assert json.loads(first["features"]) == {"request_id": "r1"} and first["timestamp"].endswith("Z")
-    assert set(first) == {"user_id", "item_id", "interaction_type", "rating", "timestamp", "category", "features"}
+    assert set(first) == {
+        "user_id",
+        "item_id",
+        "interaction_type",
+        "rating",
+        "timestamp",
+        "category",
+        "features",
+    }
     assert store.delivered(SINK) == 3
 
 

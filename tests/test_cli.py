@@ -27,18 +27,29 @@ def recsys(capsys, *argv) -> tuple[int, str]:
 
 def test_a_missing_data_directory_is_named_before_tensorflow_loads(tmp_path):
     started = time.monotonic()
-    run = subprocess.run([RECSYS, "pipeline", "run", "--data", "/nonexistent", "--workdir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [RECSYS, "pipeline", "run", "--data", "/nonexistent", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.strip() == "recsys: error: /nonexistent: not a directory"
     assert time.monotonic() - started < 15  # TFX's imports alone take 40 s and more on this machine
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--users", "0", "argument --users: must be >= 1, got 0"),
-    ("--events", "-5", "argument --events: must be >= 1, got -5"),
-    ("--events", "20", "--events: at least 5 per user are drawn, so at least 2500 for --users 500; got 20"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--users", "0", "argument --users: must be >= 1, got 0"),
+        ("--events", "-5", "argument --events: must be >= 1, got -5"),
+        (
+            "--events",
+            "20",
+            "--events: at least 5 per user are drawn, so at least 2500 for --users 500; got 20",
+        ),
+    ],
+)
 def test_sample_sizes_are_checked(tmp_path, capsys, option, value, message):
     code, err = recsys(capsys, "data", "sample", "--out", str(tmp_path), option, value)
     assert code == 2 and message in err
@@ -47,18 +58,28 @@ def test_sample_sizes_are_checked(tmp_path, capsys, option, value, message):
 
 def test_predict_needs_a_url_with_a_scheme(capsys):
     code, err = recsys(capsys, "predict", "--rest", "127.0.0.1:8501", "--model", "m", "--user-id", "u")
-    assert code == 2 and "argument --rest: expected http://host:port (or https://), got '127.0.0.1:8501'" in err
+    assert (
+        code == 2 and "argument --rest: expected http://host:port (or https://), got '127.0.0.1:8501'" in err
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--hparams", '{"epochs": "two"}'], "--hparams: epochs: Input should be a valid integer, got 'two'"),
-    (["--hparams", '{"item_bias": 1}'], "--hparams: item_bias: Input should be a valid boolean, got 1"),
-    (["--hparams", '{"epochs": 0}'], "--hparams: epochs: Input should be greater than or equal to 1, got 0"),
-    (["--hparams", '{"lr": 1}'], "--hparams: unknown hyperparameter(s) ['lr']"),
-    (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--hparams", '{"epochs": "two"}'], "--hparams: epochs: Input should be a valid integer, got 'two'"),
+        (["--hparams", '{"item_bias": 1}'], "--hparams: item_bias: Input should be a valid boolean, got 1"),
+        (
+            ["--hparams", '{"epochs": 0}'],
+            "--hparams: epochs: Input should be greater than or equal to 1, got 0",
+        ),
+        (["--hparams", '{"lr": 1}'], "--hparams: unknown hyperparameter(s) ['lr']"),
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+    ],
+)
 def test_hyperparameters_are_checked_by_name_and_type(tmp_path, capsys, argv, message):
-    code, err = recsys(capsys, "pipeline", "run", "--data", str(tmp_path), "--workdir", str(tmp_path / "w"), *argv)
+    code, err = recsys(
+        capsys, "pipeline", "run", "--data", str(tmp_path), "--workdir", str(tmp_path / "w"), *argv
+    )
     assert code == 2 and message in err
     assert not os.path.exists(tmp_path / "w")
 
@@ -82,8 +103,12 @@ def test_misspelt_cloud_config_keys_are_named_before_tfx_loads(tmp_path):
     bad = tmp_path / "cloud.yaml"
     bad.write_text(text.replace("  grpc_port:", "  grpc_prt:") + "schedul: '0 3 * * 1'\n")
     started = time.monotonic()
-    run = subprocess.run([RECSYS, "pipeline", "compile", "--config", str(bad), "--out", str(tmp_path / "p.json")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [RECSYS, "pipeline", "compile", "--config", str(bad), "--out", str(tmp_path / "p.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "serving.grpc_prt: unknown setting (did you mean serving.grpc_port?)" in run.stderr
     assert "serving.grpc_port: missing" in run.stderr and "schedul: unknown setting" in run.stderr
@@ -92,22 +117,47 @@ def test_misspelt_cloud_config_keys_are_named_before_tfx_loads(tmp_path):
 
 def test_submit_without_credentials_says_so_before_compiling(tmp_path):
     config = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")}
-    env.update(HOME=str(tmp_path), GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")  # not on GCE
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")
+    }
+    env.update(
+        HOME=str(tmp_path), GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9"
+    )  # not on GCE
     started = time.monotonic()
-    run = subprocess.run([RECSYS, "pipeline", "submit", "--config", config], capture_output=True, text=True,
-                         timeout=120, env=env)
+    run = subprocess.run(
+        [RECSYS, "pipeline", "submit", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip() == ("recsys: error: no Google Cloud credentials: run `gcloud auth application-default "
-                                  "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")
+    assert run.stderr.strip() == (
+        "recsys: error: no Google Cloud credentials: run `gcloud auth application-default "
+        "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+    )
     assert time.monotonic() - started < 20
 
 
 def test_no_library_noise_by_default(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as outside `make`
-    run = subprocess.run([RECSYS, "pipeline", "compile", "--config", os.path.join(os.path.dirname(__file__), "..",
-                          "config", "cloud.example.yaml"), "--out", str(tmp_path / "p.json")],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [
+            RECSYS,
+            "pipeline",
+            "compile",
+            "--config",
+            os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml"),
+            "--out",
+            str(tmp_path / "p.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "FutureWarning" not in run.stderr
-    assert not re.search(r"^\S+ \S+: [IW] ", run.stderr, re.MULTILINE), run.stderr  # TensorFlow's C++ info, warnings
+    assert not re.search(r"^\S+ \S+: [IW] ", run.stderr, re.MULTILINE), (
+        run.stderr
+    )  # TensorFlow's C++ info, warnings

@@ -45,8 +45,9 @@ def _venv_tool(name: str) -> str:
 
 def _render() -> list[dict]:
     """Every object `kubectl apply -k k8s/` creates, as kubectl's own kustomize renders them."""
-    result = subprocess.run([_venv_tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [_venv_tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True
+    )
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
@@ -55,8 +56,15 @@ OBJECTS = _render()
 
 def _one(kind: str, name: str) -> dict:
     """The object of that kind and name; a generated ConfigMap by its generator's name (kustomize adds a hash)."""
-    [obj] = [o for o in OBJECTS if o["kind"] == kind and re.fullmatch(
-        rf"{re.escape(name)}(-[a-z0-9]{{10}})?" if kind == "ConfigMap" else re.escape(name), o["metadata"]["name"])]
+    [obj] = [
+        o
+        for o in OBJECTS
+        if o["kind"] == kind
+        and re.fullmatch(
+            rf"{re.escape(name)}(-[a-z0-9]{{10}})?" if kind == "ConfigMap" else re.escape(name),
+            o["metadata"]["name"],
+        )
+    ]
     return obj
 
 
@@ -95,6 +103,7 @@ def _cli_env_names() -> set[str]:
 
 # --- Kubernetes manifests ---
 
+
 @pytest.mark.parametrize("obj", OBJECTS, ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
 def test_every_rendered_object_validates_strictly(obj):
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -102,12 +111,17 @@ def test_every_rendered_object_validates_strictly(obj):
 
 def test_kustomize_renders_every_resource_and_the_generated_config():
     kinds = sorted(o["kind"] for o in OBJECTS)
-    assert kinds == sorted([doc["kind"] for name in _kustomization()["resources"] for doc in _yaml_documents(K8S / name)]
-                           + ["ConfigMap"])
+    assert kinds == sorted(
+        [doc["kind"] for name in _kustomization()["resources"] for doc in _yaml_documents(K8S / name)]
+        + ["ConfigMap"]
+    )
     # The Deployment mounts the generated ConfigMap under its hashed name: a changed config rolls the pods.
     configmap = _one("ConfigMap", "tf-serving-config")
-    [volume] = [v for v in _one("Deployment", "tf-serving")["spec"]["template"]["spec"]["volumes"]
-                if v["name"] == "config"]
+    [volume] = [
+        v
+        for v in _one("Deployment", "tf-serving")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "config"
+    ]
     assert volume["configMap"]["name"] == configmap["metadata"]["name"] != "tf-serving-config"
 
 
@@ -129,8 +143,10 @@ def test_namespace_matches_config():
 
 
 def model_config() -> model_server_config_pb2.ModelConfig:
-    config = text_format.Parse(_one("ConfigMap", "tf-serving-config")["data"]["models.config"],
-                               model_server_config_pb2.ModelServerConfig())
+    config = text_format.Parse(
+        _one("ConfigMap", "tf-serving-config")["data"]["models.config"],
+        model_server_config_pb2.ModelServerConfig(),
+    )
     [model] = config.model_config_list.config
     return model
 
@@ -138,8 +154,11 @@ def model_config() -> model_server_config_pb2.ModelConfig:
 def test_model_config_serves_the_base_the_pusher_writes_with_the_labels_the_api_asks_for():
     model = model_config()
     # The Pusher's base, whose version roots are the brute-force SavedModels (tests/test_serving_loadable.py).
-    assert (model.name, model.base_path, model.model_platform) == (CONFIG.model_name, CONFIG.serving_base,
-                                                                  "tensorflow")
+    assert (model.name, model.base_path, model.model_platform) == (
+        CONFIG.model_name,
+        CONFIG.serving_base,
+        "tensorflow",
+    )
     assert set(model.version_labels) == set(LABELS)
     # A label must name a version the policy loads, or its requests would never find one.
     assert set(model.version_labels.values()) <= set(model.model_version_policy.specific.versions)
@@ -149,7 +168,9 @@ def test_tf_serving_runs_the_stock_image_of_the_locked_serving_api():
     container = _container(_one("Deployment", "tf-serving"))
     # Stock TF Serving has no ScaNN ops; the version roots it loads use none. Its release is the serving API's.
     assert container["image"] == f"tensorflow/serving:{_lock()['tensorflow-serving-api']}"
-    assert container["command"] == ["/usr/bin/tensorflow_model_server"]  # not the entrypoint script's extra flags
+    assert container["command"] == [
+        "/usr/bin/tensorflow_model_server"
+    ]  # not the entrypoint script's extra flags
     flags = _flags(container["args"])
     assert "model_base_path" not in flags and "model_name" not in flags
     # A label of a version still loading is accepted at start-up (TF Serving refuses it otherwise).
@@ -189,8 +210,10 @@ def test_tf_serving_probes_wait_for_both_labelled_versions():
     # Started once "stable" answers; ready once "canary" does too (a loaded version stays loaded). TF Serving's
     # metadata call answers 404 for a label whose version is not available.
     for probe, label in zip(("startupProbe", "readinessProbe"), LABELS):
-        assert container[probe]["httpGet"] == {"path": f"/v1/models/{CONFIG.model_name}/labels/{label}/metadata",
-                                               "port": "http"}
+        assert container[probe]["httpGet"] == {
+            "path": f"/v1/models/{CONFIG.model_name}/labels/{label}/metadata",
+            "port": "http",
+        }
     assert container["livenessProbe"]["tcpSocket"]["port"] in port_names
 
 
@@ -207,7 +230,8 @@ def test_a_rollout_keeps_every_old_pod_until_a_new_one_is_ready():
     container = _container(deployment)
     readiness = container["readinessProbe"]
     assert deployment["spec"]["progressDeadlineSeconds"] > (
-        _startup_budget_seconds(container) + readiness["periodSeconds"] * readiness["failureThreshold"])
+        _startup_budget_seconds(container) + readiness["periodSeconds"] * readiness["failureThreshold"]
+    )
 
 
 def test_tf_serving_runs_locked_down():
@@ -227,7 +251,11 @@ def test_autoscaler_and_disruption_budget_cover_the_deployment():
     deployment = _one("Deployment", "tf-serving")
     hpa = _one("HorizontalPodAutoscaler", "tf-serving")
     pdb = _one("PodDisruptionBudget", "tf-serving")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "tf-serving"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "tf-serving",
+    }
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -236,8 +264,12 @@ def test_autoscaler_and_disruption_budget_cover_the_deployment():
 
 
 def test_workload_identity_names_a_service_account_of_the_project():
-    annotation = _one("ServiceAccount", "tf-serving")["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
-    assert re.fullmatch(rf"[a-z][a-z0-9-]{{4,28}}[a-z0-9]@{CONFIG.project}\.iam\.gserviceaccount\.com", annotation)
+    annotation = _one("ServiceAccount", "tf-serving")["metadata"]["annotations"][
+        "iam.gke.io/gcp-service-account"
+    ]
+    assert re.fullmatch(
+        rf"[a-z][a-z0-9-]{{4,28}}[a-z0-9]@{CONFIG.project}\.iam\.gserviceaccount\.com", annotation
+    )
 
 
 def test_the_service_is_headless_so_its_name_resolves_to_every_ready_pod():
@@ -251,6 +283,7 @@ def test_the_service_is_headless_so_its_name_resolves_to_every_ready_pod():
 
 # --- Cloud Run service of the proxy ---
 
+
 def _cloud_run_container() -> dict:
     [container] = _cloud_run()["spec"]["template"]["spec"]["containers"]
     return container
@@ -262,7 +295,8 @@ def test_cloud_run_container_validates_as_a_kubernetes_container():
     schema = kv_utils.schema_contents(f"{directory}/container-v1.json", K8S_VERSION)
     definitions = kv_utils.schema_contents(f"{directory}/_definitions.json", K8S_VERSION)
     registry = referencing.Resource.from_contents(definitions) @ (
-        referencing.Resource.from_contents(schema) @ referencing.Registry())
+        referencing.Resource.from_contents(schema) @ referencing.Registry()
+    )
     # Cloud Run gives the container a name of its own; Kubernetes requires one.
     container = {"name": "proxy", **_cloud_run_container()}
     jsonschema.validators.Draft202012Validator(schema, registry=registry).validate(container)
@@ -283,7 +317,8 @@ def test_cloud_run_service_agrees_with_config_and_cli(monkeypatch):
     assert env["RECSYS_MODEL_NAME"] == CONFIG.model_name
     assert env["RECSYS_FEEDBACK_TABLE"] == CONFIG.feedback_table
     assert service["spec"]["template"]["spec"]["serviceAccountName"].endswith(
-        f"@{CONFIG.project}.iam.gserviceaccount.com")
+        f"@{CONFIG.project}.iam.gserviceaccount.com"
+    )
 
 
 def test_cloud_run_takes_the_shared_store_and_its_certificate_authority_from_secret_manager():
@@ -296,7 +331,9 @@ def test_cloud_run_takes_the_shared_store_and_its_certificate_authority_from_sec
     assert volume["name"] == mount["name"] and volume["secret"]["secretName"] == CONFIG.store_ca_secret
     assert [item["path"] for item in volume["secret"]["items"]] == ["ca.pem"]
     # The URL the config file documents points at that file.
-    documented = re.search(r"url_secret:.*?(rediss://\S+)", (ROOT / "config" / "cloud.example.yaml").read_text())
+    documented = re.search(
+        r"url_secret:.*?(rediss://\S+)", (ROOT / "config" / "cloud.example.yaml").read_text()
+    )
     assert documented.group(1).endswith(f"ssl_ca_certs={mount['mountPath']}/ca.pem")
 
 
@@ -304,8 +341,10 @@ def test_cloud_run_reaches_tf_serving_by_the_headless_services_name():
     env = {e["name"]: e.get("value") for e in _cloud_run_container()["env"]}
     service = _one("Service", "tf-serving")["metadata"]
     # <service>.<namespace>.svc.<Cloud DNS additive VPC scope domain> (README, One-time setup).
-    assert re.fullmatch(rf"grpc://{service['name']}\.{service['namespace']}\.svc\.[a-z0-9.-]+:{CONFIG.grpc_port}",
-                        env["RECSYS_BACKEND"]), env["RECSYS_BACKEND"]
+    assert re.fullmatch(
+        rf"grpc://{service['name']}\.{service['namespace']}\.svc\.[a-z0-9.-]+:{CONFIG.grpc_port}",
+        env["RECSYS_BACKEND"],
+    ), env["RECSYS_BACKEND"]
     assert 0 <= float(env["RECSYS_CANARY_SHARE"]) <= 1
     annotations = _cloud_run()["spec"]["template"]["metadata"]["annotations"]
     assert annotations["run.googleapis.com/vpc-access-egress"] == "private-ranges-only"
@@ -428,7 +467,7 @@ def test_dockerfile_installs_python_packages_from_the_lock(path):
             assert words[-1].endswith("requirements.lock"), words
             continue
         constraints = [words[i + 1] for i, w in enumerate(words) if w in ("-c", "--constraint")]
-        for i, word in enumerate(words[words.index("install") + 1:], words.index("install") + 1):
+        for i, word in enumerate(words[words.index("install") + 1 :], words.index("install") + 1):
             if word in ("-r", "--requirement"):
                 assert [c for c in constraints if c.endswith("requirements.lock")], words
                 requirements = (DOCKER / Path(words[i + 1]).name).read_text()
@@ -497,14 +536,27 @@ def test_dockerfile_base_images_agree_with_the_lock(path):
 
 def test_dockerfiles_pass_hadolint():
     """hadolint's every rule, but those .hadolint.yaml ignores with its reasons."""
-    result = subprocess.run([_venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color",
-                             *map(str, DOCKERFILES)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            _venv_tool("hadolint"),
+            "--config",
+            str(ROOT / ".hadolint.yaml"),
+            "--no-color",
+            *map(str, DOCKERFILES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_build_context_holds_only_what_the_images_copy():
-    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
-             if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert lines[0] == "*"  # everything stays out (.venv, build/, .git, data) unless listed
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     for path in DOCKERFILES:
@@ -529,7 +581,8 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
 
 def test_recsys_serve_runs_without_tfx_as_in_the_api_image():
     # Also memory: importing TFX cost every API process 400 MiB (BENCHMARKS.md, load).
-    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TFX], capture_output=True, text=True, timeout=300,
-                            cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_TFX], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported tfx: False" in result.stdout

@@ -21,12 +21,24 @@ def free_port() -> int:
 
 
 def start_api(model_base: str, db: str, port: int) -> subprocess.Popen:
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recsys"), "serve", "--model-base",
-                               model_base, "--feedback-db", db, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "recsys"),
+            "serve",
+            "--model-base",
+            model_base,
+            "--feedback-db",
+            db,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with ApiClient(f"http://127.0.0.1:{port}") as api:
         api.wait_ready(180)
     return server
+
 
 def test_every_accepted_event_survives_sigkill_exactly_once(pipeline_run, tmp_path):
     model_base, db, port = os.path.dirname(pipeline_run["pushed"]), str(tmp_path / "fb.sqlite"), free_port()
@@ -39,8 +51,14 @@ def test_every_accepted_event_survives_sigkill_exactly_once(pipeline_run, tmp_pa
                 if stop.is_set():
                     return
                 try:
-                    response = client.post("/feedback", json={"user_id": "killed-user", "item_id": f"i{n % 200:05d}",
-                                                               "feedback_type": "click"})
+                    response = client.post(
+                        "/feedback",
+                        json={
+                            "user_id": "killed-user",
+                            "item_id": f"i{n % 200:05d}",
+                            "feedback_type": "click",
+                        },
+                    )
                 except httpx.TransportError:
                     return  # the server is gone
                 if response.status_code == 202:

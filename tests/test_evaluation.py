@@ -8,8 +8,8 @@ import types
 import pytest
 
 from tfx_pipeline import evaluation
-from tfx_pipeline.evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
+from tfx_pipeline.evaluator import inputs_fingerprint
 
 
 def test_metrics_by_hand():
@@ -55,16 +55,25 @@ def _results(model, popular, baseline=None, refit=None):
     return results
 
 
-@pytest.mark.parametrize("results, blessed, why", [
-    (_results(0.30, 0.20), True, "beats most popular"),
-    (_results(0.20, 0.20), False, "does not beat most popular"),  # a tie is not better
-    (_results(0.30, 0.20, baseline=0.31), True, "last blessed model had 0.3100"),  # within 5 %
-    (_results(0.29, 0.20, baseline=0.31), False, "more than 5% below the last blessed model"),
-    (_results(0.35, 0.40, baseline=0.30), False, "does not beat most popular"),
-    (_results(0.30, 0.20, refit=0.45), True, "beats most popular"),
-    (_results(0.30, 0.20, refit=0.20), False, "the refit model's ndcg@10 0.2000 does not beat most popular"),
-])
-def test_blessing_needs_popularity_beaten_by_both_models_and_no_regression_past_the_margin(results, blessed, why):
+@pytest.mark.parametrize(
+    "results, blessed, why",
+    [
+        (_results(0.30, 0.20), True, "beats most popular"),
+        (_results(0.20, 0.20), False, "does not beat most popular"),  # a tie is not better
+        (_results(0.30, 0.20, baseline=0.31), True, "last blessed model had 0.3100"),  # within 5 %
+        (_results(0.29, 0.20, baseline=0.31), False, "more than 5% below the last blessed model"),
+        (_results(0.35, 0.40, baseline=0.30), False, "does not beat most popular"),
+        (_results(0.30, 0.20, refit=0.45), True, "beats most popular"),
+        (
+            _results(0.30, 0.20, refit=0.20),
+            False,
+            "the refit model's ndcg@10 0.2000 does not beat most popular",
+        ),
+    ],
+)
+def test_blessing_needs_popularity_beaten_by_both_models_and_no_regression_past_the_margin(
+    results, blessed, why
+):
     verdict, reason = evaluation.bless(results, max_regression=0.05)
     assert verdict is blessed and why in reason
 
@@ -102,8 +111,15 @@ def test_a_model_is_asked_to_leave_out_no_more_than_its_own_limit_and_older_seen
 
 
 def test_report_gives_ratios_to_the_baselines_but_none_for_the_refit_which_saw_the_events():
-    results = {name: {"recall@10": recall, "ndcg@10": ndcg, "users": 3} for name, recall, ndcg in (
-        ("most_popular", 0.1, 0.2), ("ease", 0.2, 0.4), ("model", 0.3, 0.4), (evaluation.REFIT, 0.6, 0.8))}
+    results = {
+        name: {"recall@10": recall, "ndcg@10": ndcg, "users": 3}
+        for name, recall, ndcg in (
+            ("most_popular", 0.1, 0.2),
+            ("ease", 0.2, 0.4),
+            ("model", 0.3, 0.4),
+            (evaluation.REFIT, 0.6, 0.8),
+        )
+    }
     lines = evaluation.report(results).splitlines()
     assert lines[0] == "| method | recall@10 | ndcg@10 |"
     assert f"| {evaluation.REFIT} | 0.6000 | 0.8000 |" in lines

@@ -24,7 +24,10 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_request(pipelin
     base = str(tmp_path / "serving" / "recsys")
     first = os.path.basename(pipeline_run["pushed"])
     shutil.copytree(pipeline_run["pushed"], os.path.join(base, first))
-    with running_api(model_base=base, feedback_db=str(tmp_path / "fb.sqlite"), reload_interval=0.2) as (url, _):
+    with running_api(model_base=base, feedback_db=str(tmp_path / "fb.sqlite"), reload_interval=0.2) as (
+        url,
+        _,
+    ):
         statuses, per_client, stop = [], [[] for _ in range(4)], threading.Event()
 
         def load(versions):
@@ -48,7 +51,7 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_request(pipelin
     for versions in per_client:
         assert versions[0] == first and versions[-1] == second
         # Once a client got an answer from the new version, it never got one from the old version again.
-        assert first not in versions[versions.index(second):]
+        assert first not in versions[versions.index(second) :]
 
 
 def test_feedback_loop_serve_feedback_export_retrain_serve(pipeline_run, tmp_path):
@@ -64,14 +67,23 @@ def test_feedback_loop_serve_feedback_export_retrain_serve(pipeline_run, tmp_pat
 
     with running_api(model_base=base, feedback_db=db, data_dir=data, reload_interval=0.5) as (url, _):
         assert post(url, "/recommend", {"user_id": "loop-user"}).json()["fallback"] == "popularity"
-        events = [{"user_id": "loop-user", "item_id": item, "feedback_type": "like",
-                   "timestamp": f"2030-01-01T00:{n:02d}:00Z"} for n, item in enumerate(liked * 2)]
+        events = [
+            {
+                "user_id": "loop-user",
+                "item_id": item,
+                "feedback_type": "like",
+                "timestamp": f"2030-01-01T00:{n:02d}:00Z",
+            }
+            for n, item in enumerate(liked * 2)
+        ]
         assert post(url, "/feedback/batch", {"events": events}).status_code == 202
 
         assert cli.main(["feedback", "export", "--db", db, "--out", data]) == 0
         exported = open(os.path.join(data, "interactions-feedback.csv")).read().splitlines()
         assert len(exported) == 1 + len(events)
-        assert exported[1] == f"loop-user,{liked[0]},like,,2030-01-01T00:00:00.000000Z,horror,"  # category: catalog
+        assert (
+            exported[1] == f"loop-user,{liked[0]},like,,2030-01-01T00:00:00.000000Z,horror,"
+        )  # category: catalog
 
         result = local_runner.run(data, workdir, echo=lambda _: None)
         second = os.path.basename(result["pushed"])

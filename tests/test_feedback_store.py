@@ -16,11 +16,24 @@ def event(user, item, kind="click", **extra):
 
 def test_grouped_commit_returns_each_groups_ids_in_order(tmp_path):
     store = FeedbackStore(str(tmp_path / "fb.sqlite"))
-    groups = [[event("a", "1"), event("a", "2")], [event("b", "3")], [event("c", "4"), event("c", "5"), event("c", "6")]]
+    groups = [
+        [event("a", "1"), event("a", "2")],
+        [event("b", "3")],
+        [event("c", "4"), event("c", "5"), event("c", "6")],
+    ]
     ids = [[event_id for event_id, _ in group] for group in store.accept_groups(groups)]
     assert [len(g) for g in ids] == [2, 1, 3]
-    rows = sqlite3.connect(tmp_path / "fb.sqlite").execute("SELECT event_id, user_id, item_id FROM feedback ORDER BY seq")
-    assert [(r[1], r[2]) for r in rows] == [("a", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("c", "5"), ("c", "6")]
+    rows = sqlite3.connect(tmp_path / "fb.sqlite").execute(
+        "SELECT event_id, user_id, item_id FROM feedback ORDER BY seq"
+    )
+    assert [(r[1], r[2]) for r in rows] == [
+        ("a", "1"),
+        ("a", "2"),
+        ("b", "3"),
+        ("c", "4"),
+        ("c", "5"),
+        ("c", "6"),
+    ]
     assert [e["event_id"] for e in store.events()] == [i for g in ids for i in g]
 
 
@@ -35,8 +48,11 @@ def test_export_is_a_valid_data_directory_file(tmp_path):
 
 
 def rows(path):
-    return sqlite3.connect(path).execute(
-        "SELECT event_id, item_id, idempotency_key FROM feedback ORDER BY seq").fetchall()
+    return (
+        sqlite3.connect(path)
+        .execute("SELECT event_id, item_id, idempotency_key FROM feedback ORDER BY seq")
+        .fetchall()
+    )
 
 
 def test_a_retry_with_the_same_idempotency_key_returns_the_first_id_and_stores_nothing(tmp_path):
@@ -50,18 +66,27 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_id_and_stores_n
 
 def test_different_keys_and_no_key_store_separate_events(tmp_path):
     store = FeedbackStore(str(tmp_path / "fb.sqlite"))
-    ids = store.append([event("a", "1", idempotency_key="k1"), event("a", "1", idempotency_key="k2"),
-                        event("a", "1"), event("a", "1")])
+    ids = store.append(
+        [
+            event("a", "1", idempotency_key="k1"),
+            event("a", "1", idempotency_key="k2"),
+            event("a", "1"),
+            event("a", "1"),
+        ]
+    )
     assert len(set(ids)) == 4 and [r[0] for r in rows(tmp_path / "fb.sqlite")] == ids
 
 
 def test_a_duplicate_key_within_one_batch_and_across_grouped_requests(tmp_path):
     store = FeedbackStore(str(tmp_path / "fb.sqlite"))
-    [batch] = store.accept_groups([[event("a", "1", idempotency_key="k"), event("a", "2"),
-                                    event("a", "1", idempotency_key="k")]])
+    [batch] = store.accept_groups(
+        [[event("a", "1", idempotency_key="k"), event("a", "2"), event("a", "1", idempotency_key="k")]]
+    )
     assert batch[0][1] and batch[1][1] and batch[2] == (batch[0][0], False)
     # Two concurrent requests (one transaction through the Batcher) that carry the same new key.
-    one, two = store.accept_groups([[event("b", "3", idempotency_key="k2")], [event("b", "3", idempotency_key="k2")]])
+    one, two = store.accept_groups(
+        [[event("b", "3", idempotency_key="k2")], [event("b", "3", idempotency_key="k2")]]
+    )
     assert one[0][1] and two == [(one[0][0], False)]
     assert store.accept_groups([[event("a", "1", idempotency_key="k")]]) == [[(batch[0][0], False)]]
     assert [r[1] for r in rows(tmp_path / "fb.sqlite")] == ["1", "2", "3"]

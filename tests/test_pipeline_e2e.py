@@ -16,8 +16,19 @@ from tfx_pipeline.data import local_source
 from trainer_module import export
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
-COMPONENTS = ["FileBasedExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
-              "Transform", "Trainer", "RefitTrainer", "last_blessed_model", "Evaluator", "Pusher"]
+COMPONENTS = [
+    "FileBasedExampleGen",
+    "StatisticsGen",
+    "ContractSchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "Trainer",
+    "RefitTrainer",
+    "last_blessed_model",
+    "Evaluator",
+    "Pusher",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +50,18 @@ def train_events(sample_split):
 def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipeline_run):
     started = [line.split(":")[0].removeprefix("[pipeline] ") for line in pipeline_run["lines"][::2]]
     assert sorted(started) == sorted(COMPONENTS)
-    for before, after in [("FileBasedExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
-                          ("ContractSchemaGen", "ExampleValidator"), ("ExampleValidator", "AnomaliesGate"),
-                          ("AnomaliesGate", "Transform"), ("Transform", "Trainer"), ("Trainer", "RefitTrainer"),
-                          ("RefitTrainer", "Evaluator"),
-                          ("last_blessed_model", "Evaluator"), ("Evaluator", "Pusher")]:
+    for before, after in [
+        ("FileBasedExampleGen", "StatisticsGen"),
+        ("StatisticsGen", "ExampleValidator"),
+        ("ContractSchemaGen", "ExampleValidator"),
+        ("ExampleValidator", "AnomaliesGate"),
+        ("AnomaliesGate", "Transform"),
+        ("Transform", "Trainer"),
+        ("Trainer", "RefitTrainer"),
+        ("RefitTrainer", "Evaluator"),
+        ("last_blessed_model", "Evaluator"),
+        ("Evaluator", "Pusher"),
+    ]:
         assert started.index(before) < started.index(after), (before, after)
     pushed = pipeline_run["pushed"]
     assert os.path.dirname(pushed) == os.path.join(pipeline_run["workdir"], "serving", "recsys")
@@ -53,10 +71,14 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert os.listdir(os.path.dirname(os.path.dirname(pushed))) == ["recsys"]  # one base, nothing beside it
     report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
-    assert report["train_splits"] == ["train", "eval"]  # the refit on every event, not the evaluated candidate
+    assert report["train_splits"] == [
+        "train",
+        "eval",
+    ]  # the refit on every event, not the evaluated candidate
     # ... serving the mean of its scores and the candidate's: the Trainer's model of this run.
-    [candidate] = glob.glob(os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"),
-                            recursive=True)
+    [candidate] = glob.glob(
+        os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"), recursive=True
+    )
     assert report["averaged_with"] == {"model_dir": candidate, "train_splits": ["train"]}
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
 
@@ -73,15 +95,21 @@ def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipel
     # The refit trained on the eval split's events too: they are no test for it, but it must rank them higher.
     assert metrics[evaluation.REFIT]["ndcg@10"] > metrics["model"]["ndcg@10"]
     # Evaluated: every user with training events and an eval-split item they have no training event for.
-    [examples] = glob.glob(os.path.join(pipeline_run["workdir"], "**", "FileBasedExampleGen", "examples", "*"),
-                           recursive=True)
+    [examples] = glob.glob(
+        os.path.join(pipeline_run["workdir"], "**", "FileBasedExampleGen", "examples", "*"), recursive=True
+    )
     items = {split: collections.defaultdict(set) for split in ("train", "eval")}
     for split, by_user in items.items():
-        for record in tf.data.TFRecordDataset(glob.glob(os.path.join(examples, f"Split-{split}", "*")), "GZIP"):
+        for record in tf.data.TFRecordDataset(
+            glob.glob(os.path.join(examples, f"Split-{split}", "*")), "GZIP"
+        ):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             by_user[feature["user_id"].bytes_list.value[0]].add(feature["item_id"].bytes_list.value[0])
-    expected = sum(1 for user, held_out in items["eval"].items()
-                   if user in items["train"] and held_out - items["train"][user])
+    expected = sum(
+        1
+        for user, held_out in items["eval"].items()
+        if user in items["train"] and held_out - items["train"][user]
+    )
     # 1 event in 20 is held out: about half of the 300 users have a held-out item they have not trained on.
     assert metrics["model"]["users"] == metrics["ease"]["users"] == expected > 120
 
@@ -132,9 +160,12 @@ def test_similar_items_are_known_and_exclude_the_item_itself(model):
 def test_model_beats_popularity_on_held_out_events(model, sample_split, train_events):
     _, held_out = sample_split
     num_items = len(model.catalog.items)
-    model_recall = evaluation.metrics(evaluation.model_recommendations(model, train_events), held_out,
-                                      num_items)["recall@10"]
-    popular_recall = evaluation.metrics(evaluation.most_popular(train_events), held_out, num_items)["recall@10"]
+    model_recall = evaluation.metrics(
+        evaluation.model_recommendations(model, train_events), held_out, num_items
+    )["recall@10"]
+    popular_recall = evaluation.metrics(evaluation.most_popular(train_events), held_out, num_items)[
+        "recall@10"
+    ]
     print(f"recall@10 model {model_recall:.3f} popularity {popular_recall:.3f}")
     assert model_recall >= 1.5 * popular_recall
 

@@ -9,8 +9,14 @@ import pytest
 from tfx_pipeline import cli, local_runner
 from tfx_pipeline.data import local_source, sample
 
-UPSTREAM = ["FileBasedExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
-            "Transform"]
+UPSTREAM = [
+    "FileBasedExampleGen",
+    "StatisticsGen",
+    "ContractSchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+]
 
 
 def _workdir_sharing_the_cache(pipeline_run, tmp_path) -> str:
@@ -26,16 +32,25 @@ def test_failed_export_check_pushes_nothing_and_the_rerun_resumes_from_cache(pip
     serving = local_runner.serving_dir(workdir, "recsys")
     lines = []
     with pytest.raises(RuntimeError, match="min_scann_recall"):
-        local_runner.run(pipeline_run["data_dir"], workdir, echo=lines.append,
-                         hyperparameters={"epochs": 1, "min_scann_recall": 1.01})  # no index can pass
+        local_runner.run(
+            pipeline_run["data_dir"],
+            workdir,
+            echo=lines.append,
+            hyperparameters={"epochs": 1, "min_scann_recall": 1.01},
+        )  # no index can pass
     # Whichever of the two Trainers ran first failed the run.
     assert any(line.endswith("Trainer: started") for line in lines)
     assert not any(line.startswith("[pipeline] Pusher") for line in lines)
     assert not os.path.exists(serving) or not os.listdir(serving)
 
     # Any model that beats most popular is blessed here: this test is about the cache, not the margin.
-    result = local_runner.run(pipeline_run["data_dir"], workdir, echo=lambda _: None, hyperparameters={"epochs": 1},
-                              max_regression=1.0)
+    result = local_runner.run(
+        pipeline_run["data_dir"],
+        workdir,
+        echo=lambda _: None,
+        hyperparameters={"epochs": 1},
+        max_regression=1.0,
+    )
     assert all(result["timings"][name] < 2 for name in UPSTREAM), result["timings"]  # cached, not re-run
     assert result["pushed"] and os.path.dirname(result["pushed"]) == serving
 
@@ -44,13 +59,18 @@ def test_a_model_that_does_not_beat_popularity_is_not_blessed_nor_pushed(pipelin
     workdir = _workdir_sharing_the_cache(pipeline_run, tmp_path)
     lines = []
     # A learning rate this small leaves the towers at their random start: worse than most popular.
-    result = local_runner.run(pipeline_run["data_dir"], workdir, echo=lines.append,
-                              hyperparameters={"epochs": 1, "learning_rate": 1e-9})
+    result = local_runner.run(
+        pipeline_run["data_dir"],
+        workdir,
+        echo=lines.append,
+        hyperparameters={"epochs": 1, "learning_rate": 1e-9},
+    )
     report = result["evaluation"]
     assert report["blessed"] is False and "does not beat most popular" in report["reason"]
     # The shared run's model, blessed before, was found and evaluated on the same users.
     assert report["metrics"]["baseline_model"]["ndcg@10"] == pytest.approx(
-        pipeline_run["evaluation"]["metrics"]["model"]["ndcg@10"], abs=1e-6)
+        pipeline_run["evaluation"]["metrics"]["model"]["ndcg@10"], abs=1e-6
+    )
     assert result["pushed"] is None and "[pipeline] Pusher: started" in lines
     serving = local_runner.serving_dir(workdir, "recsys")
     assert not os.path.exists(serving) or not os.listdir(serving)

@@ -34,10 +34,16 @@ async def accept_and_read(url, events, users):
 
 
 def test_histories_follow_accepted_events_newest_seen_first_dislikes_only_excluded(redis_server):
-    events = [event("a", "1"), event("a", "2", "like"), event("a", "3", "dislike"), event("a", "1", "view"),
-              event("b", "9")]
+    events = [
+        event("a", "1"),
+        event("a", "2", "like"),
+        event("a", "3", "dislike"),
+        event("a", "1", "view"),
+        event("b", "9"),
+    ]
     accepted, [(history_a, seen_a), (history_b, seen_b), nobody] = run(
-        accept_and_read(redis_server.url, events, ["a", "b", "nobody"]))
+        accept_and_read(redis_server.url, events, ["a", "b", "nobody"])
+    )
     assert all(stored for _, stored in accepted) and len({event_id for event_id, _ in accepted}) == 5
     assert history_a == ["1", "2", "1"]  # oldest first, as the model's history input
     assert seen_a == ["1", "3", "2"]  # distinct, newest first
@@ -48,10 +54,16 @@ def test_an_idempotency_key_holds_across_instances_and_within_a_batch(redis_serv
     async def scenario():
         one, two = RedisStore(redis_server.url), RedisStore(redis_server.url)
         [(first, stored)] = await one.accept([event("a", "1", idempotency_key="k")])
-        again = await two.accept([event("a", "1", idempotency_key="k"), event("a", "2", idempotency_key="k2"),
-                                  event("a", "2", idempotency_key="k2")])
-        racing = await asyncio.gather(*(store.accept([event("r", "5", idempotency_key="race")])
-                                        for store in (one, two) * 8))
+        again = await two.accept(
+            [
+                event("a", "1", idempotency_key="k"),
+                event("a", "2", idempotency_key="k2"),
+                event("a", "2", idempotency_key="k2"),
+            ]
+        )
+        racing = await asyncio.gather(
+            *(store.accept([event("r", "5", idempotency_key="race")]) for store in (one, two) * 8)
+        )
         histories = await one.histories(["a", "r"])
         await one.close(), await two.close()
         return first, stored, again, racing, histories
@@ -131,8 +143,9 @@ def test_delivery_moves_each_event_once_and_reclaims_what_a_dead_consumer_left(r
 
 
 def test_a_failing_sink_keeps_the_batch_pending_and_delivers_it_later_to_bigquery(redis_server):
-    accepted, _ = run(accept_and_read(redis_server.url, [event("u", str(n), "rating", rating=4.0) for n in range(4)],
-                                      []))
+    accepted, _ = run(
+        accept_and_read(redis_server.url, [event("u", str(n), "rating", rating=4.0) for n in range(4)], [])
+    )
     recorder = InsertAllRecorder(failures=1)
     delivery = StreamDelivery(redis_server.url, BigQueryTable(TABLE, client(recorder)).write)
     with pytest.raises(Exception, match="backendError"):

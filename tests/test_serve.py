@@ -34,13 +34,17 @@ def test_a_missing_model_base_fails_fast(tmp_path):
     started = time.monotonic()
     run = serve("--model-base", str(tmp_path / "nowhere"), "--port", str(free_port()))
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip() == (f"recsys: error: --model-base {tmp_path / 'nowhere'}: no such directory "
-                                  "(--wait-for-model waits for a push)")
+    assert run.stderr.strip() == (
+        f"recsys: error: --model-base {tmp_path / 'nowhere'}: no such directory "
+        "(--wait-for-model waits for a push)"
+    )
     assert time.monotonic() - started < 15  # before TensorFlow's imports
 
 
 def test_a_model_base_without_a_version_fails(tmp_path):
-    run = serve("--model-base", str(tmp_path), "--port", str(free_port()), "--feedback-db", str(tmp_path / "f.db"))
+    run = serve(
+        "--model-base", str(tmp_path), "--port", str(free_port()), "--feedback-db", str(tmp_path / "f.db")
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"recsys: error: {tmp_path}: no pushed model version" in run.stderr
 
@@ -56,7 +60,9 @@ def test_a_port_in_use_is_reported_before_anything_loads(tmp_path):
         started = time.monotonic()
         run = serve("--model-base", str(tmp_path), "--port", str(port))
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"recsys: error: --host 127.0.0.1 --port {port}: cannot listen (Address already in use)" in run.stderr
+    assert (
+        f"recsys: error: --host 127.0.0.1 --port {port}: cannot listen (Address already in use)" in run.stderr
+    )
     assert time.monotonic() - started < 15
 
 
@@ -68,9 +74,23 @@ def waiting_api(tmp_path_factory):
     port = free_port()
     env = dict(os.environ, RECSYS_API_KEY=KEY)
     server = subprocess.Popen(
-        [RECSYS, "serve", "--model-base", str(tmp / "serving"), "--wait-for-model", "--port", str(port),
-         "--feedback-db", str(tmp / "feedback.sqlite"), "--cors-origin", ORIGIN],
-        stderr=subprocess.PIPE, text=True, env=env)
+        [
+            RECSYS,
+            "serve",
+            "--model-base",
+            str(tmp / "serving"),
+            "--wait-for-model",
+            "--port",
+            str(port),
+            "--feedback-db",
+            str(tmp / "feedback.sqlite"),
+            "--cors-origin",
+            ORIGIN,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines = []
     threading.Thread(target=lambda: lines.extend(server.stderr), daemon=True).start()
     url = f"http://127.0.0.1:{port}"
@@ -99,7 +119,7 @@ def logged(lines, pattern, timeout=5.0) -> str:
 
 def test_it_says_where_it_listens_and_that_it_waits(waiting_api):
     url, lines = waiting_api
-    logged(lines, rf"no model pushed under .*serving yet: waiting for one")
+    logged(lines, r"no model pushed under .*serving yet: waiting for one")
     logged(lines, rf"listening on {re.escape(url)}$")
     assert httpx.get(url + "/readyz").status_code == 503
     assert not any("Traceback" in line for line in lines)
@@ -119,10 +139,16 @@ def test_request_ids_are_the_clients_or_new_and_logged(waiting_api):
 
 def test_the_key_is_declared_in_openapi_and_required(waiting_api):
     url, lines = waiting_api
-    spec = httpx.get(url + "/openapi.json").json()  # the docs stay open, so clients and the page can find the key
+    spec = httpx.get(
+        url + "/openapi.json"
+    ).json()  # the docs stay open, so clients and the page can find the key
     [(scheme_name, scheme)] = spec["components"]["securitySchemes"].items()
-    assert scheme == {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                      "description": "the key `recsys serve` was started with (env RECSYS_API_KEY)"}
+    assert scheme == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "the key `recsys serve` was started with (env RECSYS_API_KEY)",
+    }
     for path in ("/recommend", "/recommend/batch", "/feedback", "/similar/{item_id}", "/users"):
         [operation] = spec["paths"][path].values()
         assert operation["security"] == [{scheme_name: []}], path
@@ -131,12 +157,17 @@ def test_the_key_is_declared_in_openapi_and_required(waiting_api):
     assert refused.status_code == 401 and refused.json() == {"error": "missing or wrong X-API-Key header"}
     assert httpx.get(url + "/metrics").status_code == 401
     keyed = httpx.post(url + "/recommend", json={"user_id": "u1"}, headers={"X-API-Key": KEY})
-    assert keyed.status_code == 503 and keyed.json() == {"error": "no model loaded yet"}  # past the key: no model
+    assert keyed.status_code == 503 and keyed.json() == {
+        "error": "no model loaded yet"
+    }  # past the key: no model
 
 
 def test_cors_allows_the_configured_origin_only(waiting_api):
     url, _ = waiting_api
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-api-key"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key",
+    }
     allowed = httpx.options(url + "/recommend", headers={"Origin": ORIGIN, **preflight})
     assert allowed.status_code == 200 and allowed.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "x-api-key" in allowed.headers["Access-Control-Allow-Headers"].lower()
@@ -160,6 +191,7 @@ def test_docs_render_in_chromium_without_internet(waiting_api):
                 return route.continue_()
             outside.append(route.request.url)
             return route.abort()
+
         page.route("**/*", only_this_server)
         page.goto(url + "/docs")
         page.wait_for_selector(".swagger-ui .info .title", timeout=30000)

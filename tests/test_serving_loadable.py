@@ -42,9 +42,16 @@ def _ops(path: str) -> set[str]:
 def test_the_version_root_has_no_scann_op_and_loads_where_scann_was_never_imported(pipeline_run):
     pushed = pipeline_run["pushed"]
     assert not {op for op in _ops(pushed) if op.startswith("Scann")}
-    assert {op for op in _ops(os.path.join(pushed, export.SCANN_DIR)) if op.startswith("Scann")}  # the check bites
-    result = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_SCANN, pushed], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert {
+        op for op in _ops(os.path.join(pushed, export.SCANN_DIR)) if op.startswith("Scann")
+    }  # the check bites
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_SCANN, pushed],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"items": [1, 100], "scann_imported": False}
 
@@ -68,11 +75,19 @@ def test_models_config_the_image_and_the_pushed_layout_agree(pipeline_run):
 def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run):
     pushed = pipeline_run["pushed"]
     report = export.read_report(pushed)
-    sizes = (report["num_users"], report["num_items"], report["hyperparameters"]["embedding_dim"],
-             report["serving"]["num_models"])
+    sizes = (
+        report["num_users"],
+        report["num_items"],
+        report["hyperparameters"]["embedding_dim"],
+        report["serving"]["num_models"],
+    )
     assert report["serving"]["num_models"] == 2  # the refit averaged with the candidate
     # The formula counts exactly the numeric variables the SavedModel's checkpoint holds.
-    assert report["serving"]["variable_bytes"] == export.variable_bytes(*sizes) == export.checkpoint_bytes(pushed)
+    assert (
+        report["serving"]["variable_bytes"]
+        == export.variable_bytes(*sizes)
+        == export.checkpoint_bytes(pushed)
+    )
     assert report["serving"]["memory_bytes"] == export.serving_memory(*sizes) >= export.variable_bytes(*sizes)
 
 
@@ -87,8 +102,11 @@ VERSIONS_LOADED = 2  # models.config's stable and canary
 def _sizing_rows() -> list[list[str]]:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("### Sizing TF Serving from the model")[1].split("\n### ")[0]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
-            if re.match(r"\| [0-9]", line)]
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if re.match(r"\| [0-9]", line)
+    ]
 
 
 def _mib(text: str) -> int:
@@ -108,11 +126,19 @@ def test_the_readme_sizing_table_follows_from_the_export_formula_and_sizes_the_m
         assert one == f"{round(memory / mib)} MiB"
         needed = math.ceil((VERSIONS_LOADED * memory / mib + SERVER_ALLOWANCE_MIB) / 256) * 256
         assert limit == f"{needed} MiB"
-        seconds = 2 * VERSIONS_LOADED * (variables / mib / GCS_MIB_PER_SECOND + LOAD_SECONDS_PER_GIB * variables / 2**30)
+        seconds = (
+            2
+            * VERSIONS_LOADED
+            * (variables / mib / GCS_MIB_PER_SECOND + LOAD_SECONDS_PER_GIB * variables / 2**30)
+        )
         assert start == f"{round(seconds)} s"
         assert (round(seconds) > startup) == ("failureThreshold" in note), (users, note)
     # The committed manifest is its row: memory request = limit, and start-up within the probe's budget.
     [committed] = [row for row in rows if "as committed" in row[6]]
     resources = container["resources"]
-    assert _mib(resources["requests"]["memory"]) == _mib(resources["limits"]["memory"]) == int(committed[4].split()[0])
+    assert (
+        _mib(resources["requests"]["memory"])
+        == _mib(resources["limits"]["memory"])
+        == int(committed[4].split()[0])
+    )
     assert int(committed[5].split()[0]) <= startup

@@ -29,9 +29,23 @@ class Instance:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "recsys"), "serve", "--model-base", model_base,
-             "--store", store_url, "--feedback-db", feedback_db, "--port", str(self.port),
-             "--reclaim-idle", str(RECLAIM_IDLE)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                os.path.join(os.path.dirname(sys.executable), "recsys"),
+                "serve",
+                "--model-base",
+                model_base,
+                "--store",
+                store_url,
+                "--feedback-db",
+                feedback_db,
+                "--port",
+                str(self.port),
+                "--reclaim-idle",
+                str(RECLAIM_IDLE),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def wait_ready(self) -> "Instance":
         with ApiClient(self.url) as api:
@@ -69,7 +83,11 @@ def delivered(db: str, seconds: float = 60) -> collections.Counter:
     nothing new has arrived for a while."""
     out, last, deadline = os.path.join(os.path.dirname(db), "export"), None, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        count = sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0] if os.path.exists(db) else 0
+        count = (
+            sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0]
+            if os.path.exists(db)
+            else 0
+        )
         if count == last:
             break
         last = count
@@ -98,8 +116,9 @@ def test_a_like_on_one_instance_changes_the_next_answer_of_the_other_at_once(sha
         before = client.post(f"{b.url}/recommend", json={"user_id": "seen-by-both"}).json()
         assert before["fallback"] == "popularity"
         liked = before["recommendations"][0]["item_id"]
-        response = client.post(f"{a.url}/feedback", json={"user_id": "seen-by-both", "item_id": liked,
-                                                         "feedback_type": "like"})
+        response = client.post(
+            f"{a.url}/feedback", json={"user_id": "seen-by-both", "item_id": liked, "feedback_type": "like"}
+        )
         acknowledged = time.perf_counter()
         after = client.post(f"{b.url}/recommend", json={"user_id": "seen-by-both"}).json()
         elapsed = time.perf_counter() - acknowledged
@@ -116,8 +135,9 @@ def stream_feedback(url: str, user: str, accepted: list, stop: threading.Event):
             if stop.is_set():
                 return
             try:
-                response = client.post("/feedback", json={"user_id": user, "item_id": f"item-{n}",
-                                                          "feedback_type": "click"})
+                response = client.post(
+                    "/feedback", json={"user_id": user, "item_id": f"item-{n}", "feedback_type": "click"}
+                )
             except httpx.TransportError:
                 return
             if response.status_code == 202:
@@ -128,8 +148,10 @@ def test_every_acknowledged_event_is_delivered_once_when_an_instance_is_killed(s
     store, [_, b], model_base, db = shared
     doomed = Instance(model_base, store.url, db).wait_ready()
     accepted, stop = [], threading.Event()
-    writers = [threading.Thread(target=stream_feedback, args=(instance.url, f"writer-{n}", accepted, stop))
-               for n, instance in enumerate([doomed, doomed, b, b])]
+    writers = [
+        threading.Thread(target=stream_feedback, args=(instance.url, f"writer-{n}", accepted, stop))
+        for n, instance in enumerate([doomed, doomed, b, b])
+    ]
     try:
         for w in writers:
             w.start()
@@ -164,14 +186,24 @@ def test_the_store_killed_and_restarted_under_load_costs_no_500_and_no_acknowled
                 if i % 2:
                     response = client.post("/recommend", json={"user_id": f"load-{n}"})
                 else:
-                    response = client.post("/feedback", json={"user_id": f"load-{n}", "item_id": f"item-{i}",
-                                                              "feedback_type": "view"})
+                    response = client.post(
+                        "/feedback",
+                        json={"user_id": f"load-{n}", "item_id": f"item-{i}", "feedback_type": "view"},
+                    )
                     if response.status_code == 202:
                         accepted.append((f"load-{n}", f"item-{i}"))
-                answers.append((response.request.url.path, response.status_code, response.headers.get("retry-after"),
-                                response.json()))
+                answers.append(
+                    (
+                        response.request.url.path,
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        response.json(),
+                    )
+                )
 
-    threads = [threading.Thread(target=load, args=(url, n)) for n, url in enumerate([a.url, b.url, a.url, b.url])]
+    threads = [
+        threading.Thread(target=load, args=(url, n)) for n, url in enumerate([a.url, b.url, a.url, b.url])
+    ]
     for t in threads:
         t.start()
     try:

@@ -14,22 +14,36 @@ import grpc
 import httpx
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from proxy import embedded
 from proxy.batcher import MAX_BATCH
 from proxy.schemas import MAX_ID_LENGTH
-from proxy.tf_serving import (BackendError, BackendUnavailable, GrpcPredictionClient, RestPredictionClient,
-                              client_for_url)
+from proxy.tf_serving import (
+    BackendError,
+    BackendUnavailable,
+    GrpcPredictionClient,
+    RestPredictionClient,
+    client_for_url,
+)
 from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
 from trainer_module.hparams import HParams
 
 MODEL = "recsys"
 SERVERS = {"grpc": GrpcModelServer, "rest": RestModelServer}
-SIGNATURES = {"serving_default": {"inputs": ["exclude_item_ids", "history", "user_id"],
-                                  "outputs": ["item_ids", "scores"]},
-              "similar_items": {"inputs": ["item_id"], "outputs": ["item_ids", "scores"]}}
+SIGNATURES = {
+    "serving_default": {
+        "inputs": ["exclude_item_ids", "history", "user_id"],
+        "outputs": ["item_ids", "scores"],
+    },
+    "similar_items": {"inputs": ["item_id"], "outputs": ["item_ids", "scores"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +111,11 @@ def test_recommendations_are_the_embedded_backends(client, reference, histories)
     known = sorted(histories)[:2]
     top = ids(reference.recommend([known[1]], [histories[known[1]][-20:]], [[]], k=10))[0]
     # Ragged histories and exclusions in one batch: a known user, one with exclusions, new users with and without.
-    queries = ([known[0], known[1], "never-seen", "never-seen"],
-               [histories[known[0]][-20:], histories[known[1]][-20:], histories[known[0]][-3:], []],
-               [[], top[:3], [], []])
+    queries = (
+        [known[0], known[1], "never-seen", "never-seen"],
+        [histories[known[0]][-20:], histories[known[1]][-20:], histories[known[0]][-3:], []],
+        [[], top[:3], [], []],
+    )
     expected, got = reference.recommend(*queries, k=10), client.recommend(*queries, k=10)
     assert ids(got) == ids(expected)
     assert scores(got) == pytest.approx(scores(expected), rel=1e-6)
@@ -153,7 +169,7 @@ def test_the_apis_largest_model_call_reaches_the_server(protocol, servers, refer
     limit = HParams().max_exclusions
     unknown = [f"{n:0{MAX_ID_LENGTH}d}" for n in range(limit)]
     top = ids(reference.recommend(users, recent, [[]] * len(users), k=3))
-    queries = (users, recent, [row + unknown[:limit - len(row)] for row in top])
+    queries = (users, recent, [row + unknown[: limit - len(row)] for row in top])
     assert len(users) == MAX_BATCH and all(len(exclude) == limit for exclude in queries[2])
     client = client_for_url(servers[protocol].url, MODEL, timeout=60)
     try:
@@ -164,7 +180,9 @@ def test_the_apis_largest_model_call_reaches_the_server(protocol, servers, refer
     assert all(not set(t) & set(row) for t, row in zip(top, ids(got)))
 
 
-def test_a_stopped_server_is_unavailable_within_the_timeout_and_serves_again_after_a_restart(own_server, histories):
+def test_a_stopped_server_is_unavailable_within_the_timeout_and_serves_again_after_a_restart(
+    own_server, histories
+):
     item = histories[sorted(histories)[0]][0]
     client = client_for_url(own_server.url, MODEL, timeout=2.0)
     before, port = client.similar([item], k=5), own_server.port
@@ -202,7 +220,10 @@ def test_a_server_that_never_answers_is_unavailable_after_the_timeout(scheme, si
 
 
 def test_client_for_url_picks_the_protocol_by_scheme():
-    grpc_client, rest_client = client_for_url("grpc://tfs:8500", MODEL), client_for_url("http://tfs:8501", MODEL)
+    grpc_client, rest_client = (
+        client_for_url("grpc://tfs:8500", MODEL),
+        client_for_url("http://tfs:8501", MODEL),
+    )
     # Every address the name resolves to (a headless Service's pods), not one.
     assert isinstance(grpc_client, GrpcPredictionClient) and grpc_client.target == "dns:///tfs:8500"
     assert isinstance(rest_client, RestPredictionClient) and rest_client.base_url == "http://tfs:8501"
@@ -220,9 +241,15 @@ def labelled_servers(pipeline_run, tmp_path_factory):
     """Both protocols over two versions: "stable" the pushed one, "canary" a newer copy, "next" a version that
     is not loaded (a label may name one)."""
     stable = int(os.path.basename(pipeline_run["pushed"]))
-    canary = shutil.copytree(pipeline_run["pushed"], tmp_path_factory.mktemp("serving") / MODEL / str(stable + 1))
-    servable = Servable(MODEL, pipeline_run["pushed"], str(canary),
-                        labels={"stable": stable, "canary": stable + 1, "next": stable + 2})
+    canary = shutil.copytree(
+        pipeline_run["pushed"], tmp_path_factory.mktemp("serving") / MODEL / str(stable + 1)
+    )
+    servable = Servable(
+        MODEL,
+        pipeline_run["pushed"],
+        str(canary),
+        labels={"stable": stable, "canary": stable + 1, "next": stable + 2},
+    )
     started = {protocol: server(servable).start() for protocol, server in SERVERS.items()}
     yield started, stable
     for server in started.values():
@@ -243,7 +270,9 @@ def test_a_label_picks_the_version_that_answers(protocol, labelled_servers, hist
         assert client.model_version == str(stable + 1)
         with pytest.raises(BackendError, match="Unrecognized servable version label: beta"):
             client.similar([item], k=5, label="beta")
-        with pytest.raises(BackendError, match=rf"Servable not found for request: Specific\({MODEL}, {stable + 2}\)"):
+        with pytest.raises(
+            BackendError, match=rf"Servable not found for request: Specific\({MODEL}, {stable + 2}\)"
+        ):
             client.similar([item], k=5, label="next")
     finally:
         client.close()
@@ -267,20 +296,35 @@ def test_each_thread_reads_the_version_that_answered_its_own_call(labelled_serve
 
 # ---- the fakes speak TF Serving's protocols (raw requests, no client of ours) ----
 
+
 def test_rest_predict_in_row_and_columnar_formats(servers, reference, histories, version):
     user = sorted(histories)[0]
     history = histories[user][-20:]
     short = history[-3:] + [""] * (len(history) - 3)  # the row format needs equal shapes
     expected = ids(reference.recommend([user, "never-seen"], [history, short], [[], []], k=100))
     predict = f"{servers['rest'].url}/v1/models/{MODEL}:predict"
-    rows = httpx.post(predict, json={"instances": [
-        {"user_id": user, "history": history, "exclude_item_ids": []},
-        {"user_id": "never-seen", "history": short, "exclude_item_ids": []}]}).json()
+    rows = httpx.post(
+        predict,
+        json={
+            "instances": [
+                {"user_id": user, "history": history, "exclude_item_ids": []},
+                {"user_id": "never-seen", "history": short, "exclude_item_ids": []},
+            ]
+        },
+    ).json()
     assert [row["item_ids"] for row in rows["predictions"]] == expected
     assert all(len(row["scores"]) == 100 for row in rows["predictions"])
-    columns = httpx.post(f"{servers['rest'].url}/v1/models/{MODEL}/versions/{version}:predict", json={
-        "signature_name": "serving_default",
-        "inputs": {"user_id": [user, "never-seen"], "history": [history, short], "exclude_item_ids": [[], []]}})
+    columns = httpx.post(
+        f"{servers['rest'].url}/v1/models/{MODEL}/versions/{version}:predict",
+        json={
+            "signature_name": "serving_default",
+            "inputs": {
+                "user_id": [user, "never-seen"],
+                "history": [history, short],
+                "exclude_item_ids": [[], []],
+            },
+        },
+    )
     assert columns.json()["outputs"]["item_ids"] == expected
     # A single named input is given bare in both formats.
     similar = ids(reference.similar([history[0]], k=100))
@@ -292,41 +336,66 @@ def test_rest_predict_in_row_and_columnar_formats(servers, reference, histories,
 
 def test_rest_status_metadata_and_errors(servers, version):
     base = f"{servers['rest'].url}/v1/models/{MODEL}"
-    assert httpx.get(base).json() == {"model_version_status": [
-        {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert httpx.get(base).json() == {
+        "model_version_status": [
+            {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     metadata = httpx.get(f"{base}/metadata").json()
     assert metadata["model_spec"]["name"] == MODEL and metadata["model_spec"]["version"] == version
     signature_defs = metadata["metadata"]["signature_def"]["signature_def"]
     assert signature_defs["serving_default"]["inputs"]["history"]["dtype"] == "DT_STRING"
     assert signature_defs["similar_items"]["method_name"] == "tensorflow/serving/predict"
     errors = {
-        (f"{base}/versions/1:predict", '{"inputs": ["x"]}'):
-            (404, "Servable not found for request: Specific(recsys, 1)"),
-        (f"{base}:predict", '{"signature_name": "nope", "inputs": ["x"]}'):
-            (400, 'Serving signature name: "nope" not found in signature def'),
-        (f"{base}:predict", '{"signature_name": "similar_items", "inputs": ["x"], "instances": ["x"]}'):
-            (400, "expecting only one of 'inputs' or 'instances'"),
-        (f"{base}:predict", '{"instances": [{"user_id": "u", "history": ["a"], "exclude_item_ids": []},'
-                            ' {"user_id": "u", "history": ["a", "b"], "exclude_item_ids": []}]}'):
-            (400, "Encountered list at unexpected size: 2"),
-        (f"{base}:predict", '{"inputs": {"user_id": ["u"], "history": [["a"]]}}'):
-            (400, "Missing named input: exclude_item_ids"),
+        (f"{base}/versions/1:predict", '{"inputs": ["x"]}'): (
+            404,
+            "Servable not found for request: Specific(recsys, 1)",
+        ),
+        (f"{base}:predict", '{"signature_name": "nope", "inputs": ["x"]}'): (
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
+        (f"{base}:predict", '{"signature_name": "similar_items", "inputs": ["x"], "instances": ["x"]}'): (
+            400,
+            "expecting only one of 'inputs' or 'instances'",
+        ),
+        (
+            f"{base}:predict",
+            '{"instances": [{"user_id": "u", "history": ["a"], "exclude_item_ids": []},'
+            ' {"user_id": "u", "history": ["a", "b"], "exclude_item_ids": []}]}',
+        ): (400, "Encountered list at unexpected size: 2"),
+        (f"{base}:predict", '{"inputs": {"user_id": ["u"], "history": [["a"]]}}'): (
+            400,
+            "Missing named input: exclude_item_ids",
+        ),
         (f"{base}:predict", "{not json"): (400, "JSON Parse error"),
     }
     for (url, body), (status, message) in errors.items():
         response = httpx.post(url, content=body)
-        assert response.status_code == status and message in response.json()["error"], (url, body, response.text)
+        assert response.status_code == status and message in response.json()["error"], (
+            url,
+            body,
+            response.text,
+        )
 
 
 def test_grpc_predict_and_metadata_messages(servers, version):
     with grpc.insecure_channel(servers["grpc"].target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=MODEL), inputs={  # default signature
-            "user_id": tf.make_tensor_proto(["u"], tf.string), "history": tf.make_tensor_proto([[""]], tf.string),
-            "exclude_item_ids": tf.make_tensor_proto([], tf.string, shape=[1, 0])})
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=MODEL),
+            inputs={  # default signature
+                "user_id": tf.make_tensor_proto(["u"], tf.string),
+                "history": tf.make_tensor_proto([[""]], tf.string),
+                "exclude_item_ids": tf.make_tensor_proto([], tf.string, shape=[1, 0]),
+            },
+        )
         response = stub.Predict(request, timeout=5)
-        assert (response.model_spec.name, response.model_spec.version.value, response.model_spec.signature_name) \
-            == (MODEL, int(version), "serving_default")
+        assert (
+            response.model_spec.name,
+            response.model_spec.version.value,
+            response.model_spec.signature_name,
+        ) == (MODEL, int(version), "serving_default")
         scores = response.outputs["scores"]
         assert [d.size for d in scores.tensor_shape.dim] == [1, 100]
         assert len(scores.float_val) == 100 and not scores.tensor_content  # typed fields, as TF Serving sends
@@ -342,8 +411,12 @@ def test_grpc_predict_and_metadata_messages(servers, version):
             stub.Predict(request, timeout=5)
         assert no_signature.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-        metadata = stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=model_pb2.ModelSpec(name=MODEL), metadata_field=["signature_def"]), timeout=5)
+        metadata = stub.GetModelMetadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=model_pb2.ModelSpec(name=MODEL), metadata_field=["signature_def"]
+            ),
+            timeout=5,
+        )
         signature_defs = get_model_metadata_pb2.SignatureDefMap()
         assert metadata.metadata["signature_def"].Unpack(signature_defs)
         assert set(SIGNATURES) <= set(signature_defs.signature_def)

@@ -21,13 +21,16 @@ def test_hyperparameter_overrides_and_unknown_names():
 
 
 def test_history_bag_is_the_mean_of_its_items_and_zero_when_empty():
-    table = tf.keras.layers.Embedding(3, 2, embeddings_initializer=tf.constant_initializer(
-        [[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]]))
+    table = tf.keras.layers.Embedding(
+        3, 2, embeddings_initializer=tf.constant_initializer([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]])
+    )
     # Rows: items 0 and 1; nothing; item 2. Index 0 is a real item (the most frequent), not padding.
-    history = tf.SparseTensor(indices=[[0, 0], [0, 1], [2, 0]], values=tf.constant([0, 1, 2], tf.int64),
-                              dense_shape=[3, 2])
-    np.testing.assert_allclose(mean_history_embedding(table, history).numpy(),
-                               [[0.5, 0.5], [0.0, 0.0], [4.0, 4.0]])
+    history = tf.SparseTensor(
+        indices=[[0, 0], [0, 1], [2, 0]], values=tf.constant([0, 1, 2], tf.int64), dense_shape=[3, 2]
+    )
+    np.testing.assert_allclose(
+        mean_history_embedding(table, history).numpy(), [[0.5, 0.5], [0.0, 0.0], [4.0, 4.0]]
+    )
 
 
 def test_query_is_the_user_plus_the_candidate_embeddings_of_the_history_weighted_by_who_asks():
@@ -43,7 +46,9 @@ def test_query_is_the_user_plus_the_candidate_embeddings_of_the_history_weighted
     queries = model.query_tower(tf.constant([0, 10]), history).numpy()
     mean = (items[3] + items[5]) / 2
     for query, weight in zip(queries, [0.25, 1.0]):
-        np.testing.assert_allclose(query, (user + weight * mean) / np.linalg.norm(user + weight * mean), rtol=1e-5)
+        np.testing.assert_allclose(
+            query, (user + weight * mean) / np.linalg.norm(user + weight * mean), rtol=1e-5
+        )
 
 
 MIRRORED = textwrap.dedent("""
@@ -86,23 +91,30 @@ def test_mirrored_strategy_trains_on_two_logical_devices():
 def _batch(n: int, seed: int = 0, rated: bool = False) -> dict:
     """Transformed features of n random events over 10 users, 20 items, 4 categories."""
     rng = np.random.default_rng(seed)
-    return {f.USER_IDX: tf.constant(rng.integers(0, 10, n)), f.ITEM_IDX: tf.constant(rng.integers(0, 20, n)),
-            f.CATEGORY_IDX: tf.constant(rng.integers(0, 4, n)),
-            f.HISTORY_IDX: tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64)),
-            f.RATING: tf.constant(rng.uniform(1, 5, n) if rated else np.zeros(n), tf.float32),
-            f.RATING_WEIGHT: tf.constant(np.ones(n) if rated else np.zeros(n), tf.float32)}
+    return {
+        f.USER_IDX: tf.constant(rng.integers(0, 10, n)),
+        f.ITEM_IDX: tf.constant(rng.integers(0, 20, n)),
+        f.CATEGORY_IDX: tf.constant(rng.integers(0, 4, n)),
+        f.HISTORY_IDX: tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64)),
+        f.RATING: tf.constant(rng.uniform(1, 5, n) if rated else np.zeros(n), tf.float32),
+        f.RATING_WEIGHT: tf.constant(np.ones(n) if rated else np.zeros(n), tf.float32),
+    }
 
 
 def test_model_trains_without_the_rating_head():
     data = tf.data.Dataset.from_tensor_slices(_batch(64)).batch(16)
-    model = TwoTowerModel(HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21), np.arange(21) % 5)
+    model = TwoTowerModel(
+        HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21), np.arange(21) % 5
+    )
     model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     assert np.isfinite(model.fit(data, epochs=1, verbose=0).history["loss"][-1])
 
 
 @pytest.mark.parametrize("item_bias", [False, True])
 def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
-    hp = HParams(embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5, item_bias=item_bias)
+    hp = HParams(
+        embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5, item_bias=item_bias
+    )
     categories = np.arange(21) % 5
     model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), categories)
     batch = _batch(16)
@@ -122,8 +134,10 @@ def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, sam
     hp = HParams(embedding_dim=8, rating_weight=0.0, user_id_dropout=0.0, history_dropout=dropout)
     model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
     batch, other_history = _batch(16), _batch(16, seed=1)[f.HISTORY_IDX]
-    losses = [model.compute_loss(batch, training=True).numpy(),
-              model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy()]
+    losses = [
+        model.compute_loss(batch, training=True).numpy(),
+        model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy(),
+    ]
     assert bool(losses[0] == pytest.approx(losses[1])) is same
 
 
@@ -132,13 +146,22 @@ class _Vocabularies(tf.Module):
 
     def __init__(self, users, items):
         super().__init__()
-        self.users, self.items = (tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(ids), tf.range(len(ids), dtype=tf.int64)), len(ids)) for ids in (users, items))
+        self.users, self.items = (
+            tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+                len(ids),
+            )
+            for ids in (users, items)
+        )
 
     def __call__(self, features):
         history = features[f.HISTORY]
-        return {f.USER_IDX: self.users.lookup(features[f.USER_ID][:, 0]),
-                f.HISTORY_IDX: tf.SparseTensor(history.indices, self.items.lookup(history.values), history.dense_shape)}
+        return {
+            f.USER_IDX: self.users.lookup(features[f.USER_ID][:, 0]),
+            f.HISTORY_IDX: tf.SparseTensor(
+                history.indices, self.items.lookup(history.values), history.dense_shape
+            ),
+        }
 
 
 USERS, ITEMS = ["u0", "u1", "u2"], np.array(["i0", "i1", "i2", "i3", "i4", "i5"])
@@ -146,13 +169,14 @@ USERS, ITEMS = ["u0", "u1", "u2"], np.array(["i0", "i1", "i2", "i3", "i4", "i5"]
 
 def _exported(path: str, seed: int, item_ids=ITEMS):
     """A random model of USERS x ITEMS exported as the Trainer exports (brute force), and loaded back."""
-    from trainer_module import export
     from trainer_module.model import QueryTower
 
     rng = np.random.default_rng(seed)
     item_embedding = tf.keras.layers.Embedding(len(ITEMS) + 1, 4)
     tower = QueryTower(len(USERS) + 1, item_embedding, 0.25)
-    tower(tf.constant([0]), tf.sparse.from_dense(tf.constant([[1]], tf.int64)))  # builds the weights (int32, one wide)
+    tower(
+        tf.constant([0]), tf.sparse.from_dense(tf.constant([[1]], tf.int64))
+    )  # builds the weights (int32, one wide)
     tower.user_embedding.set_weights([rng.normal(size=(len(USERS) + 1, 4))])
     items = rng.normal(size=(len(ITEMS), 4)).astype(np.float32)
     item_embedding.set_weights([np.vstack([items, np.zeros((1, 4))])])
@@ -165,16 +189,24 @@ def _save(path, parts, item_ids=ITEMS):
     from trainer_module import export
 
     hp = HParams()
-    module = export.ServingModule(_Vocabularies(USERS, list(ITEMS)), *parts[:1], item_ids, *parts[1:],
-                                  export.brute_force_index(hp, len(item_ids)), hp)
+    module = export.ServingModule(
+        _Vocabularies(USERS, list(ITEMS)),
+        *parts[:1],
+        item_ids,
+        *parts[1:],
+        export.brute_force_index(hp, len(item_ids)),
+        hp,
+    )
     module.save(path)
     return export.load(path)
 
 
 def _scores(model, method: str, inputs: dict) -> list[dict]:
     out = model.signatures[method](**{name: tf.constant(value) for name, value in inputs.items()})
-    return [{i: v for i, v in zip(ids.astype(str), s) if np.isfinite(v)}  # an excluded item scores -inf
-            for ids, s in zip(out["item_ids"].numpy(), out["scores"].numpy())]
+    return [
+        {i: v for i, v in zip(ids.astype(str), s) if np.isfinite(v)}  # an excluded item scores -inf
+        for ids, s in zip(out["item_ids"].numpy(), out["scores"].numpy())
+    ]
 
 
 def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_items(tmp_path):
@@ -183,13 +215,20 @@ def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_it
     refit, refit_loaded = _exported(str(tmp_path / "refit"), seed=1)
     _, candidate_loaded = _exported(str(tmp_path / "candidate"), seed=2)
     # Two 4-dimensional models side by side: 8 dimensions, of which 6 items span only 6; projected onto those.
-    averaged = _save(str(tmp_path / "averaged"), export.averaged(
-        [refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)], dim=len(ITEMS)))
+    averaged = _save(
+        str(tmp_path / "averaged"),
+        export.averaged([refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)], dim=len(ITEMS)),
+    )
     assert averaged.index.candidates.shape == (len(ITEMS), len(ITEMS) + 1)  # + the offset
-    queries = dict(user_id=["u0", "u2", "new"], history=[["i1", "i2"], ["", ""], ["i3", "i4"]],
-                   exclude_item_ids=[["i5"], ["i5"], ["i0"]])
+    queries = dict(
+        user_id=["u0", "u2", "new"],
+        history=[["i1", "i2"], ["", ""], ["i3", "i4"]],
+        exclude_item_ids=[["i5"], ["i5"], ["i0"]],
+    )
     for method, inputs in (("serving_default", queries), ("similar_items", dict(item_id=["i0", "i3"]))):
-        for mean, one, other in zip(*(_scores(m, method, inputs) for m in (averaged, refit_loaded, candidate_loaded))):
+        for mean, one, other in zip(
+            *(_scores(m, method, inputs) for m in (averaged, refit_loaded, candidate_loaded))
+        ):
             assert set(mean) == set(one) == set(other) and len(mean) == 5  # one item left out in each query
             assert [one[i] for i in mean] != pytest.approx([other[i] for i in mean], abs=0.01)  # two models
             for item, score in mean.items():

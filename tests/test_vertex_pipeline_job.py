@@ -20,8 +20,18 @@ from tfx_pipeline.data import sample
 from trainer_module import export
 from transform import features as f
 
-CONTAINER_TASKS = {"BigQueryExampleGen", "StatisticsGen", "ContractSchemaGen", "ExampleValidator", "AnomaliesGate",
-                   "Transform", "Trainer", "RefitTrainer", "Evaluator", "Pusher"}
+CONTAINER_TASKS = {
+    "BigQueryExampleGen",
+    "StatisticsGen",
+    "ContractSchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "Trainer",
+    "RefitTrainer",
+    "Evaluator",
+    "Pusher",
+}
 
 
 def scheduled_pipeline_job(config, template) -> dict:
@@ -30,7 +40,9 @@ def scheduled_pipeline_job(config, template) -> dict:
 
     def create_schedule(**request):
         sent.update(request)
-        answer = type(request["schedule"]).deserialize(type(request["schedule"]).serialize(request["schedule"]))
+        answer = type(request["schedule"]).deserialize(
+            type(request["schedule"]).serialize(request["schedule"])
+        )
         answer.name = "projects/my-gcp-project/locations/us-central1/schedules/1"
         return answer
 
@@ -57,36 +69,49 @@ def pushed_versions(harness) -> list[str]:
 
 
 def examples(harness, job_id) -> int:
-    files = glob.glob(harness.local(f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/BigQueryExampleGen_*/examples/"
-                                    "Split-*/*.gz"))
+    files = glob.glob(
+        harness.local(
+            f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/BigQueryExampleGen_*/examples/Split-*/*.gz"
+        )
+    )
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
 def evaluation_report(harness, job_id) -> dict:
-    [path] = glob.glob(harness.local(f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/Evaluator_*/blessing/"
-                                     f"{export.EVALUATION_FILE}"))
+    [path] = glob.glob(
+        harness.local(
+            f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/Evaluator_*/blessing/{export.EVALUATION_FILE}"
+        )
+    )
     with open(path) as fh:
         return json.load(fh)
 
 
 def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and_skip_unchanged_data(
-        cloud_config, compiled_pipeline, tmp_path):
+    cloud_config, compiled_pipeline, tmp_path
+):
     job = scheduled_pipeline_job(cloud_config, compiled_pipeline)
     assert job["serviceAccount"] == "recsys-pipeline@my-gcp-project.iam.gserviceaccount.com"
     assert job["network"] == "projects/123456789012/global/networks/recsys"
-    assert all(task["cachingOptions"] == {} or task["cachingOptions"].get("enableCache") is not True
-               for task in job["pipelineSpec"]["root"]["dag"]["tasks"].values())
+    assert all(
+        task["cachingOptions"] == {} or task["cachingOptions"].get("enableCache") is not True
+        for task in job["pipelineSpec"]["root"]["dag"]["tasks"].values()
+    )
 
     data = str(tmp_path / "data")
-    sample.generate(data, users=60, items=40, events=4500, seed=5, start=datetime.now(timezone.utc) - timedelta(days=90))
+    sample.generate(
+        data, users=60, items=40, events=4500, seed=5, start=datetime.now(timezone.utc) - timedelta(days=90)
+    )
     interactions, feedback = str(tmp_path / "interactions.csv"), str(tmp_path / "feedback.csv")
     later = str(tmp_path / "later.csv")
     split_by_time(data, interactions, later, share=1 / 3)
     with open(feedback, "w", newline="") as out:  # the API's feedback table: empty before the first run
         csv.writer(out).writerow(f.INTERACTION_COLUMNS)
-    harness = VertexHarness(str(tmp_path / "vertex"), {"my-gcp-project.recsys.interactions": interactions,
-                                                       "my-gcp-project.recsys.feedback": feedback},
-                            region="us-central1")
+    harness = VertexHarness(
+        str(tmp_path / "vertex"),
+        {"my-gcp-project.recsys.interactions": interactions, "my-gcp-project.recsys.feedback": feedback},
+        region="us-central1",
+    )
     catalog = harness.local(cloud_config.catalog_uri)
     os.makedirs(os.path.dirname(catalog))
     os.rename(os.path.join(data, "items.csv"), catalog)
@@ -95,14 +120,33 @@ def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and
     first = evaluation_report(harness, "recsys-1")
     assert first["blessed"] and first["baseline_model"] is None, first
     assert len(pushed_versions(harness)) == 1
-    [first_model] = [a for a in harness.store.data["artifacts"]
-                     if a["schema_title"] == "tfx.Model" and "/recsys-1/Trainer_" in a["uri"]]
+    [first_model] = [
+        a
+        for a in harness.store.data["artifacts"]
+        if a["schema_title"] == "tfx.Model" and "/recsys-1/Trainer_" in a["uri"]
+    ]
     # Another pipeline's blessing, recorded later in the same metadata store, is not this pipeline's baseline.
-    harness.store.record({"name": "projects/0/other-model", "schema_title": "tfx.Model", "uri": "/nowhere",
-                          "type": first_model["type"], "metadata": {}})
-    harness.store.record({**first_model, "name": "projects/0/other-blessing", "schema_title": "tfx.ModelBlessing",
-                          "metadata": {"blessed": 1.0, "current_model_id": "projects/0/other-model",
-                                       "pipeline": "another-pipeline"}})
+    harness.store.record(
+        {
+            "name": "projects/0/other-model",
+            "schema_title": "tfx.Model",
+            "uri": "/nowhere",
+            "type": first_model["type"],
+            "metadata": {},
+        }
+    )
+    harness.store.record(
+        {
+            **first_model,
+            "name": "projects/0/other-blessing",
+            "schema_title": "tfx.ModelBlessing",
+            "metadata": {
+                "blessed": 1.0,
+                "current_model_id": "projects/0/other-model",
+                "pipeline": "another-pipeline",
+            },
+        }
+    )
 
     os.replace(later, feedback)  # what users did since, streamed by the API
     # Submitted with caching on (as this project did before), the run reuses run 1's results from ExampleGen

@@ -15,21 +15,38 @@ from playwright.sync_api import expect, sync_playwright
 
 from proxy import web
 from proxy.history import SEEN_LIMIT
-from trainer_module import export
 from tests.api_server import post, running_api
+from trainer_module import export
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`): playwright downloads no browser here
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "test-artifacts")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "test-artifacts"
+)
 KEY = "page-test-key"
 # The pipeline's evaluation.json, for a pushed version that has none.
-EVALUATION = {"k": 10, "blessed": True, "reason": "beats most popular by 0.110 recall@10", "margin": 0.01,
-              "metrics": {system: {"precision@10": p, "recall@10": r, "ndcg@10": n, "hit@10": h, "coverage": c,
-                                   "users": 300}
-                          for system, (p, r, n, h, c) in {"model": (.05, .2125, .1432, .4, .61),
-                                                          "most_popular": (.02, .1011, .0623, .2, .025),
-                                                          "ease": (.06, .2501, .1712, .5, .3)}.items()}}
+EVALUATION = {
+    "k": 10,
+    "blessed": True,
+    "reason": "beats most popular by 0.110 recall@10",
+    "margin": 0.01,
+    "metrics": {
+        system: {"precision@10": p, "recall@10": r, "ndcg@10": n, "hit@10": h, "coverage": c, "users": 300}
+        for system, (p, r, n, h, c) in {
+            "model": (0.05, 0.2125, 0.1432, 0.4, 0.61),
+            "most_popular": (0.02, 0.1011, 0.0623, 0.2, 0.025),
+            "ease": (0.06, 0.2501, 0.1712, 0.5, 0.3),
+        }.items()
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +68,9 @@ def versions(pipeline_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(versions, pipeline_run, tmp_path_factory):
     db = str(tmp_path_factory.mktemp("web-feedback") / "feedback.sqlite")
-    with running_api(model_base=versions[0], feedback_db=db, data_dir=pipeline_run["data_dir"],
-                     api_key=KEY) as (url, _):
+    with running_api(
+        model_base=versions[0], feedback_db=db, data_dir=pipeline_run["data_dir"], api_key=KEY
+    ) as (url, _):
         yield url, db
 
 
@@ -101,12 +119,16 @@ def stored(db: str, sql: str, *args):
 def history_in_data(data_dir: str, user: str) -> list[str]:
     """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest first."""
     with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
-        events = sorted((r["timestamp"], r["item_id"], r["interaction_type"]) for r in csv.DictReader(fh)
-                        if r["user_id"] == user)
+        events = sorted(
+            (r["timestamp"], r["item_id"], r["interaction_type"])
+            for r in csv.DictReader(fh)
+            if r["user_id"] == user
+        )
     return [item for _, item, kind in events[-SEEN_LIMIT:] if kind != "dislike"][::-1][:20]
 
 
 # ---- the JSON endpoints ----
+
 
 def test_page_files_are_open_and_the_api_needs_the_key(api):
     url, _ = api
@@ -118,7 +140,9 @@ def test_page_files_are_open_and_the_api_needs_the_key(api):
     refused = httpx.get(url + "/users")
     assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
     paths = get(url, "/openapi.json").json()["paths"]
-    assert {"/users", "/users/{user_id}/history", "/model", "/model/versions", "/feedback/stats"} <= set(paths)
+    assert {"/users", "/users/{user_id}/history", "/model", "/model/versions", "/feedback/stats"} <= set(
+        paths
+    )
     assert "/" not in paths
 
 
@@ -140,11 +164,19 @@ def test_user_history_is_what_recommend_uses_and_follows_feedback(api, pipeline_
     assert answer["user_id"] == user and answer["known"] is True
     assert [i["item_id"] for i in answer["history"]] == history_in_data(pipeline_run["data_dir"], user)
     assert all(i["title"] and i["category"] for i in answer["history"]) and answer["seen"] > 0
-    [item, *_] = post(url, "/recommend", {"user_id": user}, headers={"X-API-Key": KEY}).json()["recommendations"]
+    [item, *_] = post(url, "/recommend", {"user_id": user}, headers={"X-API-Key": KEY}).json()[
+        "recommendations"
+    ]
     assert feedback(url, user_id=user, item_id=item["item_id"], feedback_type="click").status_code == 202
-    assert get(url, f"/users/{user}/history").json()["history"][0]["item_id"] == item["item_id"]  # newest first
-    assert get(url, "/users/never-seen/history").json() == {"user_id": "never-seen", "known": False, "history": [],
-                                                            "seen": 0}
+    assert (
+        get(url, f"/users/{user}/history").json()["history"][0]["item_id"] == item["item_id"]
+    )  # newest first
+    assert get(url, "/users/never-seen/history").json() == {
+        "user_id": "never-seen",
+        "known": False,
+        "history": [],
+        "seen": 0,
+    }
     for bad in ("x" * 300, "a%01b", "%20"):
         response = get(url, f"/users/{bad}/history")
         assert response.status_code == 422 and "user_id" in response.json()["error"], bad
@@ -159,14 +191,25 @@ def test_model_reports_of_the_serving_and_every_pushed_version(api, versions):
         return json.load(open(path)) if os.path.exists(path) else None
 
     model = get(url, "/model").json()
-    assert model == {"version": newest, "serving": True, "export_report": report(newest, "export_report.json"),
-                     "evaluation": report(newest, export.EVALUATION_FILE)}
-    assert model["export_report"]["scann_recall_at_10_vs_exact"] >= 0.9 and model["evaluation"]["metrics"]["model"]
+    assert model == {
+        "version": newest,
+        "serving": True,
+        "export_report": report(newest, "export_report.json"),
+        "evaluation": report(newest, export.EVALUATION_FILE),
+    }
+    assert (
+        model["export_report"]["scann_recall_at_10_vs_exact"] >= 0.9
+        and model["evaluation"]["metrics"]["model"]
+    )
     listed = get(url, "/model/versions").json()["versions"]
     assert [v["version"] for v in listed] == [newest, older]
     assert listed[0] == model
-    assert listed[1] == {"version": older, "serving": False, "export_report": report(older, "export_report.json"),
-                         "evaluation": None}
+    assert listed[1] == {
+        "version": older,
+        "serving": False,
+        "export_report": report(older, "export_report.json"),
+        "evaluation": None,
+    }
     assert [v["version"] for v in get(url, "/model/versions", limit=1).json()["versions"]] == [newest]
     response = get(url, "/model/versions", limit=0)
     assert response.status_code == 422 and "limit" in response.json()["error"]
@@ -186,22 +229,36 @@ def test_feedback_stats_count_events_per_type_and_period(api):
     url, db = api
     for kind in ("cart_add", "cart_add", "purchase"):
         assert feedback(url, user_id="stats-user", item_id="i00001", feedback_type=kind).status_code == 202
-    for moment in ("2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"):  # outside every window, still in the totals
-        assert feedback(url, user_id="stats-user", item_id="i00001", feedback_type="view",
-                        timestamp=moment).status_code == 202
+    for moment in (
+        "2020-01-01T00:00:00Z",
+        "2100-01-01T00:00:00Z",
+    ):  # outside every window, still in the totals
+        assert (
+            feedback(
+                url, user_id="stats-user", item_id="i00001", feedback_type="view", timestamp=moment
+            ).status_code
+            == 202
+        )
     totals = dict(stored(db, "SELECT interaction_type, count(*) FROM feedback GROUP BY 1"))
     for bucket, buckets in (("minute", 5), ("hour", 2), ("day", 1)):
         stats = get(url, "/feedback/stats", bucket=bucket, buckets=buckets).json()
         assert stats["bucket"] == bucket and len(stats["starts"]) == buckets and stats["totals"] == totals
         assert all(len(counts) == buckets for counts in stats["counts"].values())
-        assert sum(stats["counts"]["cart_add"]) == totals["cart_add"] and sum(stats["counts"]["purchase"]) == 1
+        assert (
+            sum(stats["counts"]["cart_add"]) == totals["cart_add"] and sum(stats["counts"]["purchase"]) == 1
+        )
         assert "view" not in stats["counts"]
-    for params, names in (({"bucket": "week"}, "bucket"), ({"buckets": 0}, "buckets"), ({"buckets": 1001}, "buckets")):
+    for params, names in (
+        ({"bucket": "week"}, "bucket"),
+        ({"buckets": 0}, "buckets"),
+        ({"buckets": 1001}, "buckets"),
+    ):
         response = get(url, "/feedback/stats", **params)
         assert response.status_code == 422 and names in response.json()["error"], params
 
 
 # ---- the page in Chromium ----
+
 
 def test_like_a_recommendation_the_list_changes_and_the_feedback_page_shows_it(page, api, versions):
     url, db = api
@@ -215,14 +272,20 @@ def test_like_a_recommendation_the_list_changes_and_the_feedback_page_shows_it(p
     liked = recommendations.first.locator("a").inner_text()
     recommendations.first.get_by_role("button", name="like", exact=True).click()
 
-    expect(page.locator(f'#recommendations li[data-item-id="{before[0]}"]')).to_have_count(0)  # seen: left out
+    expect(page.locator(f'#recommendations li[data-item-id="{before[0]}"]')).to_have_count(
+        0
+    )  # seen: left out
     expect(recommendations).to_have_count(10)
     after = recommendations.evaluate_all("items => items.map(item => item.dataset.itemId)")
     assert before[0] not in after and set(after) - set(before)
     expect(page.locator("#recommendations li.new")).to_have_count(len(set(after) - set(before)))  # marked
     expect(page.locator("#history li a").first).to_have_text(liked)  # the like is the newest history
-    rows = stored(db, "SELECT interaction_type, request_id FROM feedback WHERE user_id = ? AND item_id = ?",
-                  user, before[0])
+    rows = stored(
+        db,
+        "SELECT interaction_type, request_id FROM feedback WHERE user_id = ? AND item_id = ?",
+        user,
+        before[0],
+    )
     assert len(rows) == 1 and rows[0][0] == "like" and len(rows[0][1]) == 32
     snap(page, "user")
 
@@ -258,7 +321,10 @@ def test_model_page_charts_the_evaluation_and_lists_the_versions(page, api, vers
     for system, metrics in evaluation["metrics"].items():
         for metric in ("recall@10", "ndcg@10", "coverage"):
             shown = page.locator(f'#evaluation-chart text[data-series="{system}"][data-label="{metric}"]')
-            assert float(shown.text_content()) == pytest.approx(metrics[metric], abs=5e-4 + 1e-9), (system, metric)
+            assert float(shown.text_content()) == pytest.approx(metrics[metric], abs=5e-4 + 1e-9), (
+                system,
+                metric,
+            )
     expect(page.locator("#scann-recall")).to_contain_text(f"{report['scann_recall_at_10_vs_exact']:.3f}")
     expect(page.get_by_text(f"{report['train_seconds']:.1f} s")).to_be_visible()
     row = lambda label: page.locator("tr", has_text=re.compile(f"^{label}"))  # noqa: E731

@@ -34,14 +34,27 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, status_pb2)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
 
 DEFAULT_SIGNATURE = "serving_default"
 Code = grpc.StatusCode
 _CODES = {code.value[0]: code for code in grpc.StatusCode}  # TF's error codes are gRPC's
-_PROTO_FIELDS = {tf.string: "string_val", tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val",
-                 tf.int64: "int64_val", tf.bool: "bool_val"}
+_PROTO_FIELDS = {
+    tf.string: "string_val",
+    tf.float32: "float_val",
+    tf.float64: "double_val",
+    tf.int32: "int_val",
+    tf.int64: "int64_val",
+    tf.bool: "bool_val",
+}
 
 
 class ServingError(Exception):
@@ -82,11 +95,14 @@ class Servable:
         """ServerCore::GetServableHandle: the version a name, a version or a label resolves to."""
         if spec.version_label:
             if spec.name != self.name or spec.version_label not in self.labels:  # GetModelVersionForLabel
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Unrecognized servable version label: {spec.version_label}")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {spec.version_label}"
+                )
             version = self.labels[spec.version_label]
             if version not in self.versions:  # a label may name a version not (yet) loaded
-                raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})")
+                raise ServingError(
+                    Code.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})"
+                )
             return version
         pinned = spec.HasField("version")
         if spec.name != self.name or (pinned and spec.version.value not in self.versions):
@@ -103,15 +119,23 @@ class Servable:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
         sent, expected = set(request.inputs), set(signature.inputs)
         if sent != expected:
-            raise ServingError(Code.INVALID_ARGUMENT, (
-                f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
-                f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(sorted(sent - expected))}}}."
-                f" Missing but required: {{{','.join(sorted(expected - sent))}}}."))
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                (
+                    f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
+                    f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(sorted(sent - expected))}}}."
+                    f" Missing but required: {{{','.join(sorted(expected - sent))}}}."
+                ),
+            )
         for alias in request.output_filter:
             if alias not in signature.outputs:
-                raise ServingError(Code.INVALID_ARGUMENT, (
-                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                    f"{{{','.join(sorted(signature.outputs))}}}."))
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    (
+                        f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                        f"{{{','.join(sorted(signature.outputs))}}}."
+                    ),
+                )
         inputs = {}
         for alias, proto in request.inputs.items():
             try:
@@ -120,7 +144,9 @@ class Servable:
                 raise ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
         try:
             outputs = version.model.signatures[name](**inputs)
-        except tf.errors.OpError as e:  # what the session run reports, e.g. a dtype mismatch or a failed assert
+        except (
+            tf.errors.OpError
+        ) as e:  # what the session run reports, e.g. a dtype mismatch or a failed assert
             raise ServingError(_CODES[e.error_code], e.message)
         response = predict_pb2.PredictResponse(model_spec=self.spec(resolved, signature_name=name))
         for alias in request.output_filter or signature.outputs:
@@ -131,15 +157,17 @@ class Servable:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         if not request.metadata_field:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               "GetModelMetadataRequest must specify at least one metadata_field")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field"
+            )
         for field in request.metadata_field:
             if field != "signature_def":
                 raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
         version = self.check(request.model_spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=self.spec(version))
-        response.metadata["signature_def"].Pack(get_model_metadata_pb2.SignatureDefMap(
-            signature_def=self.versions[version].signature_defs))
+        response.metadata["signature_def"].Pack(
+            get_model_metadata_pb2.SignatureDefMap(signature_def=self.versions[version].signature_defs)
+        )
         return response
 
     def status(self, request: get_model_status_pb2.GetModelStatusRequest):
@@ -147,14 +175,22 @@ class Servable:
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         spec = request.model_spec  # GetModelStatusImpl reads the name and the version, never a label
         if spec.HasField("version") and (spec.name != self.name or spec.version.value not in self.versions):
-            raise ServingError(Code.NOT_FOUND, f"Could not find version {spec.version.value} of model {spec.name}")
+            raise ServingError(
+                Code.NOT_FOUND, f"Could not find version {spec.version.value} of model {spec.name}"
+            )
         if spec.name != self.name:
             raise ServingError(Code.NOT_FOUND, f"Could not find any versions of model {spec.name}")
         versions = [spec.version.value] if spec.HasField("version") else sorted(self.versions, reverse=True)
-        return get_model_status_pb2.GetModelStatusResponse(model_version_status=[
-            get_model_status_pb2.ModelVersionStatus(
-                version=version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
-                status=status_pb2.StatusProto()) for version in versions])  # error_code OK
+        return get_model_status_pb2.GetModelStatusResponse(
+            model_version_status=[
+                get_model_status_pb2.ModelVersionStatus(
+                    version=version,
+                    state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+                    status=status_pb2.StatusProto(),
+                )
+                for version in versions
+            ]
+        )  # error_code OK
 
     def spec(self, version: int, **fields) -> model_pb2.ModelSpec:
         spec = model_pb2.ModelSpec(name=self.name, **fields)
@@ -170,6 +206,7 @@ def _as_proto_field(tensor: tf.Tensor) -> tensor_pb2.TensorProto:
 
 
 # ---- gRPC ----
+
 
 def _answer(method, request, context):
     try:
@@ -218,11 +255,17 @@ class GrpcModelServer:
 
     def start(self) -> "GrpcModelServer":
         # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4 MB.
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
-            ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
-            *self.options])
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4),
+            options=[
+                ("grpc.max_receive_message_length", 2**31 - 1),
+                ("grpc.max_send_message_length", 2**31 - 1),
+                *self.options,
+            ],
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(self.servable, self.answered), server)
+            _PredictionService(self.servable, self.answered), server
+        )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.servable), server)
         self.port = server.add_insecure_port(self.target)
         server.start()
@@ -235,14 +278,30 @@ class GrpcModelServer:
 
 # ---- REST ----
 
-_PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(predict)", re.I)
-_STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
-                          re.I)
-_HTTP_STATUS = {Code.CANCELLED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 400, Code.DEADLINE_EXCEEDED: 504,
-                Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.PERMISSION_DENIED: 403,
-                Code.RESOURCE_EXHAUSTED: 429, Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409,
-                Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501, Code.INTERNAL: 500, Code.UNAVAILABLE: 503,
-                Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401}
+_PREDICT_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(predict)", re.I
+)
+_STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I
+)
+_HTTP_STATUS = {
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
 
 
 def _rest_response(servable: Servable, method: str, path: str, body: bytes) -> tuple[int, dict]:
@@ -254,11 +313,15 @@ def _rest_response(servable: Servable, method: str, path: str, body: bytes) -> t
 
 
 def _rest(servable: Servable, method: str, path: str, body: bytes) -> dict:
-    match = (method == "POST" and _PREDICT_PATH.fullmatch(path)) or (method == "GET" and _STATUS_PATH.fullmatch(path))
+    match = (method == "POST" and _PREDICT_PATH.fullmatch(path)) or (
+        method == "GET" and _STATUS_PATH.fullmatch(path)
+    )
     if not match:
         raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
     name, version, label, verb = match.groups()
-    spec = model_pb2.ModelSpec(name=urllib.parse.unquote(name or ""), version_label=urllib.parse.unquote(label or ""))
+    spec = model_pb2.ModelSpec(
+        name=urllib.parse.unquote(name or ""), version_label=urllib.parse.unquote(label or "")
+    )
     if version:
         spec.version.value = int(version)
     if method == "POST":
@@ -266,13 +329,16 @@ def _rest(servable: Servable, method: str, path: str, body: bytes) -> dict:
     if not name:
         raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
     if verb == "metadata":
-        response = servable.metadata(get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=spec, metadata_field=["signature_def"]))
+        response = servable.metadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=["signature_def"])
+        )
         signature_defs = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_defs)
         as_json = dict(preserving_proto_field_name=True, including_default_value_fields=True)
-        return {"model_spec": json_format.MessageToDict(response.model_spec, **as_json),
-                "metadata": {"signature_def": json_format.MessageToDict(signature_defs, **as_json)}}
+        return {
+            "model_spec": json_format.MessageToDict(response.model_spec, **as_json),
+            "metadata": {"signature_def": json_format.MessageToDict(signature_defs, **as_json)},
+        }
     response = servable.status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
     return json_format.MessageToDict(response, including_default_value_fields=True)
 
@@ -294,11 +360,15 @@ def _rest_predict(servable: Servable, spec: model_pb2.ModelSpec, body: bytes) ->
     request.model_spec.signature_name = signature_name
     signature = servable.versions[servable.check(spec)].signature(signature_name or DEFAULT_SIGNATURE)
     if signature is None:
-        raise ServingError(Code.INVALID_ARGUMENT, (f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}"'
-                                                   " not found in signature def"))
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            (f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}" not found in signature def'),
+        )
     if "instances" in doc and "inputs" in doc:
-        raise ServingError(Code.INVALID_ARGUMENT, "Not formatted correctly expecting only one of 'inputs' or "
-                                                  "'instances' keys to exist")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist",
+        )
     if "instances" in doc:
         tensors = _tensors_from_instances(doc["instances"], signature.inputs)
     elif "inputs" in doc:
@@ -307,15 +377,20 @@ def _rest_predict(servable: Servable, spec: model_pb2.ModelSpec, body: bytes) ->
         raise ServingError(Code.INVALID_ARGUMENT, "Missing 'inputs' or 'instances' key")
     for alias, tensor in tensors.items():
         request.inputs[alias].CopyFrom(tensor)
-    outputs = {alias: _json_values(alias, proto) for alias, proto in servable.predict(request).outputs.items()}
+    outputs = {
+        alias: _json_values(alias, proto) for alias, proto in servable.predict(request).outputs.items()
+    }
     if "inputs" in doc:
         return {"outputs": outputs if len(outputs) > 1 else next(iter(outputs.values()))}
     sizes = {len(v) if isinstance(v, list) else None for v in outputs.values()}
     if None in sizes or len(sizes) > 1:
         raise ServingError(Code.INVALID_ARGUMENT, "the row format needs outputs with one batch size")
     rows = zip(*outputs.values())
-    return {"predictions": [dict(zip(outputs, row)) for row in rows] if len(outputs) > 1 else
-            [row[0] for row in rows]}
+    return {
+        "predictions": [dict(zip(outputs, row)) for row in rows]
+        if len(outputs) > 1
+        else [row[0] for row in rows]
+    }
 
 
 def _is_base64(value) -> bool:
@@ -331,28 +406,42 @@ def _tensors_from_instances(instances, infos) -> dict:
     named = isinstance(instances[0], dict) and not _is_base64(instances[0])
     if not named:
         if len(infos) > 1:
-            raise ServingError(Code.INVALID_ARGUMENT, "instances is a plain list, but expecting list of objects as "
-                                                      "multiple input tensors required as per tensorinfo_map")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                "instances is a plain list, but expecting list of objects as "
+                "multiple input tensors required as per tensorinfo_map",
+            )
         [(alias, info)] = infos.items()
         return {alias: _tensor_from_json(instances, info.dtype)}
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict) or _is_base64(instance):
-            raise ServingError(Code.INVALID_ARGUMENT, f"Expecting object but got list at item {i} of input list")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Expecting object but got list at item {i} of input list"
+            )
         if set(instance) != set(infos):
-            raise ServingError(Code.INVALID_ARGUMENT, (
-                f"Failed to process element: {i} of 'instances' list. JSON object: {json.dumps(instance)} keys must "
-                f"be equal to: {','.join(sorted(infos))}"))
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                (
+                    f"Failed to process element: {i} of 'instances' list. JSON object: {json.dumps(instance)} keys must "
+                    f"be equal to: {','.join(sorted(infos))}"
+                ),
+            )
     # Stacking the instances is the batching: every instance must have the same shape, as checked below.
-    return {alias: _tensor_from_json([instance[alias] for instance in instances], info.dtype)
-            for alias, info in infos.items()}
+    return {
+        alias: _tensor_from_json([instance[alias] for instance in instances], info.dtype)
+        for alias, info in infos.items()
+    }
 
 
 def _tensors_from_inputs(inputs, infos) -> dict:
     """Columnar format: an object of named inputs (or the value itself for a single input)."""
     if not isinstance(inputs, dict) or _is_base64(inputs):
         if len(infos) > 1:
-            raise ServingError(Code.INVALID_ARGUMENT, "inputs is a plain value/list, but expecting an object as "
-                                                      "multiple input tensors required as per tensorinfo_map")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                "inputs is a plain value/list, but expecting an object as "
+                "multiple input tensors required as per tensorinfo_map",
+            )
         [(alias, info)] = infos.items()
         return {alias: _tensor_from_json(inputs, info.dtype)}
     for alias in infos:
@@ -361,9 +450,14 @@ def _tensors_from_inputs(inputs, infos) -> dict:
     return {alias: _tensor_from_json(inputs[alias], info.dtype) for alias, info in infos.items()}
 
 
-_JSON_TYPES = {types_pb2.DT_STRING: ("string_val", str), types_pb2.DT_FLOAT: ("float_val", (int, float)),
-               types_pb2.DT_DOUBLE: ("double_val", (int, float)), types_pb2.DT_INT32: ("int_val", int),
-               types_pb2.DT_INT64: ("int64_val", int), types_pb2.DT_BOOL: ("bool_val", bool)}
+_JSON_TYPES = {
+    types_pb2.DT_STRING: ("string_val", str),
+    types_pb2.DT_FLOAT: ("float_val", (int, float)),
+    types_pb2.DT_DOUBLE: ("double_val", (int, float)),
+    types_pb2.DT_INT32: ("int_val", int),
+    types_pb2.DT_INT64: ("int64_val", int),
+    types_pb2.DT_BOOL: ("bool_val", bool),
+}
 
 
 def _tensor_from_json(value, dtype) -> tensor_pb2.TensorProto:
@@ -372,8 +466,12 @@ def _tensor_from_json(value, dtype) -> tensor_pb2.TensorProto:
     while isinstance(first, list):
         shape.append(len(first))
         first = first[0] if first else None
-    tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+    tensor = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+        ),
+    )
     _fill(value, 0, tensor)
     return tensor
 
@@ -382,26 +480,36 @@ def _fill(value, level: int, tensor: tensor_pb2.TensorProto):
     dims = tensor.tensor_shape.dim
     if isinstance(value, list):
         if level >= len(dims):
-            raise ServingError(Code.INVALID_ARGUMENT, f"Encountered list at unexpected level: {level} "
-                                                      f"expected < {len(dims)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Encountered list at unexpected level: {level} expected < {len(dims)}"
+            )
         if len(value) != dims[level].size:
-            raise ServingError(Code.INVALID_ARGUMENT, f"Encountered list at unexpected size: {len(value)} at level: "
-                                                      f"{level} expected size: {dims[level].size}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Encountered list at unexpected size: {len(value)} at level: "
+                f"{level} expected size: {dims[level].size}",
+            )
         for v in value:
             _fill(v, level + 1, tensor)
         return
     if level != len(dims):
-        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Value: {json.dumps(value)} found at incorrect level: "
-                                                  f"{level + 1} in the JSON DOM. Expected at level: {len(dims)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"JSON Value: {json.dumps(value)} found at incorrect level: "
+            f"{level + 1} in the JSON DOM. Expected at level: {len(dims)}",
+        )
     dtype_name = types_pb2.DataType.Name(tensor.dtype)
     if tensor.dtype not in _JSON_TYPES:
-        raise ServingError(Code.UNIMPLEMENTED, f"Conversion of JSON Value: {json.dumps(value)} to type: {dtype_name}")
+        raise ServingError(
+            Code.UNIMPLEMENTED, f"Conversion of JSON Value: {json.dumps(value)} to type: {dtype_name}"
+        )
     field, types = _JSON_TYPES[tensor.dtype]
     if tensor.dtype == types_pb2.DT_STRING and _is_base64(value):
         value = base64.b64decode(value["b64"])
     elif not isinstance(value, types) or isinstance(value, bool) != (tensor.dtype == types_pb2.DT_BOOL):
-        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Value: {json.dumps(value)} is not of expected type: "
-                                                  f"{dtype_name}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"JSON Value: {json.dumps(value)} is not of expected type: {dtype_name}"
+        )
     getattr(tensor, field).append(value.encode() if isinstance(value, str) else value)
 
 
@@ -409,10 +517,14 @@ def _json_values(alias: str, proto: tensor_pb2.TensorProto):
     """An output tensor as nested JSON values; "_bytes" string outputs as {"b64": ...}, the others as text."""
     array = tf.make_ndarray(proto)
     if proto.dtype == types_pb2.DT_STRING:
-        values = [{"b64": base64.b64encode(b).decode()} if alias.endswith("_bytes") else b.decode()
-                  for b in array.ravel()]
+        values = [
+            {"b64": base64.b64encode(b).decode()} if alias.endswith("_bytes") else b.decode()
+            for b in array.ravel()
+        ]
     elif proto.dtype == types_pb2.DT_FLOAT:
-        values = [float(str(x)) for x in array.ravel()]  # the shortest float32 text, as TF Serving writes: 0.2
+        values = [
+            float(str(x)) for x in array.ravel()
+        ]  # the shortest float32 text, as TF Serving writes: 0.2
     else:
         values = array.ravel().tolist()
     return np.array(values, dtype=object).reshape(array.shape).tolist()
@@ -449,7 +561,10 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             status, payload = _rest_response(self.server.servable, self.command, path, body)
             data = json.dumps(payload).encode()
         else:
-            status, data = 404, b""  # outside /v1/ TF Serving's dispatcher declines and the HTTP server answers 404
+            status, data = (
+                404,
+                b"",
+            )  # outside /v1/ TF Serving's dispatcher declines and the HTTP server answers 404
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -473,8 +588,9 @@ class RestModelServer:
     def start(self) -> "RestModelServer":
         self._server = _HttpServer(self.port, self.servable)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-tf-serving-rest",
-                         daemon=True).start()  # a short poll interval: stop() returns at once
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-tf-serving-rest", daemon=True
+        ).start()  # a short poll interval: stop() returns at once
         return self
 
     def stop(self):

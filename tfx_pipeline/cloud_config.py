@@ -9,8 +9,16 @@ from dataclasses import dataclass
 
 import yaml
 
-ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4", "NVIDIA_L4",
-                "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB")
+ACCELERATORS = (
+    "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_V100",
+    "NVIDIA_TESLA_P100",
+    "NVIDIA_TESLA_P4",
+    "NVIDIA_L4",
+    "NVIDIA_TESLA_A100",
+    "NVIDIA_A100_80GB",
+    "NVIDIA_H100_80GB",
+)
 
 
 class ConfigError(ValueError):
@@ -88,10 +96,17 @@ FIELDS = [
     ("identity.pipeline_service_account", "pipeline_service_account", "service_account"),
     ("identity.dataflow_service_account", "dataflow_service_account", "service_account"),
     # Vertex AI peers with a network named by project number; "" leaves its jobs on Google's own network.
-    ("network.vertex_network", "vertex_network", r"^(projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$"),
-    ("network.dataflow_subnetwork", "dataflow_subnetwork",
-     r"^(https://www\.googleapis\.com/compute/v1/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/)?"
-     r"regions/[a-z]+-[a-z]+[0-9]/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"),
+    (
+        "network.vertex_network",
+        "vertex_network",
+        r"^(projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$",
+    ),
+    (
+        "network.dataflow_subnetwork",
+        "dataflow_subnetwork",
+        r"^(https://www\.googleapis\.com/compute/v1/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/)?"
+        r"regions/[a-z]+-[a-z]+[0-9]/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+    ),
     ("store.instance", "store_instance", r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
     ("store.url_secret", "store_url_secret", r"^[A-Za-z0-9_-]{1,255}$"),
     ("store.ca_secret", "store_ca_secret", r"^[A-Za-z0-9_-]{1,255}$"),
@@ -110,14 +125,24 @@ def _check(key: str, value, kind: str) -> str | None:
     if not isinstance(value, str):
         return f"{key}: expected a string, got {value!r}"
     if kind == "accelerator":
-        return None if value in ("",) + ACCELERATORS else f"{key}: {value!r} is not one of {', '.join(ACCELERATORS)}"
+        return (
+            None
+            if value in ("",) + ACCELERATORS
+            else f"{key}: {value!r} is not one of {', '.join(ACCELERATORS)}"
+        )
     if kind == "service_account":
-        return None if re.match(SERVICE_ACCOUNT, value) else \
-            f"{key}: {value!r} is not a service account's email (name@project.iam.gserviceaccount.com)"
+        return (
+            None
+            if re.match(SERVICE_ACCOUNT, value)
+            else f"{key}: {value!r} is not a service account's email (name@project.iam.gserviceaccount.com)"
+        )
     if re.match(IMAGE if kind == "image" else kind, value):
         return None
-    return f"{key}: {value!r} is not an image reference with a tag or digest" if kind == "image" else \
-        f"{key}: {value!r} does not match {kind}"
+    return (
+        f"{key}: {value!r} is not an image reference with a tag or digest"
+        if kind == "image"
+        else f"{key}: {value!r} does not match {kind}"
+    )
 
 
 def _unknown_keys(node: dict, prefix: str = "") -> list[str]:
@@ -162,13 +187,17 @@ def load(path: str) -> CloudConfig:
             problems.append(problem)
         values[field] = node
     if not problems and bool(values["trainer_accelerator_type"]) != bool(values["trainer_accelerator_count"]):
-        problems.append("trainer: accelerator_type and accelerator_count must be set together (or both empty/0)")
+        problems.append(
+            "trainer: accelerator_type and accelerator_count must be set together (or both empty/0)"
+        )
     if not problems and len({values["grpc_port"], values["rest_port"], values["proxy_port"]}) < 3:
         problems.append("serving: grpc_port, rest_port and proxy_port must differ")
     subnetwork_region = re.search(r"regions/([^/]+)/", values.get("dataflow_subnetwork") or "")
     if not problems and subnetwork_region.group(1) != values["region"]:
-        problems.append(f"network.dataflow_subnetwork: in region {subnetwork_region.group(1)}, "
-                        f"not the pipeline's region {values['region']}")
+        problems.append(
+            f"network.dataflow_subnetwork: in region {subnetwork_region.group(1)}, "
+            f"not the pipeline's region {values['region']}"
+        )
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return CloudConfig(**values)

@@ -52,9 +52,11 @@ def split_per_user(src: str, out: str, test_fraction: float = 0.25, seed: int = 
 
 def load_split(out: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     """(each user's training items, oldest first; each user's test items) of a split_per_user directory."""
+
     def read(path):
         with open(path, newline="", encoding="utf-8") as fh:
             return sorted(csv.DictReader(fh), key=lambda r: (r[f.TIMESTAMP], r[f.ITEM_ID]))
+
     train, test = defaultdict(list), defaultdict(set)
     for row in read(os.path.join(out, "train", "interactions.csv")):
         train[row[f.USER_ID]].append(row[f.ITEM_ID])
@@ -77,9 +79,14 @@ def metrics(recommended: dict[str, list[str]], test: dict[str, set[str]], num_it
         ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
         ndcg.append(sum(g / math.log2(i + 2) for i, g in enumerate(gains)) / ideal)
         hit.append(1.0 if hits else 0.0)
-    return {f"precision@{k}": float(np.mean(precision)), f"recall@{k}": float(np.mean(recall)),
-            f"ndcg@{k}": float(np.mean(ndcg)), f"hit@{k}": float(np.mean(hit)),
-            "coverage": len(shown) / num_items, "users": len(test)}
+    return {
+        f"precision@{k}": float(np.mean(precision)),
+        f"recall@{k}": float(np.mean(recall)),
+        f"ndcg@{k}": float(np.mean(ndcg)),
+        f"hit@{k}": float(np.mean(hit)),
+        "coverage": len(shown) / num_items,
+        "users": len(test),
+    }
 
 
 def train_matrix(train: dict[str, list[str]]):
@@ -99,8 +106,10 @@ def top_k_unseen(scores: np.ndarray, x: np.ndarray, users, items, k: int) -> dic
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
     ranked = np.take_along_axis(top, order, 1)
-    return {user: [items[c] for c in row if scores[r, c] > -np.inf]
-            for r, (user, row) in enumerate(zip(users, ranked))}
+    return {
+        user: [items[c] for c in row if scores[r, c] > -np.inf]
+        for r, (user, row) in enumerate(zip(users, ranked))
+    }
 
 
 def most_popular(train: dict[str, list[str]], k: int = K) -> dict[str, list[str]]:
@@ -121,7 +130,9 @@ def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str
 def compare(train: dict[str, list[str]], test: dict[str, set[str]], models: dict) -> dict[str, dict]:
     """The metrics of most popular, EASE (catalogs up to EASE_MAX_ITEMS) and each of `models` (name: an
     object with recommend(), as EmbeddedModel), on the same users."""
-    num_items = len({i for seen in train.values() for i in seen} | {i for items in test.values() for i in items})
+    num_items = len(
+        {i for seen in train.values() for i in seen} | {i for items in test.values() for i in items}
+    )
     results = {"most_popular": metrics(most_popular(train), test, num_items)}
     if num_items <= EASE_MAX_ITEMS:
         results["ease"] = metrics(ease(train), test, num_items)
@@ -139,27 +150,40 @@ def bless(results: dict[str, dict], max_regression: float) -> tuple[bool, str]:
     if model <= popular:
         return False, f"{NDCG} {model:.4f} does not beat most popular's {popular:.4f}"
     if REFIT in results and results[REFIT][NDCG] <= popular:
-        return False, (f"the refit model's {NDCG} {results[REFIT][NDCG]:.4f} does not beat most popular's "
-                       f"{popular:.4f} even on events it trained on")
+        return False, (
+            f"the refit model's {NDCG} {results[REFIT][NDCG]:.4f} does not beat most popular's "
+            f"{popular:.4f} even on events it trained on"
+        )
     if "baseline_model" in results:
         baseline = results["baseline_model"][NDCG]
         if model < (1 - max_regression) * baseline:
-            return False, (f"{NDCG} {model:.4f} is more than {max_regression:.0%} below the last blessed "
-                           f"model's {baseline:.4f}")
-        return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}"
+            return False, (
+                f"{NDCG} {model:.4f} is more than {max_regression:.0%} below the last blessed "
+                f"model's {baseline:.4f}"
+            )
+        return (
+            True,
+            f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}",
+        )
     return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}"
 
 
-def model_recommendations(model, train: dict[str, list[str]], k: int = K, batch: int = 64) -> dict[str, list[str]]:
+def model_recommendations(
+    model, train: dict[str, list[str]], k: int = K, batch: int = 64
+) -> dict[str, list[str]]:
     """The pushed model's top k per user, as the API asks it: the last HISTORY_LENGTH training items as
     history and the training items left out (the signature's own exclusion takes the most recent ones; any
     older ones it returns are dropped here)."""
     users = sorted(train)
     out = {}
     for start in range(0, len(users), batch):
-        chunk = users[start:start + batch]
-        seen_newest_first = [list(dict.fromkeys(reversed(train[u])))[:model.catalog.max_exclusions] for u in chunk]
-        ranked = model.recommend(chunk, [train[u][-f.HISTORY_LENGTH:] for u in chunk], seen_newest_first, 100)
+        chunk = users[start : start + batch]
+        seen_newest_first = [
+            list(dict.fromkeys(reversed(train[u])))[: model.catalog.max_exclusions] for u in chunk
+        ]
+        ranked = model.recommend(
+            chunk, [train[u][-f.HISTORY_LENGTH :] for u in chunk], seen_newest_first, 100
+        )
         for user, items in zip(chunk, ranked):
             seen = set(train[user])
             out[user] = [i for i, _ in items if i not in seen][:k]
@@ -176,6 +200,12 @@ def report(results: dict[str, dict]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{results[name][m]:.4f}" for m in keys) + " |")
     for baseline in baselines:
         for name in (n for n in results if n not in baselines and n != REFIT):  # the refit saw these events
-            lines.append(f"| {name} / {baseline} | " + " | ".join(
-                f"{results[name][m] / results[baseline][m]:.2f}x" if results[baseline][m] else "-" for m in keys) + " |")
+            lines.append(
+                f"| {name} / {baseline} | "
+                + " | ".join(
+                    f"{results[name][m] / results[baseline][m]:.2f}x" if results[baseline][m] else "-"
+                    for m in keys
+                )
+                + " |"
+            )
     return "\n".join(lines)

@@ -23,8 +23,8 @@ import os
 from collections import defaultdict
 
 import numpy as np
-from absl import logging
 import tensorflow as tf
+from absl import logging
 from tfx.components.evaluator import executor as tfx_evaluator
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, channel, standard_artifacts
@@ -39,22 +39,36 @@ MAX_USERS = 10_000  # users evaluated per run (a seeded sample beyond that): min
 # The blessing's custom properties beyond those TFX's own Evaluator sets.
 PIPELINE_PROPERTY = "pipeline"  # the Vertex Resolver's query looks for blessings of this pipeline only
 INPUTS_PROPERTY = "inputs_fingerprint"
-_COLUMNS = {f.USER_ID: tf.io.FixedLenFeature([], tf.string), f.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
-            f.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-            f.INTERACTION_TYPE: tf.io.FixedLenFeature([], tf.string), f.RATING: tf.io.FixedLenFeature([], tf.float32),
-            f.CATEGORY: tf.io.FixedLenFeature([], tf.string)}
+_COLUMNS = {
+    f.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    f.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+    f.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    f.INTERACTION_TYPE: tf.io.FixedLenFeature([], tf.string),
+    f.RATING: tf.io.FixedLenFeature([], tf.float32),
+    f.CATEGORY: tf.io.FixedLenFeature([], tf.string),
+}
 
 
 def read_events(examples: standard_artifacts.Examples, split: str) -> list[tuple]:
     """The events of one split of ExampleGen's output as (user, timestamp, item, type, rating, category), sorted."""
     files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192).map(
-        lambda batch: tf.io.parse_example(batch, _COLUMNS))
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(8192)
+        .map(lambda batch: tf.io.parse_example(batch, _COLUMNS))
+    )
     rows = []
     for batch in dataset:
-        rows.extend(zip(batch[f.USER_ID].numpy().astype(str), batch[f.TIMESTAMP].numpy().tolist(),
-                        batch[f.ITEM_ID].numpy().astype(str), batch[f.INTERACTION_TYPE].numpy().astype(str),
-                        batch[f.RATING].numpy().tolist(), batch[f.CATEGORY].numpy().astype(str)))
+        rows.extend(
+            zip(
+                batch[f.USER_ID].numpy().astype(str),
+                batch[f.TIMESTAMP].numpy().tolist(),
+                batch[f.ITEM_ID].numpy().astype(str),
+                batch[f.INTERACTION_TYPE].numpy().astype(str),
+                batch[f.RATING].numpy().tolist(),
+                batch[f.CATEGORY].numpy().astype(str),
+            )
+        )
     return sorted(rows)
 
 
@@ -121,21 +135,40 @@ class Executor(tfx_evaluator.Executor):
         train, held_out = items_by_user(train_events), items_by_user(held_out_events)
         test = eval_users(train, held_out, MAX_USERS)
         users_train = {u: train[u] for u in test}
-        models = {"model": EmbeddedModel(path_utils.serving_model_path(model.uri)),
-                  evaluation.REFIT: EmbeddedModel(path_utils.serving_model_path(refit_model.uri))}
+        models = {
+            "model": EmbeddedModel(path_utils.serving_model_path(model.uri)),
+            evaluation.REFIT: EmbeddedModel(path_utils.serving_model_path(refit_model.uri)),
+        }
         if baseline_model is not None:
             models["baseline_model"] = EmbeddedModel(path_utils.serving_model_path(baseline_model.uri))
         results = evaluation.compare(users_train, test, models)
-        if baseline_blessing is not None and baseline_blessing.get_string_custom_property(
-                INPUTS_PROPERTY) == fingerprint:
-            blessed, reason = False, "the events and the recipe are the last blessed model's: nothing new to push"
+        if (
+            baseline_blessing is not None
+            and baseline_blessing.get_string_custom_property(INPUTS_PROPERTY) == fingerprint
+        ):
+            blessed, reason = (
+                False,
+                "the events and the recipe are the last blessed model's: nothing new to push",
+            )
         else:
             blessed, reason = evaluation.bless(results, max_regression)
-        logging.info("%s\n%s: %s", evaluation.report(results), "blessed" if blessed else "NOT blessed", reason)
+        logging.info(
+            "%s\n%s: %s", evaluation.report(results), "blessed" if blessed else "NOT blessed", reason
+        )
         with tf.io.gfile.GFile(os.path.join(blessing.uri, export.EVALUATION_FILE), "w") as out:
-            json.dump({"k": evaluation.K, "blessed": blessed, "reason": reason, "max_regression": max_regression,
-                       "baseline_model": baseline_model.uri if baseline_model is not None else None,
-                       INPUTS_PROPERTY: fingerprint, "metrics": results}, out, indent=2)
+            json.dump(
+                {
+                    "k": evaluation.K,
+                    "blessed": blessed,
+                    "reason": reason,
+                    "max_regression": max_regression,
+                    "baseline_model": baseline_model.uri if baseline_model is not None else None,
+                    INPUTS_PROPERTY: fingerprint,
+                    "metrics": results,
+                },
+                out,
+                indent=2,
+            )
         # The properties TFX's own Evaluator sets (the Pusher and LatestBlessedModelStrategy read them), and ours.
         blessing.set_int_custom_property("blessed", int(blessed))
         blessing.set_string_custom_property("current_model", model.uri)
@@ -151,10 +184,29 @@ class RankingEvaluator(base_component.BaseComponent):
     SPEC_CLASS = RankingEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)  # the parent is a Beam executor
 
-    def __init__(self, examples, model, refit_model, baseline_model, baseline_blessing, max_regression: float,
-                 pipeline_name: str, recipe: str, code: str):
-        super().__init__(RankingEvaluatorSpec(
-            examples=examples, model=model, refit_model=refit_model, baseline_model=baseline_model,
-            baseline_blessing=baseline_blessing, max_regression=max_regression, pipeline_name=pipeline_name,
-            recipe=recipe, code=code,
-            blessing=channel.Channel(type=standard_artifacts.ModelBlessing)))
+    def __init__(
+        self,
+        examples,
+        model,
+        refit_model,
+        baseline_model,
+        baseline_blessing,
+        max_regression: float,
+        pipeline_name: str,
+        recipe: str,
+        code: str,
+    ):
+        super().__init__(
+            RankingEvaluatorSpec(
+                examples=examples,
+                model=model,
+                refit_model=refit_model,
+                baseline_model=baseline_model,
+                baseline_blessing=baseline_blessing,
+                max_regression=max_regression,
+                pipeline_name=pipeline_name,
+                recipe=recipe,
+                code=code,
+                blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
+            )
+        )

@@ -6,11 +6,11 @@
 """
 
 import os
-from typing import Any, Dict
+from typing import Any
 
 import apache_beam as beam
-from google.protobuf import any_pb2, wrappers_pb2
 import tensorflow as tf
+from google.protobuf import any_pb2, wrappers_pb2
 from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -30,9 +30,15 @@ INTERACTIONS_PATTERN = "interactions*"
 # changes: hashing the whole example (TFX's default) moved events between the sides whenever new events changed
 # their history, so the last blessed model had trained on part of the next run's held-out events and the
 # Evaluator compared against an inflated baseline.
-SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(partition_feature_name=f.TIMESTAMP, splits=[
-    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=19),
-    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+SPLITS = example_gen_pb2.Output(
+    split_config=example_gen_pb2.SplitConfig(
+        partition_feature_name=f.TIMESTAMP,
+        splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=19),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1),
+        ],
+    )
+)
 
 
 def _feature(value) -> tf.train.Feature:
@@ -51,18 +57,17 @@ def _query_examples(input_base: str):
     names = [d[0] for d in cursor.description]
     while batch := cursor.fetchmany(10_000):
         for row in batch:
-            yield tf.train.Example(features=tf.train.Features(
-                feature={name: _feature(value) for name, value in zip(names, row)}))
+            yield tf.train.Example(
+                features=tf.train.Features(feature={name: _feature(value) for name, value in zip(names, row)})
+            )
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
-def _DuckDBToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
+def _DuckDBToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str):
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    return (pipeline
-            | "DataDir" >> beam.Create([input_base])
-            | "HistoryQuery" >> beam.FlatMap(_query_examples))
+    return pipeline | "DataDir" >> beam.Create([input_base]) | "HistoryQuery" >> beam.FlatMap(_query_examples)
 
 
 class DuckDBExecutor(BaseExampleGenExecutor):
@@ -80,11 +85,16 @@ def local_example_gen(data_dir: str, code_fingerprint: str):
     return FileBasedExampleGen(
         input_base=os.path.abspath(data_dir),
         custom_config=example_gen_pb2.CustomConfig(custom_config=fingerprint),
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single", pattern=INTERACTIONS_PATTERN)]),
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name="single", pattern=INTERACTIONS_PATTERN)]
+        ),
         output_config=SPLITS,
-        custom_executor_spec=executor_spec.BeamExecutorSpec(DuckDBExecutor))
+        custom_executor_spec=executor_spec.BeamExecutorSpec(DuckDBExecutor),
+    )
 
 
 def bigquery_example_gen(source: str):
     """source: a table (`project.dataset.table`) or a parenthesized query with the contract's columns."""
-    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(query=history_query(source), output_config=SPLITS)
+    return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
+        query=history_query(source), output_config=SPLITS
+    )

@@ -35,5 +35,7 @@ def recent_events_source(interactions_table: str, feedback_table: str, window_da
     `table` of history_query, so each retraining reads recent data and what users did since."""
     columns = ", ".join((f.USER_ID, f.ITEM_ID, f.INTERACTION_TYPE, f.RATING, f.TIMESTAMP, f.CATEGORY))
     recent = f"WHERE {f.TIMESTAMP} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {int(window_days)} DAY)"
-    return (f"(SELECT {columns} FROM `{interactions_table}` {recent}\n"
-            f" UNION ALL SELECT {columns} FROM `{feedback_table}` {recent})")
+    return (
+        f"(SELECT {columns} FROM `{interactions_table}` {recent}\n"
+        f" UNION ALL SELECT {columns} FROM `{feedback_table}` {recent})"
+    )

@@ -44,8 +44,14 @@ def serving_dir(workdir: str, model_name: str) -> str:
     return os.path.join(os.path.abspath(workdir), "serving", model_name)
 
 
-def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparameters: dict | None = None,
-        echo=print, max_regression: float = 0.05) -> dict:
+def run(
+    data_dir: str,
+    workdir: str,
+    model_name: str = PIPELINE_NAME,
+    hyperparameters: dict | None = None,
+    echo=print,
+    max_regression: float = 0.05,
+) -> dict:
     """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s},
     "model": the directory of the model pushed if blessed (the RefitTrainer's), "evaluation": the Evaluator's
     report (evaluator.py)}."""
@@ -56,14 +62,17 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
         pipeline_name=PIPELINE_NAME,
         pipeline_root=os.path.join(workdir, "pipeline_root"),
         example_gen=example_gen.local_example_gen(
-            data_dir, code_fingerprint(example_gen, history_query, local_source, features)),
+            data_dir, code_fingerprint(example_gen, history_query, local_source, features)
+        ),
         serving_model_dir=serving_dir(workdir, model_name),
         hyperparameters=hyperparameters,
         items_uri=os.path.abspath(items) if items else None,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(workdir, "metadata.sqlite")),
+            os.path.join(workdir, "metadata.sqlite")
+        ),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-        max_regression=max_regression)
+        max_regression=max_regression,
+    )
     before = set(pushed_versions(serving_dir(workdir, model_name)))
     timings, outputs = {}, {}
     with _component_progress(echo, timings, outputs):
@@ -72,6 +81,9 @@ def run(data_dir: str, workdir: str, model_name: str = PIPELINE_NAME, hyperparam
     [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
-    return {"pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
-            "timings": timings, "model": path_utils.serving_model_path(model.uri), "evaluation": report}
-
+    return {
+        "pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
+        "timings": timings,
+        "model": path_utils.serving_model_path(model.uri),
+        "evaluation": report,
+    }

@@ -4,19 +4,16 @@ import glob
 import hashlib
 import json
 import os
-from typing import Optional
-
-import trainer_module
-import transform as transform_package
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline_lib
 
-from tfx_pipeline import evaluation
+import trainer_module
+import transform as transform_package
+from tfx_pipeline import evaluation, validation
 from tfx_pipeline import evaluator as ranking_evaluator
 from tfx_pipeline import pusher as pusher_executor
-from tfx_pipeline import validation
 from transform import features
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
@@ -44,12 +41,12 @@ def create_pipeline(
     pipeline_root: str,
     example_gen,
     serving_model_dir: str,
-    hyperparameters: Optional[dict] = None,
-    items_uri: Optional[str] = None,
-    beam_pipeline_args: Optional[list] = None,
+    hyperparameters: dict | None = None,
+    items_uri: str | None = None,
+    beam_pipeline_args: list | None = None,
     metadata_connection_config=None,
     enable_cache: bool = True,
-    vertex_training: Optional[dict] = None,
+    vertex_training: dict | None = None,
     max_regression: float = 0.05,
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
@@ -69,20 +66,34 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, features))
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    gate = validation.AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
-                                    schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    gate = validation.AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"]
+    )
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={"code": code_fingerprint(transform_package)})
-    trainer_config = {"hyperparameters": hyperparameters or {}, "items_uri": items_uri,
-                      "code": code_fingerprint(trainer_module, transform_package)}
+        examples=example_gen.outputs["examples"],
+        schema=gate.outputs["validated_schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={"code": code_fingerprint(transform_package)},
+    )
+    trainer_config = {
+        "hyperparameters": hyperparameters or {},
+        "items_uri": items_uri,
+        "code": code_fingerprint(trainer_module, transform_package),
+    }
     trainer_class = tfx.components.Trainer
     if vertex_training:
         vertex = tfx.extensions.google_cloud_ai_platform
         trainer_class = vertex.Trainer
-        trainer_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: vertex_training["region"],
-                               vertex.TRAINING_ARGS_KEY: {k: v for k, v in vertex_training.items() if k != "region"}})
+        trainer_config.update(
+            {
+                vertex.ENABLE_VERTEX_KEY: True,
+                vertex.VERTEX_REGION_KEY: vertex_training["region"],
+                vertex.TRAINING_ARGS_KEY: {k: v for k, v in vertex_training.items() if k != "region"},
+            }
+        )
+
     def trainer(train_splits: list[str], base_model=None):
         return trainer_class(
             run_fn=RUN_FN,
@@ -92,7 +103,8 @@ def create_pipeline(
             base_model=base_model,
             train_args=tfx.proto.TrainArgs(splits=train_splits),  # epochs are a hyperparameter
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config=dict(trainer_config, train_splits=train_splits))
+            custom_config=dict(trainer_config, train_splits=train_splits),
+        )
 
     # The candidate the Evaluator judges trains without the eval split; the model pushed when it is blessed is
     # the same recipe retrained on every event: the 5% held out cost MovieLens nDCG@10 0.0045-0.0070 in the
@@ -100,30 +112,50 @@ def create_pipeline(
     # model need not pay. The refit serves the mean of its scores and the candidate's (its base_model): two
     # models' errors partly cancel: +0.0057 over the candidate, all eleven runs above EASE (BENCHMARKS.md, RE*, RP*).
     candidate_trainer = trainer(["train"]).with_id("Trainer")
-    refit_trainer = trainer(["train", "eval"], base_model=candidate_trainer.outputs["model"]).with_id("RefitTrainer")
+    refit_trainer = trainer(["train", "eval"], base_model=candidate_trainer.outputs["model"]).with_id(
+        "RefitTrainer"
+    )
     last_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("last_blessed_model")
     evaluator = ranking_evaluator.RankingEvaluator(
-        examples=example_gen.outputs["examples"], model=candidate_trainer.outputs["model"],
-        refit_model=refit_trainer.outputs["model"], baseline_model=last_blessed.outputs["model"],
-        baseline_blessing=last_blessed.outputs["model_blessing"], max_regression=max_regression,
+        examples=example_gen.outputs["examples"],
+        model=candidate_trainer.outputs["model"],
+        refit_model=refit_trainer.outputs["model"],
+        baseline_model=last_blessed.outputs["model"],
+        baseline_blessing=last_blessed.outputs["model_blessing"],
+        max_regression=max_regression,
         pipeline_name=pipeline_name,
         recipe=hashlib.sha256(json.dumps(trainer_config, sort_keys=True).encode()).hexdigest(),
-        code=code_fingerprint(ranking_evaluator, evaluation)).with_id("Evaluator")
+        code=code_fingerprint(ranking_evaluator, evaluation),
+    ).with_id("Evaluator")
     pusher = tfx.components.Pusher(
         model=refit_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform, candidate_trainer,
-                    refit_trainer, last_blessed, evaluator, pusher],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            gate,
+            transform,
+            candidate_trainer,
+            refit_trainer,
+            last_blessed,
+            evaluator,
+            pusher,
+        ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args or [])
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

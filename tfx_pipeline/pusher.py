@@ -36,7 +36,9 @@ def push_version(model_path: str, base_directory: str, extra_files: tuple[str, .
     """Copies the model (with extra_files in its assets.extra/) to <base_directory>/<unix time>/;
     returns (version, path)."""
     version = int(time.time())
-    while fileio.exists(os.path.join(base_directory, str(version))):  # two pushes within a second: distinct versions
+    while fileio.exists(
+        os.path.join(base_directory, str(version))
+    ):  # two pushes within a second: distinct versions
         version += 1
     serving_path = os.path.join(base_directory, str(version))
     _copy_saved_model(model_path, serving_path, extra_files)
@@ -46,15 +48,19 @@ def push_version(model_path: str, base_directory: str, extra_files: tuple[str, .
 class Executor(pusher_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
-        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+        )
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
         destination = proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], pusher_pb2.PushDestination())
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], pusher_pb2.PushDestination()
+        )
         model_path = self.GetModelPath(input_dict).rstrip("/")
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
-        version, serving_path = push_version(model_path, destination.filesystem.base_directory,
-                                             (os.path.join(blessing.uri, EVALUATION_FILE),))
+        version, serving_path = push_version(
+            model_path, destination.filesystem.base_directory, (os.path.join(blessing.uri, EVALUATION_FILE),)
+        )
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as the stock executor keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

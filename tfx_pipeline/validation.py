@@ -28,8 +28,14 @@ def contract_schema() -> schema_pb2.Schema:
     """The examples' schema: every feature in every example, of its type; interaction types of the contract
     (dislikes are not examples: history_query.py leaves them out); at most HISTORY_LENGTH history items."""
     schema = schema_pb2.Schema()
-    kinds = {f.USER_ID: schema_pb2.BYTES, f.ITEM_ID: schema_pb2.BYTES, f.INTERACTION_TYPE: schema_pb2.BYTES,
-             f.RATING: schema_pb2.FLOAT, f.TIMESTAMP: schema_pb2.INT, f.CATEGORY: schema_pb2.BYTES}
+    kinds = {
+        f.USER_ID: schema_pb2.BYTES,
+        f.ITEM_ID: schema_pb2.BYTES,
+        f.INTERACTION_TYPE: schema_pb2.BYTES,
+        f.RATING: schema_pb2.FLOAT,
+        f.TIMESTAMP: schema_pb2.INT,
+        f.CATEGORY: schema_pb2.BYTES,
+    }
     for name, kind in kinds.items():
         feature = schema.feature.add(name=name, type=kind)
         feature.presence.min_fraction = 1.0
@@ -38,7 +44,9 @@ def contract_schema() -> schema_pb2.Schema:
             feature.domain = name
         if name == f.TIMESTAMP:
             feature.int_domain.min = 0  # seconds since 1970
-    schema.string_domain.add(name=f.INTERACTION_TYPE, value=[t for t in f.INTERACTION_TYPES if t != "dislike"])
+    schema.string_domain.add(
+        name=f.INTERACTION_TYPE, value=[t for t in f.INTERACTION_TYPES if t != "dislike"]
+    )
     history = schema.feature.add(name=f.HISTORY, type=schema_pb2.BYTES)
     history.presence.min_fraction = 1.0
     history.value_count.max = f.HISTORY_LENGTH
@@ -51,8 +59,9 @@ def anomalies_found(anomalies_uri: str, split_names: list[str]) -> list[str]:
     found = []
     for split in split_names:
         anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString(io_utils.read_bytes_file(os.path.join(anomalies_uri, f"Split-{split}",
-                                                                        ANOMALIES_FILE)))
+        anomalies.ParseFromString(
+            io_utils.read_bytes_file(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE))
+        )
         for feature, info in sorted(anomalies.anomaly_info.items()):
             found.append(f"{split} split, {feature}: {info.description or info.short_description}")
         if anomalies.HasField("dataset_anomaly_info"):
@@ -61,19 +70,24 @@ def anomalies_found(anomalies_uri: str, split_names: list[str]) -> list[str]:
 
 
 @tfx.dsl.components.component
-def ContractSchemaGen(schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema],
-                      code: tfx.dsl.components.Parameter[str] = ""):  # code_fingerprint: a change re-runs it
+def ContractSchemaGen(
+    schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema],
+    code: tfx.dsl.components.Parameter[str] = "",
+):  # code_fingerprint: a change re-runs it
     io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE), contract_schema())
 
 
 @tfx.dsl.components.component
-def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
-                  schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
-                  validated_schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema]):
+def AnomaliesGate(
+    anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
+    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
+    validated_schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema],
+):
     """Fails the run on any anomaly; else passes the schema on. Transform and Trainer take the schema from
     here, so they cannot start before the examples passed."""
     found = anomalies_found(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
     if found:
-        raise DataAnomalies("the examples break the data contract's schema (ExampleValidator):\n  "
-                            + "\n  ".join(found))
+        raise DataAnomalies(
+            "the examples break the data contract's schema (ExampleValidator):\n  " + "\n  ".join(found)
+        )
     io_utils.copy_file(os.path.join(schema.uri, SCHEMA_FILE), os.path.join(validated_schema.uri, SCHEMA_FILE))

@@ -23,23 +23,40 @@ CACHING = False
 def beam_args(config: CloudConfig) -> list[str]:
     """Dataflow for the Beam components (ExampleGen, StatisticsGen, Transform), in our own image, so the
     workers import the same preprocessing code."""
-    return ["--runner=DataflowRunner", f"--project={config.project}", f"--region={config.region}",
-            f"--temp_location={config.bucket}/tmp", f"--staging_location={config.bucket}/staging",
-            f"--machine_type={config.dataflow_machine_type}", f"--max_num_workers={config.dataflow_max_workers}",
-            f"--disk_size_gb={config.dataflow_disk_size_gb}", f"--sdk_container_image={config.pipeline_image}",
-            f"--service_account_email={config.dataflow_service_account}",
-            f"--subnetwork={config.dataflow_subnetwork}", "--experiments=use_runner_v2"]
+    return [
+        "--runner=DataflowRunner",
+        f"--project={config.project}",
+        f"--region={config.region}",
+        f"--temp_location={config.bucket}/tmp",
+        f"--staging_location={config.bucket}/staging",
+        f"--machine_type={config.dataflow_machine_type}",
+        f"--max_num_workers={config.dataflow_max_workers}",
+        f"--disk_size_gb={config.dataflow_disk_size_gb}",
+        f"--sdk_container_image={config.pipeline_image}",
+        f"--service_account_email={config.dataflow_service_account}",
+        f"--subnetwork={config.dataflow_subnetwork}",
+        "--experiments=use_runner_v2",
+    ]
 
 
 def vertex_training(config: CloudConfig) -> dict:
     """The Vertex AI Training CustomJob both Trainers submit (TFX adds the container's command)."""
     machine = {"machine_type": config.trainer_machine_type}
     if config.trainer_accelerator_count:
-        machine.update(accelerator_type=config.trainer_accelerator_type,
-                       accelerator_count=config.trainer_accelerator_count)
-    job_spec = {"worker_pool_specs": [{"machine_spec": machine, "replica_count": 1,
-                                       "container_spec": {"image_uri": config.trainer_image}}],
-                "service_account": config.pipeline_service_account}
+        machine.update(
+            accelerator_type=config.trainer_accelerator_type,
+            accelerator_count=config.trainer_accelerator_count,
+        )
+    job_spec = {
+        "worker_pool_specs": [
+            {
+                "machine_spec": machine,
+                "replica_count": 1,
+                "container_spec": {"image_uri": config.trainer_image},
+            }
+        ],
+        "service_account": config.pipeline_service_account,
+    }
     if config.vertex_network:
         job_spec["network"] = config.vertex_network
     return {"region": config.region, "project": config.project, "job_spec": job_spec}
@@ -56,7 +73,8 @@ def cloud_pipeline(config: CloudConfig):
         items_uri=config.catalog_uri,
         beam_pipeline_args=beam_args(config),
         enable_cache=CACHING,
-        vertex_training=vertex_training(config))
+        vertex_training=vertex_training(config),
+    )
 
 
 def _last_blessing_of_this_pipeline_only(spec: dict, pipeline_name: str) -> None:
@@ -72,7 +90,9 @@ def compile_pipeline(config: CloudConfig, out: str) -> str:
     """Writes the Vertex AI Pipelines job spec (JSON); returns its path."""
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.pipeline_image),
-        output_dir=os.path.dirname(os.path.abspath(out)), output_filename=os.path.basename(out))
+        output_dir=os.path.dirname(os.path.abspath(out)),
+        output_filename=os.path.basename(out),
+    )
     runner.run(cloud_pipeline(config))
     with open(out) as fh:
         spec = json.load(fh)
@@ -84,9 +104,16 @@ def compile_pipeline(config: CloudConfig, out: str) -> str:
 
 def pipeline_job(config: CloudConfig, template: str, credentials=None):
     from google.cloud import aiplatform
-    return aiplatform.PipelineJob(display_name=config.pipeline_name, template_path=template,
-                                  pipeline_root=config.pipeline_root, project=config.project,
-                                  location=config.region, credentials=credentials, enable_caching=CACHING)
+
+    return aiplatform.PipelineJob(
+        display_name=config.pipeline_name,
+        template_path=template,
+        pipeline_root=config.pipeline_root,
+        project=config.project,
+        location=config.region,
+        credentials=credentials,
+        enable_caching=CACHING,
+    )
 
 
 def submit(config: CloudConfig, template: str, schedule: str | None = None, credentials=None):
@@ -96,8 +123,10 @@ def submit(config: CloudConfig, template: str, schedule: str | None = None, cred
     identity = {"service_account": config.pipeline_service_account, "network": config.vertex_network or None}
     if schedule:
         from google.cloud import aiplatform
-        job_schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=f"{config.pipeline_name}-retrain",
-                                                      credentials=credentials)
+
+        job_schedule = aiplatform.PipelineJobSchedule(
+            pipeline_job=job, display_name=f"{config.pipeline_name}-retrain", credentials=credentials
+        )
         job_schedule.create(cron=schedule, max_concurrent_run_count=1, **identity)
         return job_schedule
     job.submit(**identity)

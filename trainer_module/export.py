@@ -32,8 +32,16 @@ SIMILAR_SIGNATURE = "similar_items"
 class ServingModule(tf.Module):
     """Raw strings in, item ids and scores out; the Transform graph maps users and history to indices."""
 
-    def __init__(self, tft_layer, query_tower, item_ids: np.ndarray, item_embeddings: np.ndarray,
-                 item_offsets: np.ndarray, index: tfrs.layers.factorized_top_k.TopK, hp: HParams):
+    def __init__(
+        self,
+        tft_layer,
+        query_tower,
+        item_ids: np.ndarray,
+        item_embeddings: np.ndarray,
+        item_offsets: np.ndarray,
+        index: tfrs.layers.factorized_top_k.TopK,
+        hp: HParams,
+    ):
         super().__init__()
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -45,49 +53,70 @@ class ServingModule(tf.Module):
         # Item id -> candidate index; an unknown id (and the "" padding) maps to num_items.
         self.item_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(item_ids), tf.range(num_items, dtype=tf.int64)),
-            default_value=num_items)
+            default_value=num_items,
+        )
         # The index holds [embedding, offset] and users ask with [query, 1]: a score is the cosine plus the
         # item's offset (its learned bias times the temperature: the ranking of the training logits). Items
         # ask with [embedding, 0]: similar items by cosine alone. One extra zero row: an unknown item.
         dim = item_embeddings.shape[1]
         self.item_embeddings = tf.Variable(
-            np.vstack([np.hstack([item_embeddings, np.zeros((num_items, 1))]), np.zeros((1, dim + 1))]).astype(
-                np.float32), trainable=False)
+            np.vstack(
+                [np.hstack([item_embeddings, np.zeros((num_items, 1))]), np.zeros((1, dim + 1))]
+            ).astype(np.float32),
+            trainable=False,
+        )
         self.item_offsets = tf.Variable(item_offsets.astype(np.float32), trainable=False)
         self.index = index
-        self.index.index(tf.constant(np.hstack([item_embeddings, item_offsets[:, np.newaxis]]).astype(np.float32)))
+        self.index.index(
+            tf.constant(np.hstack([item_embeddings, item_offsets[:, np.newaxis]]).astype(np.float32))
+        )
 
     def _top_k(self, queries, exclude_idx):
         """The k best candidates per query, leaving out the candidate indices in exclude_idx [batch, M]."""
         tf.debugging.assert_less_equal(
-            tf.shape(exclude_idx)[1], self.max_exclusions,
-            message=f"exclude_item_ids: at most {self.max_exclusions} items per query")
+            tf.shape(exclude_idx)[1],
+            self.max_exclusions,
+            message=f"exclude_item_ids: at most {self.max_exclusions} items per query",
+        )
         scores, candidates = self.index(queries, k=self.fetch)
         candidates = tf.cast(candidates, tf.int64)
         # Excluded indices as a [batch, items + 1] mask, looked up for the fetched candidates: integer work
         # per query, where comparing id strings pairwise cost milliseconds per query.
         batch = tf.shape(exclude_idx, out_type=tf.int64)[0]
         rows = tf.repeat(tf.range(batch), tf.shape(exclude_idx, out_type=tf.int64)[1])
-        mask = tf.scatter_nd(tf.stack([rows, tf.reshape(exclude_idx, [-1])], axis=1), tf.ones_like(rows, tf.float32),
-                             tf.stack([batch, tf.constant(self.num_items + 1, tf.int64)]))
+        mask = tf.scatter_nd(
+            tf.stack([rows, tf.reshape(exclude_idx, [-1])], axis=1),
+            tf.ones_like(rows, tf.float32),
+            tf.stack([batch, tf.constant(self.num_items + 1, tf.int64)]),
+        )
         excluded = tf.gather(mask, candidates, batch_dims=1) > 0
         top_scores, positions = tf.math.top_k(tf.where(excluded, -np.inf, scores), k=self.k)
-        return {"item_ids": tf.gather(self.item_ids, tf.gather(candidates, positions, batch_dims=1)),
-                "scores": top_scores}
+        return {
+            "item_ids": tf.gather(self.item_ids, tf.gather(candidates, positions, batch_dims=1)),
+            "scores": top_scores,
+        }
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="user_id"),
-        tf.TensorSpec([None, None], tf.string, name="history"),
-        tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None, None], tf.string, name="history"),
+            tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+        ]
+    )
     def recommend(self, user_id, history, exclude_item_ids):
-        transformed = self.tft_layer({f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)})
+        transformed = self.tft_layer(
+            {f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)}
+        )
         queries = self.query(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
         queries = tf.concat([queries, tf.ones_like(queries[:, :1])], 1)
         return self._top_k(queries, self.item_index.lookup(exclude_item_ids))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="user_idx"),
-                                  tf.SparseTensorSpec([None, None], tf.int64)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.int64, name="user_idx"),
+            tf.SparseTensorSpec([None, None], tf.int64),
+        ]
+    )
     def query(self, user_idx, history_idx):
         """The query vectors of transformed user and history indices: what averaged() calls of a loaded model."""
         return self.query_tower(user_idx, history_idx)
@@ -102,9 +131,15 @@ class ServingModule(tf.Module):
         # Called once before saving: ScaNN builds its searcher state on first use.
         self.recommend(tf.constant([""]), tf.constant([[""]]), tf.constant([[""]]))
         self.similar(tf.constant([""]))
-        tf.saved_model.save(self, path, options=options, signatures={
-            RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
-            SIMILAR_SIGNATURE: self.similar.get_concrete_function()})
+        tf.saved_model.save(
+            self,
+            path,
+            options=options,
+            signatures={
+                RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
+                SIMILAR_SIGNATURE: self.similar.get_concrete_function(),
+            },
+        )
 
 
 class AveragedQueryTower(tf.Module):
@@ -146,8 +181,11 @@ def averaged(models, dim: int):
     side_by_side = scale * np.hstack(embeddings)
     _, _, directions = np.linalg.svd(side_by_side, full_matrices=False)
     projection = directions[:dim].T
-    return (AveragedQueryTower(towers, scale, projection), side_by_side @ projection,
-            np.mean(offsets, axis=0))
+    return (
+        AveragedQueryTower(towers, scale, projection),
+        side_by_side @ projection,
+        np.mean(offsets, axis=0),
+    )
 
 
 def exported_model(model_dir: str, item_ids: np.ndarray):
@@ -190,8 +228,10 @@ RESIDENT_PER_VERSION = 64 * 2**20  # the graph, its functions and the session, w
 def serving_memory(num_users: int, num_items: int, dim: int, num_models: int) -> int:
     """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds every
     version of models.config's `specific` list: multiply by the versions loaded)."""
-    return round(RESIDENT_PER_VARIABLE_BYTE * variable_bytes(num_users, num_items, dim, num_models)
-                 + RESIDENT_PER_VERSION)
+    return round(
+        RESIDENT_PER_VARIABLE_BYTE * variable_bytes(num_users, num_items, dim, num_models)
+        + RESIDENT_PER_VERSION
+    )
 
 
 def _fetch(hp: HParams, num_items: int) -> int:
@@ -206,10 +246,13 @@ def scann_index(hp: HParams, num_items: int):
     leaves = max(1, int(math.sqrt(num_items)))
     fetch = _fetch(hp, num_items)
     # Search enough leaves to hold about twice the items a query fetches.
-    to_search = min(leaves, max(math.ceil(leaves * hp.scann_leaves_to_search_ratio),
-                                math.ceil(2 * fetch * leaves / num_items)))
+    to_search = min(
+        leaves,
+        max(math.ceil(leaves * hp.scann_leaves_to_search_ratio), math.ceil(2 * fetch * leaves / num_items)),
+    )
     return tfrs.layers.factorized_top_k.ScaNN(
-        k=fetch, num_leaves=leaves, num_leaves_to_search=to_search, num_reordering_candidates=fetch)
+        k=fetch, num_leaves=leaves, num_leaves_to_search=to_search, num_reordering_candidates=fetch
+    )
 
 
 def write_items(path: str, item_ids, categories, counts, catalog: dict):
@@ -233,8 +276,11 @@ def recall_against_exact(model_dir: str, user_ids, histories, k: int = 10) -> fl
     """Loads both SavedModels fresh and returns the ScaNN results' recall@k of the brute-force results."""
     exact = load(model_dir).signatures[RECOMMEND_SIGNATURE]
     approximate = load(os.path.join(model_dir, SCANN_DIR)).signatures[RECOMMEND_SIGNATURE]
-    inputs = dict(user_id=tf.constant(user_ids), history=tf.constant(histories),
-                  exclude_item_ids=tf.zeros([len(user_ids), 0], tf.string))
+    inputs = dict(
+        user_id=tf.constant(user_ids),
+        history=tf.constant(histories),
+        exclude_item_ids=tf.zeros([len(user_ids), 0], tf.string),
+    )
     a = approximate(**inputs)["item_ids"].numpy()[:, :k]
     e = exact(**inputs)["item_ids"].numpy()[:, :k]
     return float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, e)]))

@@ -61,5 +61,9 @@ class HParams:
         try:
             return cls(**(overrides or {}))
         except pydantic.ValidationError as e:
-            raise ValueError("; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}, got "
-                                       f"{error['input']!r}" for error in e.errors())) from None
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(map(str, error['loc']))}: {error['msg']}, got {error['input']!r}"
+                    for error in e.errors()
+                )
+            ) from None

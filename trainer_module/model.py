@@ -16,7 +16,9 @@ from trainer_module.hparams import HParams
 from transform import features as f
 
 
-def mean_history_embedding(item_embedding: tf.keras.layers.Embedding, history_idx: tf.SparseTensor) -> tf.Tensor:
+def mean_history_embedding(
+    item_embedding: tf.keras.layers.Embedding, history_idx: tf.SparseTensor
+) -> tf.Tensor:
     """Mean of the embeddings of each row's history items; zeros for an empty history."""
     dense = tf.sparse.to_dense(history_idx, default_value=-1)
     mask = tf.cast(dense >= 0, tf.float32)[..., tf.newaxis]
@@ -31,11 +33,15 @@ class CandidateTower(tf.keras.Model):
         self.category_embedding = tf.keras.layers.Embedding(num_categories, dim)
 
     def call(self, item_idx: tf.Tensor, category_idx: tf.Tensor) -> tf.Tensor:
-        return tf.math.l2_normalize(self.item_embedding(item_idx) + self.category_embedding(category_idx), axis=1)
+        return tf.math.l2_normalize(
+            self.item_embedding(item_idx) + self.category_embedding(category_idx), axis=1
+        )
 
 
 class QueryTower(tf.keras.Model):
-    def __init__(self, num_users: int, item_embedding: tf.keras.layers.Embedding, known_user_history_weight: float):
+    def __init__(
+        self, num_users: int, item_embedding: tf.keras.layers.Embedding, known_user_history_weight: float
+    ):
         super().__init__()
         self.oov_user = num_users - 1  # the out-of-vocabulary bucket is the last index
         self.user_embedding = tf.keras.layers.Embedding(num_users, item_embedding.output_dim)
@@ -52,12 +58,15 @@ class QueryTower(tf.keras.Model):
 class TwoTowerModel(tfrs.Model):
     """Retrieval (softmax over the catalog, or in-batch with logQ correction) plus an optional rating head."""
 
-    def __init__(self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts,
-                 item_categories):
+    def __init__(
+        self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts, item_categories
+    ):
         super().__init__()
         self.hp = hp
         self.candidate_tower = CandidateTower(num_items, num_categories, hp.embedding_dim)
-        self.query_tower = QueryTower(num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight)
+        self.query_tower = QueryTower(
+            num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight
+        )
         # Sampling probability of each item as an in-batch negative: its share of the training events.
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
@@ -66,15 +75,18 @@ class TwoTowerModel(tfrs.Model):
             self.all_item_categories = tf.constant(item_categories, tf.int64)
         # A learned bias per item added to its logit: popularity, which a cosine alone expresses poorly.
         # Zeros (and not trained) when hp.item_bias is off, so the export is the same either way.
-        self.item_bias = tf.keras.layers.Embedding(num_items, 1, embeddings_initializer="zeros",
-                                                   trainable=hp.item_bias)
+        self.item_bias = tf.keras.layers.Embedding(
+            num_items, 1, embeddings_initializer="zeros", trainable=hp.item_bias
+        )
         self.retrieval = tfrs.tasks.Retrieval(temperature=hp.temperature, remove_accidental_hits=True)
         if hp.rating_weight > 0:  # built only when trained: Keras refuses unbuilt weights in the gradient
-            self.rating_head = tf.keras.Sequential([tf.keras.layers.Dense(hp.embedding_dim, activation="relu"),
-                                                    tf.keras.layers.Dense(1)])
+            self.rating_head = tf.keras.Sequential(
+                [tf.keras.layers.Dense(hp.embedding_dim, activation="relu"), tf.keras.layers.Dense(1)]
+            )
             # Summed like the retrieval loss (TFRS default), which distribution strategies also require.
             self.rating_task = tfrs.tasks.Ranking(
-                loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM))
+                loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM)
+            )
 
     def compute_loss(self, features, training=False):
         user_idx = features[f.USER_IDX]
@@ -89,21 +101,32 @@ class TwoTowerModel(tfrs.Model):
         item_idx = features[f.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[f.CATEGORY_IDX])
         if self.hp.negatives == "all_items":
-            logits = tf.matmul(query, self.candidate_tower(self.all_items, self.all_item_categories),
-                               transpose_b=True) / self.hp.temperature
+            logits = (
+                tf.matmul(
+                    query, self.candidate_tower(self.all_items, self.all_item_categories), transpose_b=True
+                )
+                / self.hp.temperature
+            )
             logits += tf.transpose(self.item_bias(self.all_items))
             loss = self.hp.retrieval_weight * tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits))
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits)
+            )
         else:
             sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
             # [query, temperature] . [candidate, bias] / temperature = cosine / temperature + bias
             loss = self.hp.retrieval_weight * self.retrieval(
                 tf.concat([query, tf.fill([tf.shape(query)[0], 1], self.hp.temperature)], 1),
                 tf.concat([candidate, self.item_bias(item_idx)], 1),
-                candidate_sampling_probability=sampling, candidate_ids=item_idx, compute_metrics=False)
+                candidate_sampling_probability=sampling,
+                candidate_ids=item_idx,
+                compute_metrics=False,
+            )
         if self.hp.rating_weight > 0:
             predicted = self.rating_head(tf.concat([query, candidate], 1))
             loss += self.hp.rating_weight * self.rating_task(
-                labels=features[f.RATING][:, tf.newaxis], predictions=predicted,
-                sample_weight=features[f.RATING_WEIGHT][:, tf.newaxis], compute_metrics=False)
+                labels=features[f.RATING][:, tf.newaxis],
+                predictions=predicted,
+                sample_weight=features[f.RATING_WEIGHT][:, tf.newaxis],
+                compute_metrics=False,
+            )
         return loss

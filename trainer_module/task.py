@@ -38,9 +38,16 @@ SHUFFLE_BUFFER = 100_000
 
 def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, seed: int):
     return fn_args.data_accessor.tf_dataset_factory(
-        files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle,
-                                              shuffle_buffer_size=SHUFFLE_BUFFER, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema)
+        files,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            num_epochs=1,
+            shuffle=shuffle,
+            shuffle_buffer_size=SHUFFLE_BUFFER,
+            shuffle_seed=seed,
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    )
 
 
 def item_statistics(dataset, num_items: int):
@@ -81,7 +88,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
     counts, categories = item_statistics(
-        _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items)
+        _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items
+    )
 
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
@@ -96,46 +104,91 @@ def run_fn(fn_args: tfx.components.FnArgs):
     item_ids = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB)).astype(str)
     category_names = np.array(tf_transform_output.vocabulary_by_name(f.CATEGORY_VOCAB) + [b""]).astype(str)
     item_index = np.arange(len(item_ids))
-    item_embeddings = model.candidate_tower(tf.constant(item_index), tf.constant(categories[item_index])).numpy()
+    item_embeddings = model.candidate_tower(
+        tf.constant(item_index), tf.constant(categories[item_index])
+    ).numpy()
     item_offsets = hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0]
 
     query_tower, averaged_with = model.query_tower, None
-    if fn_args.base_model:  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
-        query_tower, item_embeddings, item_offsets = export.averaged([
-            (model.query_tower, item_embeddings, item_offsets), export.exported_model(fn_args.base_model, item_ids)],
-            hp.embedding_dim)
-        averaged_with = {"model_dir": fn_args.base_model,
-                         "train_splits": export.read_report(fn_args.base_model)["train_splits"]}
+    if (
+        fn_args.base_model
+    ):  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
+        query_tower, item_embeddings, item_offsets = export.averaged(
+            [
+                (model.query_tower, item_embeddings, item_offsets),
+                export.exported_model(fn_args.base_model, item_ids),
+            ],
+            hp.embedding_dim,
+        )
+        averaged_with = {
+            "model_dir": fn_args.base_model,
+            "train_splits": export.read_report(fn_args.base_model)["train_splits"],
+        }
 
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
-    brute_force = export.ServingModule(tft_layer, query_tower, item_ids, item_embeddings, item_offsets,
-                                       export.brute_force_index(hp, len(item_ids)), hp)
+    brute_force = export.ServingModule(
+        tft_layer,
+        query_tower,
+        item_ids,
+        item_embeddings,
+        item_offsets,
+        export.brute_force_index(hp, len(item_ids)),
+        hp,
+    )
     brute_force.save(model_dir)
-    scann = export.ServingModule(tft_layer, query_tower, item_ids, item_embeddings, item_offsets,
-                                 export.scann_index(hp, len(item_ids)), hp)
-    scann.save(os.path.join(model_dir, export.SCANN_DIR),
-               options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    scann = export.ServingModule(
+        tft_layer,
+        query_tower,
+        item_ids,
+        item_embeddings,
+        item_offsets,
+        export.scann_index(hp, len(item_ids)),
+        hp,
+    )
+    scann.save(
+        os.path.join(model_dir, export.SCANN_DIR),
+        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+    )
     tf.io.gfile.makedirs(os.path.join(model_dir, export.EXTRA_DIR))
-    export.write_items(os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE), item_ids,
-                       category_names[categories[item_index]], counts[item_index], _read_catalog(fn_args.custom_config.get("items_uri")))
+    export.write_items(
+        os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE),
+        item_ids,
+        category_names[categories[item_index]],
+        counts[item_index],
+        _read_catalog(fn_args.custom_config.get("items_uri")),
+    )
 
     # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
     recall = export.recall_against_exact(model_dir, users, histories)
     num_models = 2 if averaged_with else 1
     sizes = (num_users - f.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
-    export.write_report(model_dir, {
-        "scann_recall_at_10_vs_exact": recall, "scann_check_queries": len(users),
-        "num_items": len(item_ids), "num_users": num_users - f.NUM_OOV_BUCKETS,
-        # One loaded version of the brute-force SavedModel (what TF Serving holds per version; README sizing).
-        "serving": {"num_models": num_models, "variable_bytes": export.variable_bytes(*sizes),
-                    "memory_bytes": export.serving_memory(*sizes)},
-        "train_splits": fn_args.custom_config["train_splits"], "averaged_with": averaged_with,
-        "train_seconds": round(train_seconds, 1), "final_loss": float(history.history["loss"][-1]),
-        "final_val_loss": float(history.history["val_loss"][-1]),
-        "replicas": strategy.num_replicas_in_sync, "hyperparameters": json.loads(json.dumps(hp.__dict__))})
+    export.write_report(
+        model_dir,
+        {
+            "scann_recall_at_10_vs_exact": recall,
+            "scann_check_queries": len(users),
+            "num_items": len(item_ids),
+            "num_users": num_users - f.NUM_OOV_BUCKETS,
+            # One loaded version of the brute-force SavedModel (what TF Serving holds per version; README sizing).
+            "serving": {
+                "num_models": num_models,
+                "variable_bytes": export.variable_bytes(*sizes),
+                "memory_bytes": export.serving_memory(*sizes),
+            },
+            "train_splits": fn_args.custom_config["train_splits"],
+            "averaged_with": averaged_with,
+            "train_seconds": round(train_seconds, 1),
+            "final_loss": float(history.history["loss"][-1]),
+            "final_val_loss": float(history.history["val_loss"][-1]),
+            "replicas": strategy.num_replicas_in_sync,
+            "hyperparameters": json.loads(json.dumps(hp.__dict__)),
+        },
+    )
     logging.info("Exported to %s; ScaNN recall@10 vs exact: %.3f", model_dir, recall)
     if recall < hp.min_scann_recall:  # the Trainer fails, so the Pusher never sees this model
-        raise ExportCheckError(f"ScaNN recall@10 against exact search is {recall:.3f}, below the "
-                               f"min_scann_recall of {hp.min_scann_recall}: not pushing this model")
+        raise ExportCheckError(
+            f"ScaNN recall@10 against exact search is {recall:.3f}, below the "
+            f"min_scann_recall of {hp.min_scann_recall}: not pushing this model"
+        )

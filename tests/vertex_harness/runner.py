@@ -70,8 +70,11 @@ class MetadataStore:
             elif m := re.fullmatch(r"metadata\.(\w+)\.(number_value|string_value)", field):
                 key, kind = m.groups()
                 if kind == "number_value":
-                    tests.append(lambda a, k=key, v=float(value): isinstance(a["metadata"].get(k), (int, float))
-                                 and float(a["metadata"][k]) == v)
+                    tests.append(
+                        lambda a, k=key, v=float(value): (
+                            isinstance(a["metadata"].get(k), (int, float)) and float(a["metadata"][k]) == v
+                        )
+                    )
                 else:
                     tests.append(lambda a, k=key, v=value: a["metadata"].get(k) == v)
             else:
@@ -86,8 +89,11 @@ def schema_title(artifact_type: dict) -> str:
 def dataflow_to_direct_runner(args: list[str]) -> list[str]:
     """The task's Beam arguments with the DirectRunner for Dataflow. Every option must be one Beam knows: Dataflow
     refuses a job with an option it does not know, the DirectRunner would ignore it."""
-    beam = [a for a in args if a.startswith("--") and a not in ("--executor_class_path",
-                                                                "--json_serialized_invocation_args")]
+    beam = [
+        a
+        for a in args
+        if a.startswith("--") and a not in ("--executor_class_path", "--json_serialized_invocation_args")
+    ]
     options = PipelineOptions(beam)
     unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
     if unknown:
@@ -97,8 +103,11 @@ def dataflow_to_direct_runner(args: list[str]) -> list[str]:
 
 def topological_order(tasks: dict) -> list[str]:
     def upstream(task):
-        producers = {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {})
-                     .values() if "taskOutputArtifact" in a}
+        producers = {
+            a["taskOutputArtifact"]["producerTask"]
+            for a in task.get("inputs", {}).get("artifacts", {}).values()
+            if "taskOutputArtifact" in a
+        }
         return producers | set(task.get("dependentTasks", []))
 
     order, placed = [], set()
@@ -141,27 +150,42 @@ class VertexHarness:
             task = tasks[name]
             component = spec["components"][task["componentRef"]["name"]]
             executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
-            inputs = {key: produced[src["taskOutputArtifact"]["producerTask"]][src["taskOutputArtifact"][
-                "outputArtifactKey"]] for key, src in task.get("inputs", {}).get("artifacts", {}).items()}
+            inputs = {
+                key: produced[src["taskOutputArtifact"]["producerTask"]][
+                    src["taskOutputArtifact"]["outputArtifactKey"]
+                ]
+                for key, src in task.get("inputs", {}).get("artifacts", {}).items()
+            }
             inputs = {key: artifacts for key, artifacts in inputs.items() if artifacts}
-            parameters = {key: value["runtimeValue"]["constantValue"]
-                          for key, value in task.get("inputs", {}).get("parameters", {}).items()}
+            parameters = {
+                key: value["runtimeValue"]["constantValue"]
+                for key, value in task.get("inputs", {}).get("parameters", {}).items()
+            }
             if "resolver" in executor:
                 produced[name] = self._resolve(executor["resolver"], inputs)
                 statuses[name] = "resolved"
                 continue
-            cache_key = hashlib.sha256(json.dumps(
-                [component, executor, parameters, {k: [a["name"] for a in v] for k, v in inputs.items()}],
-                sort_keys=True).encode()).hexdigest()
+            cache_key = hashlib.sha256(
+                json.dumps(
+                    [component, executor, parameters, {k: [a["name"] for a in v] for k, v in inputs.items()}],
+                    sort_keys=True,
+                ).encode()
+            ).hexdigest()
             cached = self.store.data["executions"].get(cache_key)
             if task.get("cachingOptions", {}).get("enableCache") and cached:
                 produced[name], statuses[name] = cached, "cached"
                 echo(f"[vertex] {name}: cached")
                 continue
             started = time.time()
-            produced[name] = self._execute(name, component, executor["container"], parameters, inputs,
-                                           os.path.join(job_root, f"{name}_{self.store.new_id()}"),
-                                           job["displayName"])
+            produced[name] = self._execute(
+                name,
+                component,
+                executor["container"],
+                parameters,
+                inputs,
+                os.path.join(job_root, f"{name}_{self.store.new_id()}"),
+                job["displayName"],
+            )
             self.store.data["executions"][cache_key] = produced[name]
             self.store.save()
             statuses[name] = "ran"
@@ -175,30 +199,61 @@ class VertexHarness:
 
         outputs = {}
         for key, query in resolver["outputArtifactQueries"].items():
-            query_filter = re.sub(r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}", placeholder,
-                                  query["filter"])
+            query_filter = re.sub(
+                r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}", placeholder, query["filter"]
+            )
             found = [] if "\0" in query_filter else self.store.query(query_filter)
             outputs[key] = [{k: found[0][k] for k in ("name", "type", "uri", "metadata")}] if found else []
         return outputs
 
-    def _execute(self, name: str, component: dict, container: dict, parameters: dict, inputs: dict,
-                 task_root: str, pipeline_name: str) -> dict[str, list]:
-        outputs = {key: [{"name": f"{self.location}/metadataStores/default/artifacts/{self.store.new_id()}",
-                          "type": definition["artifactType"], "uri": os.path.join(task_root, key), "metadata": {}}]
-                   for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()}
+    def _execute(
+        self,
+        name: str,
+        component: dict,
+        container: dict,
+        parameters: dict,
+        inputs: dict,
+        task_root: str,
+        pipeline_name: str,
+    ) -> dict[str, list]:
+        outputs = {
+            key: [
+                {
+                    "name": f"{self.location}/metadataStores/default/artifacts/{self.store.new_id()}",
+                    "type": definition["artifactType"],
+                    "uri": os.path.join(task_root, key),
+                    "metadata": {},
+                }
+            ]
+            for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()
+        }
         executor_input = {
-            "inputs": {"parameters": parameters, "artifacts": {k: {"artifacts": v} for k, v in inputs.items()}},
-            "outputs": {"artifacts": {k: {"artifacts": v} for k, v in outputs.items()},
-                        "outputFile": os.path.join(task_root, "executor_output.json")}}
+            "inputs": {
+                "parameters": parameters,
+                "artifacts": {k: {"artifacts": v} for k, v in inputs.items()},
+            },
+            "outputs": {
+                "artifacts": {k: {"artifacts": v} for k, v in outputs.items()},
+                "outputFile": os.path.join(task_root, "executor_output.json"),
+            },
+        }
         args = [a.replace("{{$}}", json.dumps(executor_input)) for a in container["args"]]
-        env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-                   PYTHONPATH=os.pathsep.join([STAND_INS] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-                   VERTEX_HARNESS_BIGQUERY=self.tables_file, VERTEX_HARNESS_CUSTOM_JOBS=self.custom_jobs)
+        env = dict(
+            os.environ,
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+            PYTHONPATH=os.pathsep.join([STAND_INS] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+            VERTEX_HARNESS_BIGQUERY=self.tables_file,
+            VERTEX_HARNESS_CUSTOM_JOBS=self.custom_jobs,
+        )
         for [artifact] in outputs.values():  # any gs:// path is writable: an object store has no directories
             os.makedirs(artifact["uri"], exist_ok=True)
         with open(os.path.join(task_root, "log.txt"), "w") as log:
-            done = subprocess.run(container["command"] + dataflow_to_direct_runner(args), env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            done = subprocess.run(
+                container["command"] + dataflow_to_direct_runner(args),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         if done.returncode != 0:
             with open(os.path.join(task_root, "log.txt")) as fh:
                 raise TaskFailed(f"{name} exited {done.returncode}:\n" + "".join(fh.readlines()[-40:]))
@@ -208,5 +263,7 @@ class VertexHarness:
             if key in written:
                 [update] = written[key]["artifacts"]
                 artifact.update(uri=update.get("uri", artifact["uri"]), metadata=update.get("metadata", {}))
-            self.store.record(dict(artifact, schema_title=schema_title(artifact["type"]), pipeline=pipeline_name))
+            self.store.record(
+                dict(artifact, schema_title=schema_title(artifact["type"]), pipeline=pipeline_name)
+            )
         return outputs

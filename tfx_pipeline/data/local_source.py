@@ -30,8 +30,10 @@ class DataDir:
 def find_files(data_dir: str) -> DataDir:
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: not a directory")
-    files = sorted(glob.glob(os.path.join(data_dir, "interactions*.csv"))
-                   + glob.glob(os.path.join(data_dir, "interactions*.parquet")))
+    files = sorted(
+        glob.glob(os.path.join(data_dir, "interactions*.csv"))
+        + glob.glob(os.path.join(data_dir, "interactions*.parquet"))
+    )
     if not files:
         raise DataError(f"{data_dir}: no interactions.csv or interactions*.parquet file")
     items = os.path.join(data_dir, "items.csv")
@@ -53,15 +55,21 @@ def _load(con, path: str, table: str, required: tuple) -> None:
         if header is None:
             raise DataError(f"{path}: the file is empty (no header line)")
         columns = ", ".join(f"'{c}': 'VARCHAR'" for c in header)
-        scan = f"read_csv('{quoted}', header=true, all_varchar=true, auto_detect=false, columns={{{columns}}})"
+        scan = (
+            f"read_csv('{quoted}', header=true, all_varchar=true, auto_detect=false, columns={{{columns}}})"
+        )
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, row_number() OVER () AS _row FROM {scan}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, row_number() OVER () AS _row FROM {scan}"
+        )
     except duckdb.Error as e:
         raise DataError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
     present = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
     missing = [c for c in required if c not in present]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header has {sorted(present - {'_row'})}")
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header has {sorted(present - {'_row'})}"
+        )
     if con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:
         raise DataError(f"{path}: no rows")
 
@@ -80,38 +88,59 @@ def _check_interactions(con, path: str, table: str) -> list[str]:
     checks = [
         (f.USER_ID, f"NULLIF(TRIM(CAST({f.USER_ID} AS VARCHAR)), '') IS NULL", "empty"),
         (f.ITEM_ID, f"NULLIF(TRIM(CAST({f.ITEM_ID} AS VARCHAR)), '') IS NULL", "empty"),
-        (f.INTERACTION_TYPE, f"{f.INTERACTION_TYPE} IS NULL OR {f.INTERACTION_TYPE} NOT IN ({allowed})",
-         f"must be one of {', '.join(f.INTERACTION_TYPES)}"),
-        (f.TIMESTAMP, f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
-         "not a timestamp (expected e.g. 2024-05-01T12:30:00Z)"),
+        (
+            f.INTERACTION_TYPE,
+            f"{f.INTERACTION_TYPE} IS NULL OR {f.INTERACTION_TYPE} NOT IN ({allowed})",
+            f"must be one of {', '.join(f.INTERACTION_TYPES)}",
+        ),
+        (
+            f.TIMESTAMP,
+            f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
+            "not a timestamp (expected e.g. 2024-05-01T12:30:00Z)",
+        ),
         # The examples carry seconds since 1970 and the schema allows no negative ones (as the API's feedback).
-        (f.TIMESTAMP, f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) "
-                      "< TIMESTAMPTZ '1970-01-01 00:00:00+00'", "before 1970-01-01T00:00:00Z"),
+        (
+            f.TIMESTAMP,
+            f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) < TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+            "before 1970-01-01T00:00:00Z",
+        ),
     ]
     if has_rating:
         checks += [
-            (f.RATING, f"NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NOT NULL "
-                       f"AND TRY_CAST(CAST({f.RATING} AS VARCHAR) AS DOUBLE) IS NULL", "not a number"),
-            (f.RATING, f"{f.INTERACTION_TYPE} = 'rating' AND "
-                       f"NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NULL", "empty on a 'rating' event"),
+            (
+                f.RATING,
+                f"NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NOT NULL "
+                f"AND TRY_CAST(CAST({f.RATING} AS VARCHAR) AS DOUBLE) IS NULL",
+                "not a number",
+            ),
+            (
+                f.RATING,
+                f"{f.INTERACTION_TYPE} = 'rating' AND NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NULL",
+                "empty on a 'rating' event",
+            ),
         ]
     elif con.execute(f"SELECT count(*) FROM {table} WHERE {f.INTERACTION_TYPE} = 'rating'").fetchone()[0]:
         return [f"{path}: 'rating' events but no {f.RATING} column"]
     problems = []
     for column, condition, what in checks:
         rows = con.execute(
-            f"SELECT _row, CAST({column} AS VARCHAR) FROM {table} WHERE {condition} ORDER BY _row LIMIT 3").fetchall()
+            f"SELECT _row, CAST({column} AS VARCHAR) FROM {table} WHERE {condition} ORDER BY _row LIMIT 3"
+        ).fetchall()
         for row, value in rows:
-            problems.append(f"{path} {_where(path)} {_row_number(path, row)}, column '{column}': {what} (got {value!r})")
+            problems.append(
+                f"{path} {_where(path)} {_row_number(path, row)}, column '{column}': {what} (got {value!r})"
+            )
     return problems
 
 
 def _typed_select(table: str, has_rating: bool) -> str:
     rating = f"TRY_CAST(CAST({f.RATING} AS VARCHAR) AS DOUBLE)" if has_rating else "CAST(NULL AS DOUBLE)"
-    return (f"SELECT CAST({f.USER_ID} AS VARCHAR) AS {f.USER_ID}, CAST({f.ITEM_ID} AS VARCHAR) AS {f.ITEM_ID}, "
-            f"CAST({f.INTERACTION_TYPE} AS VARCHAR) AS {f.INTERACTION_TYPE}, {rating} AS {f.RATING}, "
-            f"CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {f.TIMESTAMP}, "
-            f"CAST({f.CATEGORY} AS VARCHAR) AS {f.CATEGORY} FROM {table}")
+    return (
+        f"SELECT CAST({f.USER_ID} AS VARCHAR) AS {f.USER_ID}, CAST({f.ITEM_ID} AS VARCHAR) AS {f.ITEM_ID}, "
+        f"CAST({f.INTERACTION_TYPE} AS VARCHAR) AS {f.INTERACTION_TYPE}, {rating} AS {f.RATING}, "
+        f"CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {f.TIMESTAMP}, "
+        f"CAST({f.CATEGORY} AS VARCHAR) AS {f.CATEGORY} FROM {table}"
+    )
 
 
 def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
@@ -123,7 +152,9 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     # BigQuery's functions under their names, so history_query.py is one SQL text for both engines.
     con.execute("CREATE MACRO unix_seconds(ts) AS CAST(epoch(ts) AS BIGINT)")
-    con.execute("CREATE MACRO farm_fingerprint(s) AS hash(s)")  # another hash, but only an order is taken from it
+    con.execute(
+        "CREATE MACRO farm_fingerprint(s) AS hash(s)"
+    )  # another hash, but only an order is taken from it
     problems, selects = [], []
     for i, path in enumerate(found.interaction_files):
         table = f"raw_interactions_{i}"
@@ -133,20 +164,29 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
         selects.append(_typed_select(table, has_rating))
     if found.items_file:
         _load(con, found.items_file, "raw_items", f.ITEM_COLUMNS)
-        rows = con.execute(f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({f.ITEM_ID}), '') IS NULL "
-                           "ORDER BY _row LIMIT 3").fetchall()
+        rows = con.execute(
+            f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({f.ITEM_ID}), '') IS NULL ORDER BY _row LIMIT 3"
+        ).fetchall()
         problems += [f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': empty" for (row,) in rows]
-        dupes = con.execute(f"SELECT {f.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {f.ITEM_ID} "
-                            "ORDER BY _row) AS k FROM raw_items) WHERE k = 2 ORDER BY _row LIMIT 3").fetchall()
-        problems += [f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': duplicate item {item!r}"
-                     for item, row in dupes]
+        dupes = con.execute(
+            f"SELECT {f.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {f.ITEM_ID} "
+            "ORDER BY _row) AS k FROM raw_items) WHERE k = 2 ORDER BY _row LIMIT 3"
+        ).fetchall()
+        problems += [
+            f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': duplicate item {item!r}"
+            for item, row in dupes
+        ]
         con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT {', '.join(f.ITEM_COLUMNS)} FROM raw_items")
     else:
-        con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT '' AS {f.ITEM_ID}, '' AS {f.TITLE}, '' AS {f.CATEGORY} "
-                    "WHERE false")
+        con.execute(
+            f"CREATE VIEW {ITEMS_TABLE} AS SELECT '' AS {f.ITEM_ID}, '' AS {f.TITLE}, '' AS {f.CATEGORY} "
+            "WHERE false"
+        )
     if problems:
         more = "\n  ... and more" if len(problems) > MAX_REPORTED_PROBLEMS else ""
-        raise DataError("the data breaks the contract:\n  " + "\n  ".join(problems[:MAX_REPORTED_PROBLEMS]) + more)
+        raise DataError(
+            "the data breaks the contract:\n  " + "\n  ".join(problems[:MAX_REPORTED_PROBLEMS]) + more
+        )
     con.execute(f"CREATE VIEW {INTERACTIONS_TABLE} AS " + " UNION ALL ".join(selects))
     return con
 

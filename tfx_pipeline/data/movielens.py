@@ -11,9 +11,27 @@ from datetime import datetime, timezone
 from transform import features as f
 
 # ml-100k's u.item ends with one 0/1 flag per genre, in this order (its README).
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-                 "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 def _iso(epoch_seconds: str) -> str:
@@ -33,7 +51,7 @@ def _ml100k(src):
     with open(os.path.join(src, "u.item"), encoding="latin-1") as fh:
         for line in fh:
             parts = line.rstrip("\n").split("|")
-            flags = parts[-len(ML100K_GENRES):]
+            flags = parts[-len(ML100K_GENRES) :]
             genres = "|".join(g for g, flag in zip(ML100K_GENRES, flags) if flag == "1") or "unknown"
             movies[parts[0]] = (parts[1], genres)
     with open(os.path.join(src, "u.data"), encoding="latin-1") as fh:
@@ -54,7 +72,9 @@ def convert(src: str, out_dir: str) -> int:
         writer = csv.writer(out)
         writer.writerow(f.INTERACTION_COLUMNS)
         for user, movie, rating, ts in ratings:
-            writer.writerow([user, movie, "rating", rating, _iso(ts), movies.get(movie, ("", "unknown"))[1], ""])
+            writer.writerow(
+                [user, movie, "rating", rating, _iso(ts), movies.get(movie, ("", "unknown"))[1], ""]
+            )
     with open(os.path.join(out_dir, "items.csv"), "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(f.ITEM_COLUMNS)

@@ -20,8 +20,14 @@ STAY_IN_GROUP = 0.7
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 20000, seed: int = 42,
-             start: datetime = START) -> None:
+def generate(
+    out_dir: str,
+    users: int = 500,
+    items: int = 400,
+    events: int = 20000,
+    seed: int = 42,
+    start: datetime = START,
+) -> None:
     """Writes interactions.csv and items.csv; each user's events begin within 30 days of `start`."""
     rng = np.random.default_rng(seed)
     item_group = rng.integers(len(GROUPS), size=items)
@@ -46,13 +52,27 @@ def generate(out_dir: str, users: int = 500, items: int = 400, events: int = 200
                     group = rng.choice(len(GROUPS), p=tastes[u])
                 item = rng.choice(members[group], p=in_group_p[group])
                 kind = types[rng.choice(len(types), p=type_p)]
-                rating = (min(5.0, max(1.0, round(2.0 + 4.0 * tastes[u][group] + rng.normal(0, 0.5)))
-                          ) if kind == "rating" else "")
+                rating = (
+                    min(5.0, max(1.0, round(2.0 + 4.0 * tastes[u][group] + rng.normal(0, 0.5))))
+                    if kind == "rating"
+                    else ""
+                )
                 t += timedelta(minutes=int(rng.integers(1, 600)))
-                writer.writerow([f"u{u:05d}", f"i{item:05d}", kind, rating,
-                                 t.strftime("%Y-%m-%dT%H:%M:%SZ"), GROUPS[item_group[item]], ""])
+                writer.writerow(
+                    [
+                        f"u{u:05d}",
+                        f"i{item:05d}",
+                        kind,
+                        rating,
+                        t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        GROUPS[item_group[item]],
+                        "",
+                    ]
+                )
     with open(os.path.join(out_dir, "items.csv"), "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(f.ITEM_COLUMNS)
         for i in range(items):
-            writer.writerow([f"i{i:05d}", f"{GROUPS[item_group[i]].title()} title {i}", GROUPS[item_group[i]]])
+            writer.writerow(
+                [f"i{i:05d}", f"{GROUPS[item_group[i]].title()} title {i}", GROUPS[item_group[i]]]
+            )

@@ -20,24 +20,42 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
     from google.cloud import bigquery
 
     # The contract's columns as the BigQuery table has them (DESIGN.md, "Data contract").
-    _TABLE_COLUMNS = {"user_id": "VARCHAR", "item_id": "VARCHAR", "interaction_type": "VARCHAR", "rating": "DOUBLE",
-                      "timestamp": "TIMESTAMPTZ", "category": "VARCHAR", "features": "VARCHAR"}
-    _BIGQUERY_TYPES = {"VARCHAR": "STRING", "DOUBLE": "FLOAT", "FLOAT": "FLOAT", "BIGINT": "INTEGER",
-                       "INTEGER": "INTEGER", "BOOLEAN": "BOOLEAN", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP"}
+    _TABLE_COLUMNS = {
+        "user_id": "VARCHAR",
+        "item_id": "VARCHAR",
+        "interaction_type": "VARCHAR",
+        "rating": "DOUBLE",
+        "timestamp": "TIMESTAMPTZ",
+        "category": "VARCHAR",
+        "features": "VARCHAR",
+    }
+    _BIGQUERY_TYPES = {
+        "VARCHAR": "STRING",
+        "DOUBLE": "FLOAT",
+        "FLOAT": "FLOAT",
+        "BIGINT": "INTEGER",
+        "INTEGER": "INTEGER",
+        "BOOLEAN": "BOOLEAN",
+        "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    }
 
     def _run(sql: str):
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        con.execute("CREATE MACRO farm_fingerprint(s) AS hash(s)")  # another hash; the query only orders by it
+        con.execute(
+            "CREATE MACRO farm_fingerprint(s) AS hash(s)"
+        )  # another hash; the query only orders by it
         with open(os.environ["VERTEX_HARNESS_BIGQUERY"]) as fh:
             tables = json.load(fh)
         for table, path in tables.items():
             project, dataset, name = table.split(".")
-            con.execute(f'ATTACH IF NOT EXISTS \':memory:\' AS "{project}"')
+            con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS \"{project}\"")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{project}"."{dataset}"')
             columns = ", ".join(f"'{c}': '{t}'" for c, t in _TABLE_COLUMNS.items())
-            con.execute(f'CREATE TABLE "{project}"."{dataset}"."{name}" AS SELECT * FROM '
-                        f"read_csv('{path}', header=true, columns={{{columns}}})")
+            con.execute(
+                f'CREATE TABLE "{project}"."{dataset}"."{name}" AS SELECT * FROM '
+                f"read_csv('{path}', header=true, columns={{{columns}}})"
+            )
         return con.execute(sqlglot.transpile(sql, read="bigquery", write="duckdb")[0])
 
     def _schema(cursor) -> list:
@@ -45,8 +63,13 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
         for name, kind, *_ in cursor.description:
             kind = str(kind)
             repeated = kind.endswith("[]")
-            fields.append(bigquery.SchemaField(name, _BIGQUERY_TYPES[kind.removesuffix("[]")],
-                                               mode="REPEATED" if repeated else "NULLABLE"))
+            fields.append(
+                bigquery.SchemaField(
+                    name,
+                    _BIGQUERY_TYPES[kind.removesuffix("[]")],
+                    mode="REPEATED" if repeated else "NULLABLE",
+                )
+            )
         return fields
 
     class _QueryJob:
@@ -56,6 +79,7 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
         def result(self):
             class Rows(list):
                 schema = _schema(self._cursor)
+
             names = [d[0] for d in self._cursor.description]
             return Rows(dict(zip(names, row)) for row in self._cursor.fetchall())
 
@@ -93,10 +117,14 @@ if os.environ.get("VERTEX_HARNESS_CUSTOM_JOBS"):
             self._jobs = {}
 
         def create_custom_job(self, parent, custom_job):
-            request = CreateCustomJobRequest(parent=parent, custom_job=custom_job)  # unknown fields raise here
+            request = CreateCustomJobRequest(
+                parent=parent, custom_job=custom_job
+            )  # unknown fields raise here
             job = request.custom_job
             job.name = f"{parent}/customJobs/{uuid.uuid4().int % 10**18}"
-            with open(os.path.join(os.environ["VERTEX_HARNESS_CUSTOM_JOBS"], f"{uuid.uuid4().hex}.json"), "w") as fh:
+            with open(
+                os.path.join(os.environ["VERTEX_HARNESS_CUSTOM_JOBS"], f"{uuid.uuid4().hex}.json"), "w"
+            ) as fh:
                 fh.write(CreateCustomJobRequest.to_json(request, use_integers_for_enums=False))
             [pool] = job.job_spec.worker_pool_specs
             done = subprocess.run(list(pool.container_spec.command) + list(pool.container_spec.args))
