@@ -15,22 +15,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from proxy import schemas, web
 from proxy.batcher import Batcher
+from proxy.metrics import ApiMetrics
 from proxy.model_watcher import ModelWatcher, ServingModel
 from proxy.online_store import open_store
 from proxy.redis_store import StoreUnavailable
@@ -162,33 +155,6 @@ class RequestLog:
             )
 
 
-class Metrics:
-    """ASGI middleware: request count by endpoint and status, and latency by endpoint (route templates,
-    so ids in paths do not multiply the series)."""
-
-    def __init__(self, app, requests: Counter, latency: Histogram):
-        self.app, self.requests, self.latency = app, requests, latency
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500
-
-        async def send_and_note_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            route = scope.get("route")
-            endpoint = route.path if route is not None else "unmatched"
-            self.requests.labels(endpoint, str(status)).inc()
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)
-
-
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REQUEST_ID = re.compile(
     r"[A-Za-z0-9._:-]{1,128}"
@@ -239,25 +205,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     """The API over `watcher`'s current model. Histories and feedback live in the store settings.store_url
     names, or in this process and settings.feedback_db (histories seeded from settings.data_dir, if given,
     and every stored feedback event)."""
-    registry = CollectorRegistry()
-    requests = Counter("recsys_requests", "API requests", ["endpoint", "status"], registry=registry)
-    latency = Histogram(
-        "recsys_request_seconds",
-        "API request latency",
-        ["endpoint"],
-        registry=registry,
-        buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
-    )
-    model_version = Gauge("recsys_model_version", "Model version being served", registry=registry)
-    feedback_events = Counter(
-        "recsys_feedback_events", "Feedback events stored", ["feedback_type"], registry=registry
-    )
-    fallbacks = Counter("recsys_popularity_fallbacks", "Answers from popularity", registry=registry)
-    degraded = Counter(
-        "recsys_degraded_answers",
-        "Answers without the users' histories (the store did not answer in time)",
-        registry=registry,
-    )
+    metrics = ApiMetrics()
     store = open_store(
         settings.store_url,
         settings.feedback_db,
@@ -317,13 +265,17 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     def call_backend(model: ServingModel, method: str, label: str | None, *args) -> tuple:
         """(answer, the version that answered), read in the calling thread, where a TF Serving client keeps it."""
         call = getattr(model.backend, method)
-        answer = call(*args, label=label) if label else call(*args)
+        with metrics.model_call_seconds.labels(method).time():
+            answer = call(*args, label=label) if label else call(*args)
+        if label:
+            metrics.answered_by_label[label] = model.version
         return answer, model.version
 
     def recommend_together(queries: list[tuple]) -> list[tuple]:
         """The queries of concurrent requests, (user_id, history, exclude, k, label) each: one model call per
         label."""
         model = serving()
+        metrics.batch_size.observe(len(queries))
         answers = [None] * len(queries)
         for label in dict.fromkeys(q[4] for q in queries):
             indices = [i for i, q in enumerate(queries) if q[4] == label]
@@ -381,7 +333,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         except StoreUnavailable as e:  # answer from the model alone rather than not at all
             log.warning("recommending without histories: %s", e)
             histories, seen, flag = [[]] * len(reqs), [[]] * len(reqs), "history unavailable"
-            degraded.inc(len(reqs))
+            metrics.degraded.inc(len(reqs))
         excludes = [
             list(dict.fromkeys(r.exclude_item_ids + (seen[i] if r.exclude_seen else [])))[
                 : catalog.max_exclusions
@@ -405,12 +357,11 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         for i, r in enumerate(reqs):
             fallback = None if i in answers else "popularity"
             if fallback:
-                fallbacks.inc()
+                metrics.fallbacks.inc()
             ranked, version = answers.get(i) or (
                 catalog.popular(r.num_recommendations, set(excludes[i])),
                 catalog.version,
             )
-            model_version.set(int(version))
             responses.append(
                 schemas.RecommendResponse(
                     user_id=r.user_id,
@@ -477,11 +428,13 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         )
 
     async def store_feedback(events: list[schemas.FeedbackEvent]) -> list[str]:
+        items = serving().catalog.items  # the item's category goes with the event into the next training run
         for n, e in enumerate(events):
+            where = f"events.{n}." if len(events) > 1 else ""
             if e.feedback_type == schemas.FeedbackType.rating and e.rating is None:
-                where = f"events.{n}." if len(events) > 1 else ""
                 raise HTTPException(422, f"{where}rating: required when feedback_type is rating")
-        items = watcher.current.catalog.items if watcher.current else {}
+            if e.item_id not in items:
+                raise HTTPException(422, f"{where}item_id: unknown item {e.item_id!r} (not in the catalog)")
         rows = [
             dict(
                 user_id=e.user_id,
@@ -491,14 +444,14 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
                 timestamp=e.timestamp,
                 request_id=e.request_id,
                 idempotency_key=e.idempotency_key,
-                category=items[e.item_id].category if e.item_id in items else "",
+                category=items[e.item_id].category,
             )
             for e in events
         ]
         accepted = await store.accept(rows)  # StoreUnavailable: 503, nothing acknowledged
         for row, (_, stored) in zip(rows, accepted):
             if stored:  # not a retry of an event already stored (its idempotency_key): counted once
-                feedback_events.labels(row["interaction_type"]).inc()
+                metrics.feedback_events.labels(row["interaction_type"]).inc()
         return [event_id for event_id, _ in accepted]
 
     @api.post("/feedback", status_code=202, response_model=schemas.FeedbackAccepted, responses=ERRORS)
@@ -527,14 +480,11 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
             raise Unavailable("model backend not ready")
         return {"status": "ready", "model_version": watcher.version}
 
-    @api.get("/metrics", include_in_schema=False)
-    async def metrics():
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
     app.include_router(api)
     app.include_router(web.page())
     app.include_router(web.router(settings.model_base, serving, store), dependencies=keyed)
-    app.add_middleware(Metrics, requests=requests, latency=latency)
+    metrics.follow(lambda: watcher.version, lambda: len(watcher.failed), store.delivery_backlog)
+    metrics.instrument(app, dependencies=keyed)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -53,7 +53,9 @@ class BigQuerySink:
         max_backoff: float = 60.0,
     ):
         self.store, self.table, self.batch_size = store, BigQueryTable(table, client), batch_size
-        self._thread = DeliveryThread("bigquery-sink", self.deliver, batch_size, interval, max_backoff)
+        self._thread = DeliveryThread(
+            "bigquery-sink", self.deliver, self.backlog, batch_size, interval, max_backoff
+        )
 
     def deliver(self) -> int:
         """Sends the next batch of undelivered events; returns how many BigQuery accepted (raises if it failed)."""
@@ -63,6 +65,14 @@ class BigQuerySink:
         self.table.write(events)
         self.store.mark_delivered(SINK, events[-1]["seq"])
         return len(events)
+
+    def backlog(self) -> int:
+        """Events stored here and not yet accepted by BigQuery."""
+        return self.store.count_after(self.store.delivered(SINK))
+
+    @property
+    def backlog_seen(self) -> int:
+        return self._thread.backlog_seen
 
     def start(self):
         self._thread.start()
