@@ -79,12 +79,7 @@ def _sample_queries(dataset, n: int, tf_transform_output):
 
 def run_fn(fn_args: tfx.components.FnArgs):
     hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
-    # The same data and seed train the same model: seeded Python, NumPy and TensorFlow, and TensorFlow's ops
-    # (reductions across threads included) in a fixed order. On CPU only: some GPU kernels have no
-    # deterministic version and would fail under it, and no GPU run was checked here.
     tf.keras.utils.set_random_seed(hp.seed)
-    if not tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     num_users = tf_transform_output.vocabulary_size_by_name(f.USER_VOCAB) + f.NUM_OOV_BUCKETS
     num_items = tf_transform_output.vocabulary_size_by_name(f.ITEM_VOCAB) + f.NUM_OOV_BUCKETS
