@@ -1,5 +1,5 @@
-"""`recsys pipeline run` as a user runs it (a subprocess, outside `make`) on a small sample: its output carries no
-warnings at the default verbosity."""
+"""`recsys pipeline run` as a user runs it (a subprocess, outside `make`) on a small sample: its output
+carries no warnings at the default verbosity."""
 
 import os
 import re
