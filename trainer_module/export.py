@@ -1,4 +1,8 @@
+<<<<<<< HEAD
 """Export of the serving signatures as two SavedModels (brute force and ScaNN), and their check.
+=======
+"""Export of the serving contract (docs/serving-contract.md) as two SavedModels, and their check.
+>>>>>>> main
 
 The layout of the exported directory and the signatures' names are the contract's (contract.py).
 """
