@@ -1,5 +1,5 @@
-"""How long `recsys pipeline run --data /nonexistent` takes to say so: this checkout's CLI against the CLI of a
-baseline commit (its whole tree, exported to a temporary directory), alternated, each --repeat times.
+"""How long `recsys pipeline run --data /nonexistent` takes to say so: this checkout's CLI against the CLI
+of a baseline commit (its whole tree, exported to a temporary directory), alternated, each --repeat times.
 
 The default baseline is the last commit whose CLI imported TFX before checking the data directory.
 Usage: .venv/bin/python -m benchmarks.cli_fail_fast [--baseline COMMIT] [--repeat 2]
