@@ -1,8 +1,5 @@
-<<<<<<< HEAD
-"""Export of the serving signatures as two SavedModels (brute force and ScaNN), and their check.
-=======
-"""Export of the serving contract (docs/serving-contract.md) as two SavedModels, and their check.
->>>>>>> main
+"""Export of the serving signatures (docs/serving-contract.md) as two SavedModels, brute force and ScaNN, and
+their check.
 
 The layout of the exported directory and the signatures' names are the contract's (contract.py).
 """
