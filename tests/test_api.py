@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import cli.main as cli
 from proxy import schemas
 from tests.api_server import post, running_api
-from tfx_pipeline import cli
 
 
 @pytest.fixture(scope="module")

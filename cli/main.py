@@ -1,0 +1,94 @@
+"""`recsys`: the command line of the project (data, pipeline, model, API). It is the composition root: the only
+code that imports the pipeline, the serving code and the API together; each command module imports its heavy
+parts when it runs, so `recsys serve` never loads TFX."""
+
+import argparse
+import importlib.metadata
+import logging
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
+
+from cli import clients, data, model, pipeline, serve, store  # noqa: E402
+from cli.args import HelpFormatter, UsageError, commands  # noqa: E402
+
+DESCRIPTION = "`recsys`: the command line of the project (data, pipeline, model)."
+GROUPS = (data, pipeline, model, serve, store, clients)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('recsys')}"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="keep TensorFlow's C++ log lines, the Google libraries' FutureWarnings and the libraries' "
+        "warnings that the default leaves out",
+    )
+    groups = commands(parser, "group")
+    for group in GROUPS:
+        group.add_commands(groups)
+    return parser
+
+
+# Libraries' log messages no user acts on, by logger: each is dropped when its text contains one of these.
+LIBRARY_NOISE = {
+    "absl": (
+        "ArtifactQuery.property_predicate is not supported",  # TFX's resolver on local (SQLite) metadata
+        "Tables initialized inside a tf.function",  # TF, on the Transform layer inside the serving signatures
+        "Examples artifact does not have payload_format",  # tfx-bsl: then tf.Examples, which they are
+        "`custom_executor_spec` is deprecated",  # TFX 1.16 still documents it for a component's own executor
+    ),
+    "tensorflow": (
+        "arguments contain non-serializable objects",  # tf-keras saving a subclassed model's config (unused)
+        "Instructions for updating",  # deprecation notices about TFX's and tfx-bsl's own calls
+    ),
+}
+
+
+class _DropLibraryNoise(logging.Filter):
+    def __init__(self, texts: tuple):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
+
+
+def quiet():
+    """Leaves out the noise no user acts on, before TensorFlow loads: its C++ log lines up to errors (the CUDA
+    plugin registrations it reports as errors on every start; a real failure raises a Python exception), the
+    Google client libraries' FutureWarnings about Python and package versions (the lock pins them) and
+    LIBRARY_NOISE."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    for logger, texts in LIBRARY_NOISE.items():
+        logging.getLogger(logger).addFilter(_DropLibraryNoise(texts))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet()
+    from redis import RedisError
+
+    from proxy.api_client import ApiError
+    from tfx_pipeline.cloud_config import ConfigError
+    from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
+
+    try:
+        args.func(args)
+    except (UsageError, DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
+        print(f"recsys: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
