@@ -56,7 +56,7 @@ class QueryTower(tf.keras.Model):
 
 
 def _per_example(summed_loss: tf.Tensor, features) -> tf.Tensor:
-    return summed_loss / tf.cast(tf.shape(features[f.ITEM_IDX])[0], summed_loss.dtype)
+    return summed_loss / tf.cast(tf.shape(features[contract.ITEM_IDX])[0], summed_loss.dtype)
 
 
 class TwoTowerModel(tfrs.Model):
