@@ -1,5 +1,6 @@
 """run_fn: the TFX Trainer entry point. Trains the two-tower model, exports both SavedModels, checks them."""
 
+import contextlib
 import csv
 import json
 import os
@@ -61,6 +62,26 @@ def item_statistics(dataset, num_items: int):
     return counts, categories
 
 
+@contextlib.contextmanager
+def _timed(seconds: dict, name: str):
+    """Adds the block's wall time to seconds[name]: the breakdown of the Trainer's time in its report."""
+    started = time.time()
+    yield
+    seconds[name] = round(seconds.get(name, 0.0) + time.time() - started, 1)
+
+
+class _EpochSeconds(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(round(time.time() - self.started, 1))
+
+
 def _read_catalog(items_uri):
     if not items_uri:
         return {}
@@ -87,18 +108,22 @@ def run_fn(fn_args: tfx.components.FnArgs):
 
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
-    counts, categories = item_statistics(
-        _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items
-    )
+    seconds = {}
+    with _timed(seconds, "item_statistics"):
+        counts, categories = item_statistics(
+            _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items
+        )
 
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
     with strategy.scope():
         model = TwoTowerModel(hp, num_users, num_items, num_categories, counts, categories)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
-    started = time.time()
-    history = model.fit(train, epochs=hp.epochs, validation_data=evaluation, verbose=2)
-    train_seconds = time.time() - started
+    epoch_seconds = _EpochSeconds()
+    with _timed(seconds, "fit"):
+        history = model.fit(
+            train, epochs=hp.epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
+        )
 
     # Candidates: every item of the vocabulary (the OOV bucket is not a candidate).
     item_ids = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB)).astype(str)
@@ -113,17 +138,18 @@ def run_fn(fn_args: tfx.components.FnArgs):
     if (
         fn_args.base_model
     ):  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
-        query_tower, item_embeddings, item_offsets = export.averaged(
-            [
-                (model.query_tower, item_embeddings, item_offsets),
-                export.exported_model(fn_args.base_model, item_ids),
-            ],
-            hp.embedding_dim,
-        )
-        averaged_with = {
-            "model_dir": fn_args.base_model,
-            "train_splits": export.read_report(fn_args.base_model)["train_splits"],
-        }
+        with _timed(seconds, "average_with_base_model"):
+            query_tower, item_embeddings, item_offsets = export.averaged(
+                [
+                    (model.query_tower, item_embeddings, item_offsets),
+                    export.exported_model(fn_args.base_model, item_ids),
+                ],
+                hp.embedding_dim,
+            )
+            averaged_with = {
+                "model_dir": fn_args.base_model,
+                "train_splits": export.read_report(fn_args.base_model)["train_splits"],
+            }
 
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
@@ -136,20 +162,22 @@ def run_fn(fn_args: tfx.components.FnArgs):
         export.brute_force_index(hp, len(item_ids)),
         hp,
     )
-    brute_force.save(model_dir)
-    scann = export.ServingModule(
-        tft_layer,
-        query_tower,
-        item_ids,
-        item_embeddings,
-        item_offsets,
-        export.scann_index(hp, len(item_ids)),
-        hp,
-    )
-    scann.save(
-        os.path.join(model_dir, export.SCANN_DIR),
-        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
-    )
+    with _timed(seconds, "export_brute_force"):
+        brute_force.save(model_dir)
+    with _timed(seconds, "export_scann"):
+        scann = export.ServingModule(
+            tft_layer,
+            query_tower,
+            item_ids,
+            item_embeddings,
+            item_offsets,
+            export.scann_index(hp, len(item_ids)),
+            hp,
+        )
+        scann.save(
+            os.path.join(model_dir, export.SCANN_DIR),
+            options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+        )
     tf.io.gfile.makedirs(os.path.join(model_dir, export.EXTRA_DIR))
     export.write_items(
         os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE),
@@ -161,7 +189,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
 
     # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
-    recall = export.recall_against_exact(model_dir, users, histories)
+    with _timed(seconds, "fresh_load_check"):
+        recall = export.recall_against_exact(model_dir, users, histories)
     num_models = 2 if averaged_with else 1
     sizes = (num_users - f.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
     export.write_report(
@@ -171,7 +200,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
             "scann_check_queries": len(users),
             "num_items": len(item_ids),
             "num_users": num_users - f.NUM_OOV_BUCKETS,
-            # One loaded version of the brute-force SavedModel (what TF Serving holds per version; docs/deployment.md, sizing).
+            # One loaded version of the brute-force SavedModel (what TF Serving holds per version;
+            # docs/deployment.md, sizing).
             "serving": {
                 "num_models": num_models,
                 "variable_bytes": export.variable_bytes(*sizes),
@@ -179,7 +209,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
             },
             "train_splits": fn_args.custom_config["train_splits"],
             "averaged_with": averaged_with,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": seconds["fit"],
+            # Where the Trainer's time went (benchmarks/trainer_breakdown.py reads it).
+            "seconds": seconds,
+            "epoch_seconds": epoch_seconds.seconds,
             "final_loss": float(history.history["loss"][-1]),
             "final_val_loss": float(history.history["val_loss"][-1]),
             "replicas": strategy.num_replicas_in_sync,
