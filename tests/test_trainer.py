@@ -141,6 +141,33 @@ def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, sam
     assert bool(losses[0] == pytest.approx(losses[1])) is same
 
 
+def _ragged_history_batch(n: int) -> dict:
+    """_batch(n) with histories of 0 to 3 items, as the Transform output has them (a SparseTensor)."""
+    batch = _batch(n)
+    lengths = np.arange(n) % 4
+    dense = np.where(
+        np.arange(3) < lengths[:, np.newaxis], batch[f.HISTORY_IDX].values.numpy().reshape(n, 3), -1
+    )
+    shifted = tf.sparse.from_dense(tf.constant(dense + 1))  # from_dense leaves out the zeros: the padding
+    return batch | {f.HISTORY_IDX: tf.SparseTensor(shifted.indices, shifted.values - 1, shifted.dense_shape)}
+
+
+def test_a_dense_history_padded_with_minus_one_trains_as_the_sparse_one():
+    from trainer_module.model import dense_history
+
+    hp = HParams(embedding_dim=8, rating_weight=0.0, history_dropout=0.5, user_id_dropout=0.2)
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
+    sparse = _ragged_history_batch(16)
+    dense = sparse | {f.HISTORY_IDX: dense_history(sparse[f.HISTORY_IDX])}
+    assert (dense[f.HISTORY_IDX].numpy() == -1).any()  # the padding is there to be ignored
+    for training in (False, True):
+        losses = []
+        for batch in (sparse, dense):
+            tf.random.set_seed(3)  # the same dropout draws for both
+            losses.append(model.compute_loss(batch, training=training).numpy())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
 class _Vocabularies(tf.Module):
     """Stands in for the Transform layer: raw user and history ids to indices (unknown: the last index)."""
 
