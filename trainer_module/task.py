@@ -15,7 +15,7 @@ from tfx_bsl.public import tfxio
 
 from trainer_module import export
 from trainer_module.hparams import HParams
-from trainer_module.model import TwoTowerModel
+from trainer_module.model import TwoTowerModel, dense_history
 from transform import features as f
 
 
@@ -33,8 +33,13 @@ def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strateg
 
 # ExampleGen writes each user's events together: a buffer of TFXIO's default 10,000 events fills batches
 # with a few dozen users at a time (the same model on MovieLens: nDCG@10 0.383 against 0.389 with the events
-# fully shuffled, in a one-off run described in BENCHMARKS.md). 100,000 transformed events take a few tens of MB.
+# fully shuffled, in a one-off run described in docs/experiments.md). 100,000 transformed events take a few
+# tens of MB. Only for data larger than IN_MEMORY_EVENTS: smaller data is shuffled whole.
 SHUFFLE_BUFFER = 100_000
+# Up to this many events (about 200 bytes each with a 20-item history: 400 MB) are read and parsed once, then
+# batched from memory every epoch, where reading and parsing the files again each epoch took CPU from the
+# training steps (benchmarks/trainer_breakdown.py).
+IN_MEMORY_EVENTS = 2_000_000
 
 
 def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, seed: int):
@@ -51,13 +56,35 @@ def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, see
     )
 
 
-def item_statistics(dataset, num_items: int):
-    """Events per item index and each item's most frequent category index, from one pass over the data."""
-    pairs = np.concatenate([np.stack([b[f.ITEM_IDX].numpy(), b[f.CATEGORY_IDX].numpy()], 1) for b in dataset])
+def read_in_memory(fn_args, files, tf_transform_output) -> dict | None:
+    """Every event of the files as one dict of tensors, the history dense (padded with -1); None when there
+    are more than IN_MEMORY_EVENTS."""
+    batches = iter(_dataset(fn_args, files, tf_transform_output, IN_MEMORY_EVENTS, False, 0))
+    events = next(batches)
+    if next(batches, None) is not None:
+        return None
+    return dict(events, **{f.HISTORY_IDX: dense_history(events[f.HISTORY_IDX])})
+
+
+def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches of the in-memory events, gathered by index (reshuffled every epoch when shuffle is on)."""
+    rows = tf.data.Dataset.range(events[f.ITEM_IDX].shape[0])
+    if shuffle:
+        rows = rows.shuffle(events[f.ITEM_IDX].shape[0], seed=seed)
+
+    def gather(batch):
+        return {name: tf.gather(values, batch) for name, values in events.items()}
+
+    return rows.batch(batch_size).map(gather).prefetch(1)
+
+
+def item_statistics(batches, num_items: int):
+    """Events per item index and each item's most frequent category index, from one pass over the batches."""
+    pairs = np.concatenate([np.stack([b[f.ITEM_IDX].numpy(), b[f.CATEGORY_IDX].numpy()], 1) for b in batches])
     counts = np.bincount(pairs[:, 0], minlength=num_items)
     categories = np.zeros(num_items, np.int64)
     uniq, n = np.unique(pairs, axis=0, return_counts=True)
-    for (item, category), _ in sorted(zip(map(tuple, uniq), n), key=lambda t: t[1]):
+    for (item, category), _ in sorted(zip(map(tuple, uniq), n, strict=True), key=lambda t: t[1]):
         categories[item] = category  # ascending count: the most frequent pair is written last
     return counts, categories
 
@@ -94,7 +121,8 @@ def _sample_queries(dataset, n: int, tf_transform_output):
     users = np.array(tf_transform_output.vocabulary_by_name(f.USER_VOCAB) + [b""]).astype(str)
     items = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB) + [b""]).astype(str)
     batch = next(iter(dataset.unbatch().batch(n)))
-    history = tf.sparse.to_dense(batch[f.HISTORY_IDX], default_value=len(items) - 1).numpy()
+    history = dense_history(batch[f.HISTORY_IDX]).numpy()
+    history[history < 0] = len(items) - 1  # the padding: ""
     return users[batch[f.USER_IDX].numpy()].tolist(), items[history].tolist()
 
 
@@ -106,13 +134,22 @@ def run_fn(fn_args: tfx.components.FnArgs):
     num_items = tf_transform_output.vocabulary_size_by_name(f.ITEM_VOCAB) + f.NUM_OOV_BUCKETS
     num_categories = tf_transform_output.vocabulary_size_by_name(f.CATEGORY_VOCAB) + f.NUM_OOV_BUCKETS
 
-    train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
-    evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
     seconds = {}
+    with _timed(seconds, "read_input"):
+        train_events = read_in_memory(fn_args, fn_args.train_files, tf_transform_output)
+        eval_events = read_in_memory(fn_args, fn_args.eval_files, tf_transform_output)
+    if train_events is None:  # too large for memory: read from the files every epoch
+        train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
+        statistics_input = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed)
+    else:
+        train = in_memory_batches(train_events, hp.batch_size, True, hp.seed)
+        statistics_input = [train_events]
+    if eval_events is None:
+        evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
+    else:
+        evaluation = in_memory_batches(eval_events, hp.batch_size, False, hp.seed)
     with _timed(seconds, "item_statistics"):
-        counts, categories = item_statistics(
-            _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items
-        )
+        counts, categories = item_statistics(statistics_input, num_items)
 
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
