@@ -3,17 +3,19 @@
 Usage: nice -n 19 .venv/bin/python -m benchmarks.trainer_breakdown WORKDIR [--epochs 3] [--parts input,steps]
 
 WORKDIR is a pipeline run's workdir (its latest Transform output is used). Parts, each a table:
-- input: one pass over the train split as the Trainer reads it (TFXIO: read, gunzip, parse, shuffle, batch),
-  against the same events read once into memory and iterated from there.
+- input: one pass over the train split as TFXIO reads it (read, gunzip, parse, shuffle, batch), against
+  the same events read once into memory and iterated from there (sliced, or gathered by index).
 - steps: the model trained one epoch at a time by several loops, alternating epoch by epoch so the
   machine's noise falls on all of them alike: Keras `model.fit` on the TFXIO dataset (what the Trainer
-  does), `model.fit` on the events in memory, the same with XLA (`jit_compile=True`), and a bare loop
-  (a `tf.function` step: loss, gradient, Adagrad update) on the same in-memory batches. Epoch 1 includes
-  tracing (and XLA's compilation); the later epochs are the steady state. A step against its FLOP count:
-  the all-items softmax's logits are batch x dim x items multiply-adds forward and twice that backward
-  (the gradients with respect to the queries and to the item vectors): 6 x batch x dim x items FLOPs; the
-  rest of the step (towers, gathers, the Adagrad update) is O((batch + items) x dim). The same three
-  matmuls alone, timed in the same run, are the rate this machine delivers on them.
+  did before reading into memory), `model.fit` on the events in memory sliced event by event, the same
+  gathered batch by batch by shuffled indices (what the Trainer does now), that with XLA
+  (`jit_compile=True`), and a bare loop (a `tf.function` step: loss, gradient, Adagrad update) on the
+  same gathered batches. Epoch 1 includes tracing (and XLA's compilation); the later epochs are the
+  steady state. A step against its FLOP count: the all-items softmax's logits are batch x dim x items
+  multiply-adds forward and twice that backward (the gradients with respect to the queries and to the
+  item vectors): 6 x batch x dim x items FLOPs; the rest of the step (towers, gathers, the Adagrad
+  update) is O((batch + items) x dim). The same three matmuls alone, timed in the same run, are the
+  rate this machine delivers on them.
 - run_fn: the Trainer's run_fn as the pipeline calls it, for the candidate (train split) and then the refit
   (train and eval splits, averaged with the candidate), with the breakdown its export report records.
 """
@@ -36,7 +38,7 @@ from tfx.proto import example_gen_pb2  # noqa: E402
 
 from trainer_module import export, task  # noqa: E402
 from trainer_module.hparams import HParams  # noqa: E402
-from trainer_module.model import TwoTowerModel, dense_history  # noqa: E402
+from trainer_module.model import TwoTowerModel  # noqa: E402
 from transform import features as f  # noqa: E402
 
 
@@ -94,20 +96,6 @@ def in_memory_dataset(events: dict, hp: HParams) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(events).shuffle(n, seed=hp.seed).batch(hp.batch_size)
 
 
-def gathered_dataset(events: dict, hp: HParams) -> tf.data.Dataset:
-    """The in-memory events with the history dense (padded with -1), each batch gathered by shuffled indices:
-    no per-event work in tf.data."""
-    dense = dict(events, **{f.HISTORY_IDX: dense_history(events[f.HISTORY_IDX])})
-    n = int(events[f.ITEM_IDX].shape[0])
-    return (
-        tf.data.Dataset.range(n)
-        .shuffle(n, seed=hp.seed)
-        .batch(hp.batch_size)
-        .map(lambda rows: {name: tf.gather(values, rows) for name, values in dense.items()})
-        .prefetch(1)
-    )
-
-
 def part_input(args, tft_output, hp):
     rows = []
     tfxio_seconds, events = _seconds(
@@ -116,13 +104,23 @@ def part_input(args, tft_output, hp):
             for b in task._dataset(args, args.train_files, tft_output, hp.batch_size, True, hp.seed)
         )
     )
-    rows.append(("TFXIO pass (the Trainer's: read, gunzip, parse, shuffle, batch)", tfxio_seconds))
-    read_seconds, data = _seconds(lambda: in_memory(args, tft_output, hp))
-    rows.append(("read once into memory (one TFXIO batch of every event)", read_seconds))
-    memory_seconds, _ = _seconds(lambda: sum(1 for _ in in_memory_dataset(data, hp)))
-    rows.append(("pass over the in-memory events (shuffle, batch)", memory_seconds))
-    gathered_seconds, _ = _seconds(lambda: sum(1 for _ in gathered_dataset(data, hp)))
-    rows.append(("pass over the in-memory events, batches gathered by shuffled indices", gathered_seconds))
+    rows.append(("TFXIO pass (read, gunzip, parse, shuffle, batch: every epoch before)", tfxio_seconds))
+    read_seconds, dense = _seconds(lambda: task.read_in_memory(args, args.train_files, tft_output))
+    rows.append(
+        ("read once into memory (task.read_in_memory: one TFXIO batch, history made dense)", read_seconds)
+    )
+    memory_seconds, _ = _seconds(
+        lambda: sum(1 for _ in in_memory_dataset(in_memory(args, tft_output, hp), hp))
+    )
+    rows.append(("pass over the in-memory events sliced one by one (shuffle, batch)", memory_seconds))
+    gathered = task.in_memory_batches(dense, hp.batch_size, True, hp.seed)
+    gathered_seconds, _ = _seconds(lambda: sum(1 for _ in gathered))
+    rows.append(
+        (
+            "pass over the in-memory events, batches gathered by shuffled index (the Trainer's)",
+            gathered_seconds,
+        )
+    )
     print(f"\n### Input pipeline: {events} training events, batch {hp.batch_size}\n")
     print("| pass | s | events/s | ratio to the TFXIO pass |\n|---|---:|---:|---:|")
     for name, seconds in rows:
@@ -191,22 +189,25 @@ def part_steps(args, tft_output, hp, epochs):
     events = int(data[f.ITEM_IDX].shape[0])
     memory = in_memory_dataset(data, hp)
     tfxio = task._dataset(args, args.train_files, tft_output, hp.batch_size, True, hp.seed)
-    gathered = gathered_dataset(data, hp)
+    gathered = task.in_memory_batches(
+        task.read_in_memory(args, args.train_files, tft_output), hp.batch_size, True, hp.seed
+    )
     model_args = (hp, sizes, counts, categories)
     loops = [
-        _Loop("Keras fit, TFXIO dataset (the Trainer's)", *model_args, tfxio),
+        _Loop("Keras fit, TFXIO dataset (the Trainer's before)", *model_args, tfxio),
         _Loop("Keras fit, events in memory", *model_args, memory),
-        _Loop("Keras fit, in memory, gathered batches", *model_args, gathered),
+        _Loop("Keras fit, in memory, gathered batches (the Trainer's now)", *model_args, gathered),
         _Loop("Keras fit, in memory, gathered batches, XLA", *model_args, gathered, jit_compile=True),
         _Loop("bare loop (tf.function step), in memory, gathered batches", *model_args, gathered, bare=True),
     ]
-    for _ in range(epochs):  # alternating: every loop's epoch e runs before any loop's epoch e + 1
+    for epoch in range(epochs):  # alternating: every loop's epoch e runs before any loop's epoch e + 1
         for loop in loops:
             try:
                 loop.epoch()
             except Exception as e:  # a loop that cannot run (XLA and an op it lacks) is reported, not fatal
                 loop.seconds.append(float("nan"))
                 loop.error = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        print(f"epoch {epoch + 1} s: " + ", ".join(f"{loop.seconds[-1]:.1f}" for loop in loops), flush=True)
     steps = -(-events // hp.batch_size)
     flops = 6 * hp.batch_size * hp.embedding_dim * num_items
     matmuls = matmul_seconds(hp.batch_size, hp.embedding_dim, num_items)
