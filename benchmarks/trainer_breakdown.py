@@ -158,20 +158,20 @@ class _Loop:
         self.seconds.append(time.perf_counter() - started)
 
 
-def matmul_seconds(batch: int, dim: int, items: int, repeats: int = 20) -> float:
+def matmul_seconds(batch: int, dim: int, items: int, dtype=tf.float32, repeats: int = 20) -> float:
     """Seconds of the step's three softmax matmuls alone (the logits, both gradients), median of repeats."""
-    queries = tf.random.normal([batch, dim])
-    candidates = tf.random.normal([items, dim])
-    grad_logits = tf.random.normal([batch, items])
+    queries, candidates, grad_logits = (
+        tf.cast(tf.random.normal(shape), dtype) for shape in ([batch, dim], [items, dim], [batch, items])
+    )
 
     @tf.function
     def three():
-        logits = tf.matmul(queries, candidates, transpose_b=True)
-        return (
-            tf.reduce_sum(logits)
-            + tf.reduce_sum(tf.matmul(grad_logits, candidates))
-            + tf.reduce_sum(tf.matmul(grad_logits, queries, transpose_a=True))
+        products = (
+            tf.matmul(queries, candidates, transpose_b=True),
+            tf.matmul(grad_logits, candidates),
+            tf.matmul(grad_logits, queries, transpose_a=True),
         )
+        return sum(tf.reduce_sum(tf.cast(p, tf.float32)) for p in products)
 
     three()
     return statistics.median(_seconds(lambda: float(three()))[0] for _ in range(repeats))
@@ -211,6 +211,7 @@ def part_steps(args, tft_output, hp, epochs):
     steps = -(-events // hp.batch_size)
     flops = 6 * hp.batch_size * hp.embedding_dim * num_items
     matmuls = matmul_seconds(hp.batch_size, hp.embedding_dim, num_items)
+    bfloat16 = matmul_seconds(hp.batch_size, hp.embedding_dim, num_items, tf.bfloat16)
     bare = statistics.median(loops[-1].seconds[1:])
     print(
         f"\n### Training steps: {events} events, {steps} steps of {hp.batch_size} per epoch, "
@@ -219,7 +220,8 @@ def part_steps(args, tft_output, hp, epochs):
     print(
         f"FLOPs per step (softmax logits forward + backward): 6 x {hp.batch_size} x {hp.embedding_dim} x "
         f"{num_items} = {flops / 1e9:.1f} GFLOP; the three matmuls alone took {matmuls * 1e3:.0f} ms "
-        f"({flops / matmuls / 1e9:.0f} GFLOP/s), so {steps * matmuls:.1f} s per epoch at that rate.\n"
+        f"({flops / matmuls / 1e9:.0f} GFLOP/s), so {steps * matmuls:.1f} s per epoch at that rate; "
+        f"in bfloat16 {bfloat16 * 1e3:.0f} ms ({bfloat16 / matmuls:.2f}x).\n"
     )
     print(
         "| loop | epoch 1 (tracing) s | later epochs s (median) | ms/step | events/s | GFLOP/s "
