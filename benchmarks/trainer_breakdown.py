@@ -136,7 +136,7 @@ class _Loop:
         self.model = TwoTowerModel(hp, *sizes, counts, categories)
         self.optimizer = tf.keras.optimizers.Adagrad(hp.learning_rate)
         if bare:
-            self.step = tf.function(self._step)
+            self.step = tf.function(self._step, reduce_retracing=True)  # as Keras traces its own step
         else:
             self.model.compile(optimizer=self.optimizer, jit_compile=jit_compile)
 
