@@ -36,10 +36,11 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs  # noqa: E
 from tfx.components.util import tfxio_utils  # noqa: E402
 from tfx.proto import example_gen_pb2  # noqa: E402
 
-from trainer_module import export, task  # noqa: E402
+import contract  # noqa: E402
+from serving import exported  # noqa: E402
+from trainer_module import task  # noqa: E402
 from trainer_module.hparams import HParams  # noqa: E402
 from trainer_module.model import TwoTowerModel  # noqa: E402
-from transform import features as f  # noqa: E402
 
 
 def latest_transform(workdir: str) -> tuple[str, str]:
@@ -92,7 +93,7 @@ def in_memory(args: FnArgs, tft_output, hp: HParams) -> dict:
 
 
 def in_memory_dataset(events: dict, hp: HParams) -> tf.data.Dataset:
-    n = int(events[f.ITEM_IDX].shape[0])
+    n = int(events[contract.ITEM_IDX].shape[0])
     return tf.data.Dataset.from_tensor_slices(events).shuffle(n, seed=hp.seed).batch(hp.batch_size)
 
 
@@ -100,7 +101,7 @@ def part_input(args, tft_output, hp):
     rows = []
     tfxio_seconds, events = _seconds(
         lambda: sum(
-            int(b[f.ITEM_IDX].shape[0])
+            int(b[contract.ITEM_IDX].shape[0])
             for b in task._dataset(args, args.train_files, tft_output, hp.batch_size, True, hp.seed)
         )
     )
@@ -178,15 +179,15 @@ def matmul_seconds(batch: int, dim: int, items: int, dtype=tf.float32, repeats: 
 
 
 def part_steps(args, tft_output, hp, epochs):
-    num_users = tft_output.vocabulary_size_by_name(f.USER_VOCAB) + f.NUM_OOV_BUCKETS
-    num_items = tft_output.vocabulary_size_by_name(f.ITEM_VOCAB) + f.NUM_OOV_BUCKETS
-    num_categories = tft_output.vocabulary_size_by_name(f.CATEGORY_VOCAB) + f.NUM_OOV_BUCKETS
+    num_users = tft_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_items = tft_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_categories = tft_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
     sizes = (num_users, num_items, num_categories)
     counts, categories = task.item_statistics(
         task._dataset(args, args.train_files, tft_output, 8192, False, hp.seed), num_items
     )
     data = in_memory(args, tft_output, hp)
-    events = int(data[f.ITEM_IDX].shape[0])
+    events = int(data[contract.ITEM_IDX].shape[0])
     memory = in_memory_dataset(data, hp)
     tfxio = task._dataset(args, args.train_files, tft_output, hp.batch_size, True, hp.seed)
     gathered = task.in_memory_batches(
@@ -252,7 +253,7 @@ def part_run_fn(workdir, hparams):
             )
         )
         reports = {
-            name: export.read_report(path)
+            name: exported.read_report(path)
             for name, path in [("candidate", candidate_dir), ("refit", refit_dir)]
         }
     parts = sorted({part for report in reports.values() for part in report["seconds"]})

@@ -13,10 +13,11 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+import contract
+from serving import exported
 from trainer_module import export
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, dense_history
-from transform import features as f
 
 
 class ExportCheckError(RuntimeError):
@@ -63,14 +64,14 @@ def read_in_memory(fn_args, files, tf_transform_output) -> dict | None:
     events = next(batches)
     if next(batches, None) is not None:
         return None
-    return dict(events, **{f.HISTORY_IDX: dense_history(events[f.HISTORY_IDX])})
+    return dict(events, **{contract.HISTORY_IDX: dense_history(events[contract.HISTORY_IDX])})
 
 
 def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     """Batches of the in-memory events, gathered by index (reshuffled every epoch when shuffle is on)."""
-    rows = tf.data.Dataset.range(events[f.ITEM_IDX].shape[0])
+    rows = tf.data.Dataset.range(events[contract.ITEM_IDX].shape[0])
     if shuffle:
-        rows = rows.shuffle(events[f.ITEM_IDX].shape[0], seed=seed)
+        rows = rows.shuffle(events[contract.ITEM_IDX].shape[0], seed=seed)
 
     def gather(batch):
         return {name: tf.gather(values, batch) for name, values in events.items()}
@@ -80,7 +81,9 @@ def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -
 
 def item_statistics(batches, num_items: int):
     """Events per item index and each item's most frequent category index, from one pass over the batches."""
-    pairs = np.concatenate([np.stack([b[f.ITEM_IDX].numpy(), b[f.CATEGORY_IDX].numpy()], 1) for b in batches])
+    pairs = np.concatenate(
+        [np.stack([b[contract.ITEM_IDX].numpy(), b[contract.CATEGORY_IDX].numpy()], 1) for b in batches]
+    )
     counts = np.bincount(pairs[:, 0], minlength=num_items)
     categories = np.zeros(num_items, np.int64)
     uniq, n = np.unique(pairs, axis=0, return_counts=True)
@@ -113,26 +116,28 @@ def _read_catalog(items_uri):
     if not items_uri:
         return {}
     with tf.io.gfile.GFile(items_uri) as fh:
-        return {r[f.ITEM_ID]: (r[f.TITLE], r[f.CATEGORY]) for r in csv.DictReader(fh)}
+        return {r[contract.ITEM_ID]: (r[contract.TITLE], r[contract.CATEGORY]) for r in csv.DictReader(fh)}
 
 
 def _sample_queries(dataset, n: int, tf_transform_output):
     """Raw (user_id, history) queries taken from real events, mapped back through the vocabularies."""
-    users = np.array(tf_transform_output.vocabulary_by_name(f.USER_VOCAB) + [b""]).astype(str)
-    items = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB) + [b""]).astype(str)
+    users = np.array(tf_transform_output.vocabulary_by_name(contract.USER_VOCAB) + [b""]).astype(str)
+    items = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB) + [b""]).astype(str)
     batch = next(iter(dataset.unbatch().batch(n)))
-    history = dense_history(batch[f.HISTORY_IDX]).numpy()
+    history = dense_history(batch[contract.HISTORY_IDX]).numpy()
     history[history < 0] = len(items) - 1  # the padding: ""
-    return users[batch[f.USER_IDX].numpy()].tolist(), items[history].tolist()
+    return users[batch[contract.USER_IDX].numpy()].tolist(), items[history].tolist()
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
     hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
     tf.keras.utils.set_random_seed(hp.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    num_users = tf_transform_output.vocabulary_size_by_name(f.USER_VOCAB) + f.NUM_OOV_BUCKETS
-    num_items = tf_transform_output.vocabulary_size_by_name(f.ITEM_VOCAB) + f.NUM_OOV_BUCKETS
-    num_categories = tf_transform_output.vocabulary_size_by_name(f.CATEGORY_VOCAB) + f.NUM_OOV_BUCKETS
+    num_users = tf_transform_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_items = tf_transform_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_categories = (
+        tf_transform_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
+    )
 
     seconds = {}
     with _timed(seconds, "read_input"):
@@ -163,8 +168,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
         )
 
     # Candidates: every item of the vocabulary (the OOV bucket is not a candidate).
-    item_ids = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB)).astype(str)
-    category_names = np.array(tf_transform_output.vocabulary_by_name(f.CATEGORY_VOCAB) + [b""]).astype(str)
+    item_ids = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB)).astype(str)
+    category_names = np.array(tf_transform_output.vocabulary_by_name(contract.CATEGORY_VOCAB) + [b""]).astype(
+        str
+    )
     item_index = np.arange(len(item_ids))
     item_embeddings = model.candidate_tower(
         tf.constant(item_index), tf.constant(categories[item_index])
@@ -185,7 +192,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
             )
             averaged_with = {
                 "model_dir": fn_args.base_model,
-                "train_splits": export.read_report(fn_args.base_model)["train_splits"],
+                "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
             }
 
     tft_layer = tf_transform_output.transform_features_layer()
@@ -212,12 +219,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
             hp,
         )
         scann.save(
-            os.path.join(model_dir, export.SCANN_DIR),
+            os.path.join(model_dir, contract.SCANN_DIR),
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
         )
-    tf.io.gfile.makedirs(os.path.join(model_dir, export.EXTRA_DIR))
+    tf.io.gfile.makedirs(os.path.join(model_dir, contract.EXTRA_DIR))
     export.write_items(
-        os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE),
+        os.path.join(model_dir, contract.EXTRA_DIR, contract.ITEMS_FILE),
         item_ids,
         category_names[categories[item_index]],
         counts[item_index],
@@ -229,14 +236,14 @@ def run_fn(fn_args: tfx.components.FnArgs):
     with _timed(seconds, "fresh_load_check"):
         recall = export.recall_against_exact(model_dir, users, histories)
     num_models = 2 if averaged_with else 1
-    sizes = (num_users - f.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
+    sizes = (num_users - contract.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
     export.write_report(
         model_dir,
         {
             "scann_recall_at_10_vs_exact": recall,
             "scann_check_queries": len(users),
             "num_items": len(item_ids),
-            "num_users": num_users - f.NUM_OOV_BUCKETS,
+            "num_users": num_users - contract.NUM_OOV_BUCKETS,
             # One loaded version of the brute-force SavedModel (what TF Serving holds per version;
             # docs/deployment.md, sizing).
             "serving": {
