@@ -250,6 +250,7 @@ def _exported(path: str, seed: int, item_ids=ITEMS):
 
 
 def _save(path, parts, item_ids=ITEMS):
+    from serving import exported
     from trainer_module import export
 
     hp = HParams()
@@ -262,7 +263,7 @@ def _save(path, parts, item_ids=ITEMS):
         hp,
     )
     module.save(path)
-    return export.load(path)
+    return exported.load(path)
 
 
 def _scores(model, method: str, inputs: dict) -> list[dict]:
