@@ -29,8 +29,9 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from proxy import schemas, web
+from proxy import monitor_api, schemas, web
 from proxy.batcher import Batcher
+from proxy.impressions import ImpressionLog
 from proxy.model_watcher import ModelWatcher, ServingModel
 from proxy.online_store import open_store
 from proxy.redis_store import StoreUnavailable
@@ -74,6 +75,9 @@ class Settings:
     # model is one version and takes no label.
     version_labels: bool = False
     canary_share: float = 0.0
+    impression_sample: float = (
+        1.0  # share of /recommend answers recorded as impressions (proxy/impressions.py)
+    )
 
 
 STABLE, CANARY = "stable", "canary"
@@ -266,14 +270,19 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
         settings.store_timeout,
         settings.reclaim_idle,
     )
+    impressions = ImpressionLog(settings.feedback_db, settings.impression_sample, settings.bigquery_table)
+    catalog_size = lambda: len(watcher.current.catalog.items) if watcher.current else None  # noqa: E731
+    registry.register(monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog_size))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await store.start()
+        await impressions.start()
         await run_in_threadpool(watcher.poll)
         watcher.start()
         yield
         watcher.stop()
+        await impressions.stop()
         await store.stop()
 
     # FastAPIOffline: /docs and /redoc from files installed with the package, not a CDN (works offline).
@@ -425,6 +434,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
                     ],
                 )
             )
+        await impressions.record(responses)
         return responses
 
     @api.post(
@@ -529,11 +539,13 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics():
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # in a thread: the online metrics are a query of the impressions at each scrape
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api)
     app.include_router(web.page())
     app.include_router(web.router(settings.model_base, serving, store), dependencies=keyed)
+    app.include_router(monitor_api.router(settings.feedback_db, catalog_size), dependencies=keyed)
     app.add_middleware(Metrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

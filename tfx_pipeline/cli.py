@@ -239,6 +239,7 @@ def _serve(args):
         reclaim_idle=args.reclaim_idle,
         canary_share=args.canary_share,
         cors_origins=tuple(args.cors_origin),
+        impression_sample=args.impression_sample,
     )
 
 
@@ -302,6 +303,29 @@ def _predict(args):
 
 def _env(name, default=None):
     return os.environ.get(name, default)
+
+
+def _monitor_report(args):
+    from proxy import monitor_api, online_metrics
+
+    if args.bigquery_sql:
+        print(online_metrics.bigquery_query(args.bigquery_sql))
+        return
+    if not os.path.exists(args.db):
+        raise FileNotFoundError(f"{args.db}: no feedback database")
+    report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
+    print(f"served {report['since']} .. {report['until']}, k = {args.k}")
+    print(
+        f"{'version':>12} {'variant':>8} {'requests':>9} {'ctr@k':>7} {'conv@k':>7} {'fallback':>8} {'items':>6}"
+    )
+    for r in report["versions"]:
+        print(
+            f"{r['model_version']:>12} {r['variant'] or '-':>8} {r['requests']:>9} {r['ctr']:>7.4f} "
+            f"{r['conversion']:>7.4f} {r['fallback_share']:>8.4f} {r['items']:>6}"
+        )
+    if not report["versions"]:
+        print("no impressions recorded in the window")
+    print(report["ab"]["summary"])
 
 
 def _share(text: str) -> float:
@@ -424,7 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--feedback-db",
         default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
-        help="SQLite file the feedback is stored in; env RECSYS_FEEDBACK_DB",
+        help="SQLite file the feedback (and the impressions) are stored in; env RECSYS_FEEDBACK_DB",
+    )
+    p.add_argument(
+        "--impression-sample",
+        type=_share,
+        default=_env("RECSYS_IMPRESSION_SAMPLE", "1"),
+        help="the share of /recommend answers (0..1, by a hash of the request id) recorded as impressions "
+        "for the online metrics; env RECSYS_IMPRESSION_SAMPLE",
     )
     p.add_argument(
         "--bigquery-table",
@@ -522,6 +553,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="the data directory of the next training run")
     p.set_defaults(func=_feedback_export)
+
+    monitor = _commands(groups.add_parser("monitor", help="the model in production"))
+    p = monitor.add_parser(
+        "report",
+        help="click-through and conversion at k, coverage and fallbacks per model version and variant, "
+        "from the API's impressions and feedback, and the A/B report between stable and canary",
+    )
+    p.add_argument(
+        "--db",
+        default=_env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
+        help="the API's --feedback-db; env RECSYS_FEEDBACK_DB",
+    )
+    p.add_argument("--hours", type=float, default=24, help="the window: requests served in the last HOURS")
+    p.add_argument("-k", type=_at_least(1), default=10, help="positions counted")
+    p.add_argument("--metric", choices=("ctr", "conversion"), default="ctr", help="the A/B report's metric")
+    p.add_argument(
+        "--bigquery-sql",
+        metavar="FEEDBACK_TABLE",
+        help="print the same query for BigQuery over project.dataset.table and the impressions table beside it",
+    )
+    p.set_defaults(func=_monitor_report)
 
     p = groups.add_parser("predict", help="ask TF Serving directly (the serving_default signature)")
     target = p.add_mutually_exclusive_group(required=True)
