@@ -11,7 +11,7 @@ from tfx.orchestration import pipeline as tfx_pipeline_lib
 
 import trainer_module
 import transform as transform_package
-from tfx_pipeline import evaluation, validation
+from tfx_pipeline import drift, evaluation, validation
 from tfx_pipeline import evaluator as ranking_evaluator
 from tfx_pipeline import pusher as pusher_executor
 from transform import features
@@ -48,6 +48,8 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex_training: dict | None = None,
     max_regression: float = 0.05,
+    drift_thresholds: dict | None = None,
+    stop_on_drift: bool = False,
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
     run) → Transform → Trainer (without the eval split) → Evaluator
@@ -62,8 +64,23 @@ def create_pipeline(
         the worker pool says) instead of in the pipeline's own container.
     max_regression: how far (a fraction of nDCG@10) a model may fall below the last blessed one and still
         be blessed; it must beat most popular in any case.
+    drift_thresholds: {"l_infinity": x, "jensen_shannon": y} for the DriftCheck against the previous run's
+        statistics (tfx_pipeline/drift.py); stop_on_drift: a distance over its threshold fails the run before
+        Transform, so nothing is pushed.
     """
+    # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+    ).with_id("previous_statistics")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen.add_upstream_node(previous_statistics)
+    drift_check = drift.DriftCheck(
+        statistics=statistics_gen.outputs["statistics"],
+        previous_statistics=previous_statistics.outputs["statistics"],
+        thresholds=json.dumps(drift.check_thresholds(drift_thresholds or drift.DEFAULT_THRESHOLDS)),
+        stop_on_drift=int(stop_on_drift),
+    )
     schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, features))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -77,6 +94,7 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code": code_fingerprint(transform_package)},
     )
+    transform.add_upstream_node(drift_check)  # a drift that stops the run stops it before training
     trainer_config = {
         "hyperparameters": hyperparameters or {},
         "items_uri": items_uri,
@@ -144,7 +162,9 @@ def create_pipeline(
         pipeline_root=pipeline_root,
         components=[
             example_gen,
+            previous_statistics,
             statistics_gen,
+            drift_check,
             schema_gen,
             example_validator,
             gate,
