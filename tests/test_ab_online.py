@@ -28,7 +28,9 @@ def ab_api(pipeline_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("ab") / "recsys"
     old = int(os.path.basename(pipeline_run["pushed"]))
     old_dir, new_dir = (str(shutil.copytree(pipeline_run["pushed"], base / str(v))) for v in (old, old + 1))
-    server = GrpcModelServer(Servable("recsys", old_dir, new_dir, labels={"stable": old, "canary": old + 1})).start()
+    server = GrpcModelServer(
+        Servable("recsys", old_dir, new_dir, labels={"stable": old, "canary": old + 1})
+    ).start()
     db = str(tmp_path_factory.mktemp("ab-feedback") / "feedback.sqlite")
     with open(os.path.join(pipeline_run["data_dir"], "interactions.csv")) as fh:
         users = sorted({line.split(",", 1)[0] for line in list(fh)[1:]})
@@ -51,7 +53,12 @@ def visit(url: str, user: str, rng: random.Random) -> dict:
     answer = post(url, "/recommend", {"user_id": user}).json()
     if rng.random() < CLICK_RATE[answer["model_label"]]:
         item = rng.choice(answer["recommendations"])["item_id"]
-        event = {"user_id": user, "item_id": item, "feedback_type": "click", "request_id": answer["request_id"]}
+        event = {
+            "user_id": user,
+            "item_id": item,
+            "feedback_type": "click",
+            "request_id": answer["request_id"],
+        }
         assert post(url, "/feedback", event).status_code == 202
     return answer
 
@@ -101,7 +108,10 @@ def test_the_ab_report_names_the_version_users_click_more_and_not_before_the_sam
     scraped = httpx.get(url + "/metrics", timeout=30).text
     for variant, row in by_variant.items():
         line = f'recsys_online_ctr{{model_version="{row["model_version"]}",variant="{variant}"}}'
-        assert any(s.startswith(line) and float(s.split()[-1]) == pytest.approx(row["ctr"]) for s in scraped.splitlines())
+        assert any(
+            s.startswith(line) and float(s.split()[-1]) == pytest.approx(row["ctr"])
+            for s in scraped.splitlines()
+        )
 
     assert cli.main(["monitor", "report", "--db", db, "--hours", "1"]) == 0
     printed = capsys.readouterr().out

@@ -84,7 +84,11 @@ def test_a_shifted_interaction_distribution_is_reported_and_with_stop_on_drift_n
     ]
     report = drift.read_report(os.path.dirname(report_file))  # recorded in the run's artifact
     assert report["drift"] and report["previous"].startswith(pipeline_run["workdir"])
-    [shift] = [d for d in report["distances"] if d["feature"] == "interaction_type" and d["comparator"] == "l_infinity"]
+    [shift] = [
+        d
+        for d in report["distances"]
+        if d["feature"] == "interaction_type" and d["comparator"] == "l_infinity"
+    ]
     assert shift["drift"] and f"distance {shift['distance']:.4f}" in message
     purchases = sum(row["interaction_type"] == "purchase" for row in rows) / len(rows)
     assert 0.1 < shift["distance"] <= purchases

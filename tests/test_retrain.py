@@ -35,7 +35,15 @@ def retrain_says(capsys, *args) -> str:
 
 
 def test_decide():
-    drifted = [{"feature": "interaction_type", "comparator": "l_infinity", "distance": 0.5, "threshold": 0.1, "drift": True}]
+    drifted = [
+        {
+            "feature": "interaction_type",
+            "comparator": "l_infinity",
+            "distance": 0.5,
+            "threshold": 0.1,
+            "drift": True,
+        }
+    ]
     assert retrain.decide(1000, 1000, None).run
     assert not retrain.decide(999, 1000, None).run
     assert not retrain.decide(999, 1000, [dict(drifted[0], drift=False)]).run
@@ -59,7 +67,9 @@ def test_retrain_runs_on_enough_new_events_or_drift_and_counts_only_events_since
     assert retrain_says(capsys, *common, "--min-new-events", "300") == "run: 305 new events (at least 300)"
     store_events(db, data, 300, interaction_type="purchase")  # the new events are mostly purchases
     said = retrain_says(capsys, *common)
-    assert said.startswith("run: 605 new events drifted: drift since the previous run: interaction_type"), said
+    assert said.startswith("run: 605 new events drifted: drift since the previous run: interaction_type"), (
+        said
+    )
 
 
 def test_retrain_counts_events_after_the_last_run_it_started(tmp_path, sample_split, capsys):
@@ -68,5 +78,8 @@ def test_retrain_counts_events_after_the_last_run_it_started(tmp_path, sample_sp
     retrain.write_state(workdir, 15)
     said = retrain_says(capsys, "--data", sample_split[0], "--workdir", workdir, "--feedback-db", db)
     assert said.startswith("no run: 5 new events")
-    assert cli.main(["pipeline", "retrain", "--data", "x", "--workdir", workdir, "--feedback-db", "nope.db"]) == 2
+    assert (
+        cli.main(["pipeline", "retrain", "--data", "x", "--workdir", workdir, "--feedback-db", "nope.db"])
+        == 2
+    )
     assert "nope.db: no feedback database" in capsys.readouterr().err

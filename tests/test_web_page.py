@@ -349,7 +349,9 @@ def test_model_page_shows_the_click_through_per_version_that_the_store_counts(pa
             event = dict(user_id=user, item_id=item, feedback_type="click", request_id=answer["request_id"])
             assert feedback(url, **event).status_code == 202
     # the store's counts, by their own SQL: answers recorded, and those with a click on an item they showed
-    requests = dict(stored(db, "SELECT model_version, count(DISTINCT request_id) FROM impressions GROUP BY 1"))
+    requests = dict(
+        stored(db, "SELECT model_version, count(DISTINCT request_id) FROM impressions GROUP BY 1")
+    )
     clicked = dict(
         stored(
             db,

@@ -9,7 +9,6 @@ second run over the same data is how a person accepts the change.
 
 import json
 import os
-from typing import Optional
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -27,10 +26,10 @@ SPLIT = "train"
 REPORT_FILE = "drift.json"
 # comparator -> (the schema field that sets it, the measurement type TFDV reports)
 COMPARATORS = {
-    "l_infinity": ("infinity_norm", anomalies_pb2.DriftSkewInfo.ComparisonResult.L_INFTY),
+    "l_infinity": ("infinity_norm", anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY),
     "jensen_shannon": (
         "jensen_shannon_divergence",
-        anomalies_pb2.DriftSkewInfo.ComparisonResult.JENSEN_SHANNON_DIVERGENCE,
+        anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE,
     ),
 }
 DEFAULT_THRESHOLDS = {"l_infinity": 0.1, "jensen_shannon": 0.1}
@@ -82,9 +81,11 @@ def describe(report: dict) -> str:
         return "drift: no previous run to compare with"
     drifted = [d for d in report["distances"] if d["drift"]]
     if not drifted:
-        return "drift: none over the thresholds (" + ", ".join(
-            f"{d['feature']} {d['comparator']} {d['distance']:.4f}" for d in report["distances"]
-        ) + ")"
+        return (
+            "drift: none over the thresholds ("
+            + ", ".join(f"{d['feature']} {d['comparator']} {d['distance']:.4f}" for d in report["distances"])
+            + ")"
+        )
     return "drift since the previous run: " + "; ".join(
         f"{d['feature']} {d['comparator']} distance {d['distance']:.4f} > threshold {d['threshold']}"
         for d in drifted
@@ -100,8 +101,8 @@ def read_report(drift_uri: str) -> dict:
 def DriftCheck(
     statistics: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics],
     drift: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleAnomalies],
-    previous_statistics: Optional[  # noqa: UP007 (TFX reads optional inputs from typing.Optional)
-        tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics]
+    previous_statistics: tfx.dsl.components.InputArtifact[  # None: the first run
+        standard_artifacts.ExampleStatistics
     ] = None,
     thresholds: tfx.dsl.components.Parameter[str] = json.dumps(DEFAULT_THRESHOLDS),
     stop_on_drift: tfx.dsl.components.Parameter[int] = 0,

@@ -37,7 +37,9 @@ def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -
         return Decision(True, f"{new_events} new events (at least {min_new_events})", new_events, drifted)
     if drifted:
         report = {"previous": "", "distances": drifted}
-        return Decision(True, f"{new_events} new events drifted: {drift.describe(report)}", new_events, drifted)
+        return Decision(
+            True, f"{new_events} new events drifted: {drift.describe(report)}", new_events, drifted
+        )
     compared = "" if distances is not None else f"; drift not checked under {MIN_DRIFT_EVENTS} new events"
     return Decision(
         False, f"{new_events} new events (fewer than {min_new_events}), no drift{compared}", new_events, []
@@ -101,5 +103,7 @@ def check(feedback_db: str, workdir: str, min_new_events: int, thresholds: dict)
             [(e["category"], e["interaction_type"]) for e in events if e["interaction_type"] != "dislike"],
             columns=list(FEATURES),
         )  # as the examples: dislikes are not examples
-        distances = drift.compare(tfdv.generate_statistics_from_dataframe(frame), previous, thresholds, FEATURES)
+        distances = drift.compare(
+            tfdv.generate_statistics_from_dataframe(frame), previous, thresholds, FEATURES
+        )
     return decide(len(events), min_new_events, distances), newest
