@@ -92,3 +92,25 @@ def test_a_shifted_interaction_distribution_is_reported_and_with_stop_on_drift_n
     assert shift["drift"] and f"distance {shift['distance']:.4f}" in message
     purchases = sum(row["interaction_type"] == "purchase" for row in rows) / len(rows)
     assert 0.1 < shift["distance"] <= purchases
+
+
+def test_the_cloud_config_sets_the_thresholds_and_refuses_bad_ones(tmp_path):
+    from tfx_pipeline import cloud_config
+
+    config = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
+    loaded = cloud_config.load(config)
+    assert (
+        loaded.drift_thresholds == {"l_infinity": 0.1, "jensen_shannon": 0.1}
+        and loaded.stop_on_drift is False
+    )
+    bad = tmp_path / "cloud.yaml"
+    bad.write_text(
+        open(config)
+        .read()
+        .replace("l_infinity: 0.1", "l_infinity: 2")
+        .replace("stop_on_drift: false", "stop_on_drift: maybe")
+    )
+    with pytest.raises(cloud_config.ConfigError) as refused:
+        cloud_config.load(str(bad))
+    assert "drift.l_infinity: expected a number above 0, at most 1, got 2" in str(refused.value)
+    assert "drift.stop_on_drift: expected true or false, got 'maybe'" in str(refused.value)
