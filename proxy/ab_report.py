@@ -1,4 +1,5 @@
-"""The A/B report between two variants (version labels) on an online metric: pure functions over the per-version
+"""The A/B report between two variants (version labels) on an online metric: pure functions over the
+per-version
 counts of proxy/online_metrics.py.
 
 The test: a two-sided two-proportion z-test (pooled standard error) at ALPHA; the interval: Newcombe's hybrid
@@ -156,6 +157,7 @@ def describe(r: ABReport) -> str:
     low, high = r.interval
     head = f"winner {r.winner}" if r.winner else NO_DIFFERENCE
     return (
-        f"A/B on {r.metric}: {head}. {arms_text}. Difference {r.b.variant} - {r.a.variant} = {r.difference:+.4f}, "
+        f"A/B on {r.metric}: {head}. {arms_text}. "
+        f"Difference {r.b.variant} - {r.a.variant} = {r.difference:+.4f}, "
         f"{r.confidence:.0%} interval [{low:+.4f}, {high:+.4f}], p = {r.p_value:.3g} ({r.test})."
     )

@@ -1,12 +1,17 @@
-"""What the API served: one row per recommended item (request id, user, position, item, model version, variant,
+"""What the API served: one row per recommended item (request id, user, position, item, model version,
+variant,
 fallback), so that feedback carrying the answer's request_id joins to the list that led to it.
 
-Rows go into the SQLite file that holds the feedback (`recsys serve --feedback-db`), table `impressions`, and from
-there, when a BigQuery table is configured, to the table `impressions` of the feedback table's dataset (the same
+Rows go into the SQLite file that holds the feedback (`recsys serve --feedback-db`), table `impressions`, and
+from
+there, when a BigQuery table is configured, to the table `impressions` of the feedback table's dataset (the
+same
 at-least-once delivery as feedback: proxy/bigquery_sink.py, each row's insertId its impression id).
 
-Cheap: only a share of requests is recorded (`sample_rate`, chosen by a hash of the request id, so every metric
-over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not wait for
+Cheap: only a share of requests is recorded (`sample_rate`, chosen by a hash of the request id, so every
+metric
+over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not wait
+for
 an fsync (WAL with synchronous=NORMAL): a crash of the process loses nothing, a power cut the last moments.
 """
 
@@ -48,6 +53,12 @@ COLUMNS = (
     "model_version",
     "variant",
     "fallback",
+)
+
+
+INSERT_SQL = (
+    f"INSERT INTO impressions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT (impression_id) DO NOTHING"
 )
 
 
@@ -132,8 +143,7 @@ class ImpressionLog:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    f"INSERT INTO impressions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                    "ON CONFLICT (impression_id) DO NOTHING",
+                    INSERT_SQL,
                     [tuple(row[c] for c in COLUMNS) for group in groups for row in group],
                 )
                 self._db.execute("COMMIT")
@@ -151,7 +161,7 @@ class ImpressionLog:
                 (after_seq, limit),
             )
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def delivered(self, sink: str) -> int:
         with self._lock:
@@ -161,7 +171,8 @@ class ImpressionLog:
     def mark_delivered(self, sink: str, seq: int):
         with self._lock:
             self._db.execute(
-                "INSERT INTO delivered (sink, seq) VALUES (?, ?) ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+                "INSERT INTO delivered (sink, seq) VALUES (?, ?) "
+                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
                 (sink, seq),
             )
 

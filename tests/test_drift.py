@@ -1,5 +1,6 @@
 """Drift between pipeline runs (tfx_pipeline/drift.py): TFDV's comparators on the item, category and
-interaction-type distributions, reported per run, and with stop_on_drift the run stops before anything is pushed."""
+interaction-type distributions, reported per run, and with stop_on_drift the run stops before anything is
+pushed."""
 
 import csv
 import os
@@ -52,7 +53,8 @@ def test_the_first_run_reports_no_previous_run(pipeline_run):
 def test_a_shifted_interaction_distribution_is_reported_and_with_stop_on_drift_nothing_is_pushed(
     pipeline_run, tmp_path
 ):
-    """The second run over data whose views became purchases, in a copy of the first run's workdir (its metadata:
+    """The second run over data whose views became purchases, in a copy of the first run's workdir (its
+    metadata:
     the previous run's statistics)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -104,11 +106,12 @@ def test_the_cloud_config_sets_the_thresholds_and_refuses_bad_ones(tmp_path):
         and loaded.stop_on_drift is False
     )
     bad = tmp_path / "cloud.yaml"
+    with open(config) as fh:
+        text = fh.read()
     bad.write_text(
-        open(config)
-        .read()
-        .replace("l_infinity: 0.1", "l_infinity: 2")
-        .replace("stop_on_drift: false", "stop_on_drift: maybe")
+        text.replace("l_infinity: 0.1", "l_infinity: 2").replace(
+            "stop_on_drift: false", "stop_on_drift: maybe"
+        )
     )
     with pytest.raises(cloud_config.ConfigError) as refused:
         cloud_config.load(str(bad))

@@ -81,7 +81,8 @@ def test_metrics_per_version_and_variant_on_sqlite(db):
 
 
 def test_the_same_query_on_bigquery_runs_through_sqlglot_on_duckdb(db):
-    """The BigQuery form (feedback in the contract's columns, the request id in `features`) transpiled by sqlglot
+    """The BigQuery form (feedback in the contract's columns, the request id in `features`) transpiled by
+    sqlglot
     from BigQuery's dialect to DuckDB's, over the same rows as BigQuery would hold them."""
     import sqlite3
 
@@ -137,7 +138,8 @@ def test_sampling_keeps_a_share_of_requests_the_same_everywhere(tmp_path):
 
 
 def test_newcombe_interval_matches_the_papers_example():
-    # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 against 48/80, interval 0.0524 to 0.3339
+    # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 against 48/80, interval 0.0524 to
+    # 0.3339
     low, high = ab_report.newcombe(ab_report.Arm("a", (), 80, 48), ab_report.Arm("b", (), 70, 56), 1.959964)
     assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
 

@@ -1,5 +1,7 @@
-"""`recsys pipeline retrain`'s decision (tfx_pipeline/retrain.py): enough new feedback, or feedback that drifted
-from the last run's training data, starts a run; otherwise nothing. The run itself is `recsys pipeline run`."""
+"""`recsys pipeline retrain`'s decision (tfx_pipeline/retrain.py): enough new feedback, or feedback that
+drifted
+from the last run's training data, starts a run; otherwise nothing. The run itself is `recsys pipeline
+run`."""
 
 import csv
 import os

@@ -1,9 +1,12 @@
-"""Drift: each run compares its examples' statistics with the previous run's, on the distributions of the item,
+"""Drift: each run compares its examples' statistics with the previous run's, on the distributions of the
+item,
 the category and the interaction type, with TFDV's drift comparators (L-infinity distance and approximate
 Jensen-Shannon divergence), and records the distances in its DriftCheck artifact (drift.json, one per run).
 
-A distance above its threshold is drift: it is printed in the run's output and, with stop_on_drift, fails the run
-before Transform, so nothing is trained or pushed. The failed run's statistics are the next run's "previous": a
+A distance above its threshold is drift: it is printed in the run's output and, with stop_on_drift, fails the
+run
+before Transform, so nothing is trained or pushed. The failed run's statistics are the next run's "previous":
+a
 second run over the same data is how a person accepts the change.
 """
 
@@ -33,6 +36,7 @@ COMPARATORS = {
     ),
 }
 DEFAULT_THRESHOLDS = {"l_infinity": 0.1, "jensen_shannon": 0.1}
+DEFAULT_THRESHOLDS_JSON = json.dumps(DEFAULT_THRESHOLDS)
 
 
 class DataDrift(DataError):
@@ -104,7 +108,7 @@ def DriftCheck(
     previous_statistics: tfx.dsl.components.InputArtifact[  # None: the first run
         standard_artifacts.ExampleStatistics
     ] = None,
-    thresholds: tfx.dsl.components.Parameter[str] = json.dumps(DEFAULT_THRESHOLDS),
+    thresholds: tfx.dsl.components.Parameter[str] = DEFAULT_THRESHOLDS_JSON,
     stop_on_drift: tfx.dsl.components.Parameter[int] = 0,
 ):
     """Writes drift.json ({"previous": its statistics' uri or None, "distances": [...], "drift": bool}); with
