@@ -71,7 +71,11 @@ def create_pipeline(
     # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
     previous_statistics = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+        statistics=tfx.dsl.Channel(  # StatisticsGen's (runs from before Transform's statistics were off had both)
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id="StatisticsGen",
+            output_key="statistics",
+        ),
     ).with_id("previous_statistics")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     statistics_gen.add_upstream_node(previous_statistics)
@@ -93,6 +97,9 @@ def create_pipeline(
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code": code_fingerprint(transform_package)},
+        # no pre/post-transform statistics: nothing reads them, and StatisticsGen's must be the only ones a
+        # Resolver by type finds (on Vertex it filters by type alone)
+        disable_statistics=True,
     )
     transform.add_upstream_node(drift_check)  # a drift that stops the run stops it before training
     trainer_config = {

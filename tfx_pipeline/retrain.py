@@ -63,7 +63,11 @@ def last_statistics(workdir: str):
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    found = store.get_artifacts_by_type(standard_artifacts.ExampleStatistics.TYPE_NAME)
+    found = [  # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
+        a
+        for a in store.get_artifacts_by_type(standard_artifacts.ExampleStatistics.TYPE_NAME)
+        if drift.SPLIT in json.loads(a.properties["split_names"].string_value or "[]")
+    ]
     if not found:
         return None
     [artifact_type] = store.get_artifact_types_by_id([found[0].type_id])
