@@ -340,7 +340,7 @@ def test_cloud_run_takes_the_shared_store_and_its_certificate_authority_from_sec
 def test_cloud_run_reaches_tf_serving_by_the_headless_services_name():
     env = {e["name"]: e.get("value") for e in _cloud_run_container()["env"]}
     service = _one("Service", "tf-serving")["metadata"]
-    # <service>.<namespace>.svc.<Cloud DNS additive VPC scope domain> (README, One-time setup).
+    # <service>.<namespace>.svc.<Cloud DNS additive VPC scope domain> (docs/deployment.md, One-time setup).
     assert re.fullmatch(
         rf"grpc://{service['name']}\.{service['namespace']}\.svc\.[a-z0-9.-]+:{CONFIG.grpc_port}",
         env["RECSYS_BACKEND"],
@@ -580,7 +580,7 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
 
 
 def test_recsys_serve_runs_without_tfx_as_in_the_api_image():
-    # Also memory: importing TFX cost every API process 400 MiB (BENCHMARKS.md, load).
+    # Also memory: importing TFX cost every API process 400 MiB (docs/experiments.md, Load).
     result = subprocess.run(
         [sys.executable, "-c", SERVE_WITHOUT_TFX], capture_output=True, text=True, timeout=300, cwd=ROOT
     )

@@ -91,8 +91,8 @@ def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run
     assert report["serving"]["memory_bytes"] == export.serving_memory(*sizes) >= export.variable_bytes(*sizes)
 
 
-# README's sizing assumptions: the server's own memory, GCS download rate; the load rate is measured
-# (BENCHMARKS.md, "Serving memory").
+# docs/deployment.md's sizing assumptions: the server's own memory, GCS download rate; the load rate is measured
+# (docs/experiments.md, "Serving memory").
 SERVER_ALLOWANCE_MIB = 512
 GCS_MIB_PER_SECOND = 50
 LOAD_SECONDS_PER_GIB = 5
@@ -100,8 +100,8 @@ VERSIONS_LOADED = 2  # models.config's stable and canary
 
 
 def _sizing_rows() -> list[list[str]]:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Sizing TF Serving from the model")[1].split("\n### ")[0]
+    deployment = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    section = deployment.split("## Sizing TF Serving from the model")[1].split("\n## ")[0]
     return [
         [cell.strip() for cell in line.strip("|").split("|")]
         for line in section.splitlines()
@@ -114,7 +114,7 @@ def _mib(text: str) -> int:
     return int(quantity.group(1)) * (1024 if quantity.group(2) == "Gi" else 1)
 
 
-def test_the_readme_sizing_table_follows_from_the_export_formula_and_sizes_the_manifest():
+def test_the_deployment_sizing_table_follows_from_the_export_formula_and_sizes_the_manifest():
     mib = 2**20
     container = _container(_one("Deployment", "tf-serving"))
     startup = container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]

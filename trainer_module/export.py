@@ -1,4 +1,4 @@
-"""Export of the serving contract (README: "Serving signatures") as two SavedModels, and their check.
+"""Export of the serving contract (docs/serving-contract.md) as two SavedModels, and their check.
 
 Layout of the serving model directory (what the Pusher copies to <base>/<model-name>/<version>/):
   saved_model.pb, variables/   brute-force index: loads in stock TensorFlow Serving and anywhere TF runs

@@ -19,7 +19,7 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
     from apache_beam.io.gcp import bigquery as beam_bigquery
     from google.cloud import bigquery
 
-    # The contract's columns as the BigQuery table has them (DESIGN.md, "Data contract").
+    # The contract's columns as the BigQuery table has them (docs/architecture.md, "Data contract").
     _TABLE_COLUMNS = {
         "user_id": "VARCHAR",
         "item_id": "VARCHAR",
