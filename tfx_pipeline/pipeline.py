@@ -71,7 +71,8 @@ def create_pipeline(
     # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
     previous_statistics = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(  # StatisticsGen's (runs from before Transform's statistics were off had both)
+        # StatisticsGen's (runs from before Transform's statistics were off have both)
+        statistics=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
             producer_component_id="StatisticsGen",
             output_key="statistics",

@@ -63,7 +63,8 @@ def last_statistics(workdir: str):
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    found = [  # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
+    # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
+    found = [
         a
         for a in store.get_artifacts_by_type(standard_artifacts.ExampleStatistics.TYPE_NAME)
         if drift.SPLIT in json.loads(a.properties["split_names"].string_value or "[]")
