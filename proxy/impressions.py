@@ -16,6 +16,7 @@ an fsync (WAL with synchronous=NORMAL): a crash of the process loses nothing, a 
 """
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 from proxy.batcher import Batcher
 from proxy.feedback_store import utc_iso
 
+log = logging.getLogger(__name__)
 TABLE = "impressions"
 SINK = "bigquery-impressions"
 NO_VARIANT = ""  # the in-process model: one version, no version label
@@ -135,7 +137,10 @@ class ImpressionLog:
             row for r in responses if sampled(r.request_id, self.sample_rate) for row in rows_of(r, served_at)
         ]
         if rows:
-            await self._writer.submit(rows)
+            try:
+                await self._writer.submit(rows)
+            except sqlite3.Error as e:  # the answer goes out all the same: impressions are a sample anyway
+                log.warning("impressions not recorded: %s", e)
 
     def add(self, groups: list[list[dict]]) -> list[None]:
         """Stores several requests' rows in one transaction (a request id recorded before is kept once)."""

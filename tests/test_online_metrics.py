@@ -163,3 +163,10 @@ def test_ab_report_names_the_winner_or_says_there_is_not_enough_data():
     assert "not enough data (each variant needs at least 100 requests" in ab_report.describe(few_clicks)
     with pytest.raises(ValueError, match="metric"):
         ab_report.report([], metric="ndcg")
+
+
+def test_a_failed_impression_write_is_logged_and_the_answer_goes_out(tmp_path, caplog):
+    log = impressions.ImpressionLog(str(tmp_path / "f.sqlite")).open()
+    log._db.execute("DROP TABLE impressions")
+    asyncio.run(log.record([response("r1", "u1", ["a"])]))  # no exception
+    assert "impressions not recorded: no such table: impressions" in caplog.text
