@@ -1,14 +1,12 @@
 """The A/B report between two variants (version labels) on an online metric: pure functions over the
-per-version
-counts of proxy/online_metrics.py.
+per-version counts of proxy/online_metrics.py.
 
 The test: a two-sided two-proportion z-test (pooled standard error) at ALPHA; the interval: Newcombe's hybrid
-score interval (Wilson intervals of each arm, Newcombe 1998, method 10) for the difference of the rates, at
-1 - ALPHA. A variant is the winner when p < ALPHA and the interval leaves out 0.
+score interval (Wilson intervals of each arm, Newcombe 1998, method 10) for the difference of the rates,
+at 1 - ALPHA. A variant is the winner when p < ALPHA and the interval leaves out 0.
 
 "Not enough data" when either arm has fewer than MIN_REQUESTS requests or fewer than MIN_OUTCOMES successes or
-failures (the normal approximation the z-test rests on needs both counts well above zero).
-"""
+failures (the normal approximation the z-test rests on needs both counts well above zero)."""
 
 import math
 from dataclasses import asdict, dataclass

@@ -1,19 +1,14 @@
 """What the API served: one row per recommended item (request id, user, position, item, model version,
-variant,
-fallback), so that feedback carrying the answer's request_id joins to the list that led to it.
+variant, fallback), so that feedback carrying the answer's request_id joins to the list that led to it.
 
 Rows go into the SQLite file that holds the feedback (`recsys serve --feedback-db`), table `impressions`, and
-from
-there, when a BigQuery table is configured, to the table `impressions` of the feedback table's dataset (the
-same
-at-least-once delivery as feedback: proxy/bigquery_sink.py, each row's insertId its impression id).
+from there, when a BigQuery table is configured, to the table `impressions` of the feedback table's dataset
+(the same at-least-once delivery as feedback: proxy/bigquery_sink.py, each row's insertId its impression id).
 
 Cheap: only a share of requests is recorded (`sample_rate`, chosen by a hash of the request id, so every
-metric
-over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not wait
-for
-an fsync (WAL with synchronous=NORMAL): a crash of the process loses nothing, a power cut the last moments.
-"""
+metric over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not
+wait for an fsync (WAL with synchronous=NORMAL): a crash of the process loses nothing, a power cut the last
+moments."""
 
 import hashlib
 import logging

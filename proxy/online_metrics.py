@@ -1,22 +1,19 @@
 """Online metrics per model version and variant, from what the API served (proxy/impressions.py) joined with
-the
-feedback that names the request it answered (request_id), over a time window.
+the feedback that names the request it answered (request_id), over a time window.
 
 Per (model_version, variant), over the requests served in [@since, @until):
   requests        requests recorded (the sampled ones)
-  clicks          requests with at least one click, like, cart_add or purchase on an item shown at position
-  <= @k
-  conversions     requests with a purchase of an item shown at position <= @k
+  clicks          requests with a click, like, cart_add or purchase on an item shown at a position <= @k
+  conversions     requests with a purchase of an item shown at a position <= @k
   fallbacks       requests answered by the popularity fallback
   items           distinct items shown at positions <= @k
 ctr@k = clicks / requests, conversion@k = conversions / requests, fallback share = fallbacks / requests,
 coverage@k = items / the catalog's items.
 
-METRICS_SQL is one query for both stores: SQLite here (`?`-free, named @parameters, which SQLite binds) and
-BigQuery (query parameters of the same names). Only the two relations it reads differ: `impressions` is a
-table
-of the same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a
-view over the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
+METRICS_SQL is one query for both stores: SQLite here (named @parameters, which SQLite binds) and BigQuery
+(query parameters of the same names). Only the two relations it reads differ: `impressions` is a table of the
+same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a view over
+the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
 """
 
 import contextlib

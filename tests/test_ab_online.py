@@ -1,9 +1,8 @@
 """A/B between two model versions on live traffic: the API over HTTP in front of a TF Serving (the in-process
 gRPC stand-in) that serves the old version as "stable" and the new one as "canary", half of the users on each
-by
-a hash of their id; a simulated population clicks more on what the canary shows. The API records every answer
-as an impression; the report (HTTP, /metrics, `recsys monitor report`) names the canary the winner, and says
-"not enough data" while the sample is small."""
+by a hash of their id; a simulated population clicks more on what the canary shows. The API records every
+answer as an impression; the report (HTTP, /metrics, `recsys monitor report`) names the canary the winner, and
+says "not enough data" while the sample is small."""
 
 import os
 import random

@@ -54,8 +54,7 @@ def test_a_shifted_interaction_distribution_is_reported_and_with_stop_on_drift_n
     pipeline_run, tmp_path
 ):
     """The second run over data whose views became purchases, in a copy of the first run's workdir (its
-    metadata:
-    the previous run's statistics)."""
+    metadata: the previous run's statistics)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     shutil.copy(os.path.join(pipeline_run["workdir"], "metadata.sqlite"), workdir / "metadata.sqlite")

@@ -82,8 +82,7 @@ def test_metrics_per_version_and_variant_on_sqlite(db):
 
 def test_the_same_query_on_bigquery_runs_through_sqlglot_on_duckdb(db):
     """The BigQuery form (feedback in the contract's columns, the request id in `features`) transpiled by
-    sqlglot
-    from BigQuery's dialect to DuckDB's, over the same rows as BigQuery would hold them."""
+    sqlglot from BigQuery's dialect to DuckDB's, over the same rows as BigQuery would hold them."""
     import sqlite3
 
     sql = online_metrics.bigquery_query(FEEDBACK_TABLE)

@@ -1,6 +1,5 @@
 """`recsys pipeline retrain`'s decision (tfx_pipeline/retrain.py): enough new feedback, or feedback that
-drifted
-from the last run's training data, starts a run; otherwise nothing. The run itself is `recsys pipeline
+drifted from the last run's training data, starts a run; otherwise nothing. The run itself is `recsys pipeline
 run`."""
 
 import csv

@@ -1,14 +1,11 @@
 """Drift: each run compares its examples' statistics with the previous run's, on the distributions of the
-item,
-the category and the interaction type, with TFDV's drift comparators (L-infinity distance and approximate
-Jensen-Shannon divergence), and records the distances in its DriftCheck artifact (drift.json, one per run).
+item, the category and the interaction type, with TFDV's drift comparators (L-infinity distance and
+approximate Jensen-Shannon divergence), and records the distances in its DriftCheck artifact (drift.json, one
+per run).
 
-A distance above its threshold is drift: it is printed in the run's output and, with stop_on_drift, fails the
-run
-before Transform, so nothing is trained or pushed. The failed run's statistics are the next run's "previous":
-a
-second run over the same data is how a person accepts the change.
-"""
+A distance above its threshold is drift: it is printed in the run's output and, with stop_on_drift, DriftGate
+fails the run before Transform, so nothing is trained or pushed. The failed run's statistics are the next
+run's "previous": a second run over the same data is how a person accepts the change."""
 
 import json
 import os
@@ -109,10 +106,8 @@ def DriftCheck(
         standard_artifacts.ExampleStatistics
     ] = None,
     thresholds: tfx.dsl.components.Parameter[str] = DEFAULT_THRESHOLDS_JSON,
-    stop_on_drift: tfx.dsl.components.Parameter[int] = 0,
 ):
-    """Writes drift.json ({"previous": its statistics' uri or None, "distances": [...], "drift": bool}); with
-    stop_on_drift, raises DataDrift when a distance is over its threshold."""
+    """Writes drift.json ({"previous": its statistics' uri or None, "distances": [...], "drift": bool})."""
     report = {"previous": None, "distances": [], "drift": False}
     if previous_statistics is not None:  # the same artifact when StatisticsGen was cached: distances 0
         report["previous"] = previous_statistics.uri
@@ -124,5 +119,15 @@ def DriftCheck(
         report["drift"] = any(d["drift"] for d in report["distances"])
     drift.split_names = '["train"]'
     io_utils.write_string_file(os.path.join(drift.uri, REPORT_FILE), json.dumps(report, indent=1))
+
+
+@tfx.dsl.components.component
+def DriftGate(
+    drift: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
+    stop_on_drift: tfx.dsl.components.Parameter[int] = 0,
+):
+    """With stop_on_drift, fails the run on the DriftCheck's drift (a step of its own, so that the
+    DriftCheck's report is recorded whether or not the run stops)."""
+    report = read_report(drift.uri)
     if report["drift"] and stop_on_drift:
         raise DataDrift(describe(report) + " (stop_on_drift: nothing is trained or pushed)")

@@ -84,8 +84,8 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         previous_statistics=previous_statistics.outputs["statistics"],
         thresholds=json.dumps(drift.check_thresholds(drift_thresholds or drift.DEFAULT_THRESHOLDS)),
-        stop_on_drift=int(stop_on_drift),
     )
+    drift_gate = drift.DriftGate(drift=drift_check.outputs["drift"], stop_on_drift=int(stop_on_drift))
     schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, features))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -102,7 +102,7 @@ def create_pipeline(
         # Resolver by type finds (on Vertex it filters by type alone)
         disable_statistics=True,
     )
-    transform.add_upstream_node(drift_check)  # a drift that stops the run stops it before training
+    transform.add_upstream_node(drift_gate)  # a drift that stops the run stops it before training
     trainer_config = {
         "hyperparameters": hyperparameters or {},
         "items_uri": items_uri,
@@ -173,6 +173,7 @@ def create_pipeline(
             previous_statistics,
             statistics_gen,
             drift_check,
+            drift_gate,
             schema_gen,
             example_validator,
             gate,

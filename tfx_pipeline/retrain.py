@@ -2,13 +2,11 @@
 feedback arrived since the last run it started, or when the new feedback's category or interaction-type
 distribution drifted from the last run's training statistics (tfx_pipeline/drift.py's comparators and
 thresholds; not the item distribution, which a few hundred events over thousands of items cannot estimate).
-The run exports the feedback into the data directory first; the new model replaces the served one
-only through the Evaluator's blessing, as in any run.
+The run exports the feedback into the data directory first; the new model replaces the served one only through
+the Evaluator's blessing, as in any run.
 
 What it remembers: WORKDIR/retrain-state.json, the feedback database's arrival number (seq) up to which the
-last
-run it started has read.
-"""
+last run it started has read."""
 
 import json
 import os
