@@ -47,7 +47,7 @@ def test_compare_names_the_feature_and_its_distance():
 
 def test_the_first_run_reports_no_previous_run(pipeline_run):
     assert pipeline_run["drift"] == {"previous": None, "distances": [], "drift": False}
-    assert "drift: no previous run to compare with" in pipeline_run["lines"]
+    assert drift.describe(pipeline_run["drift"]) == "drift: no previous run to compare with"
 
 
 def test_a_shifted_interaction_distribution_is_reported_and_with_stop_on_drift_nothing_is_pushed(

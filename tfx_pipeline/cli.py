@@ -81,7 +81,7 @@ def _pipeline_run(args):
 
     hyperparameters = _hyperparameters(args)
     local_source.open_data_dir(args.data).close()  # the data contract, before TFX's imports take their minute
-    from tfx_pipeline import evaluation, local_runner
+    from tfx_pipeline import drift, evaluation, local_runner
 
     result = local_runner.run(
         args.data,
@@ -93,6 +93,7 @@ def _pipeline_run(args):
         stop_on_drift=args.stop_on_drift,
     )
     report = result["evaluation"]
+    print(drift.describe(result["drift"]))
     print(
         f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
         f"({evaluation.REFIT}: the model pushed if blessed, trained on the eval split too: a check that it "

@@ -87,7 +87,6 @@ def run(
     with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     drift_report = drift.read_report(outputs["DriftCheck"]["drift"][0].uri)
-    echo(drift.describe(drift_report))
     return {
         "pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
         "timings": timings,
