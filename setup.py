@@ -15,8 +15,13 @@ setup(
             "trainer_module.*",
             "proxy",
             "proxy.*",
+            "serving",
+            "serving.*",
+            "cli",
+            "cli.*",
         ]
     ),
+    py_modules=["contract", "evaluation"],
     package_data={"proxy": ["static/*"]},  # the web page's files, served by the API
     # Exact versions come from requirements.lock (make venv); these are the direct needs.
     install_requires=[
@@ -36,5 +41,5 @@ setup(
         "httpx",
         "prometheus-client",
     ],
-    entry_points={"console_scripts": ["recsys=tfx_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["recsys=cli.main:main"]},
 )

@@ -15,8 +15,8 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from benchmarks.loopback import post_json, served_api, summary  # noqa: E402
-from proxy.embedded import EmbeddedModel  # noqa: E402
-from proxy.history import SEEN_LIMIT, HistoryStore  # noqa: E402
+from serving.embedded import EmbeddedModel  # noqa: E402
+from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main():
     args = parser.parse_args()
 
     store = HistoryStore()
-    store.add_events(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
+    store.add_events(local_source.recent_user_events(args.data))
     users = sorted(store.users())
     random.Random(0).shuffle(users)
 

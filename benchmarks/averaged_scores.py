@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfx_pipeline import evaluation  # noqa: E402
+import contract  # noqa: E402
+import evaluation  # noqa: E402
 from trainer_module import export  # noqa: E402
-from transform import features as f  # noqa: E402
 
 
 def main():
@@ -38,7 +38,8 @@ def main():
     num_items = len(set(items) | {i for held_out in test.values() for i in held_out})
     column = {item: c for c, item in enumerate(items)}
     histories = [
-        train[u][-f.HISTORY_LENGTH :] + [""] * (f.HISTORY_LENGTH - len(train[u][-f.HISTORY_LENGTH :]))
+        train[u][-contract.HISTORY_LENGTH :]
+        + [""] * (contract.HISTORY_LENGTH - len(train[u][-contract.HISTORY_LENGTH :]))
         for u in users
     ]
 
@@ -46,11 +47,11 @@ def main():
         """[users, items of the split] scores; an item the model does not know scores lowest."""
         model = export.load(model_dir)
         t = model.tft_layer(
-            {f.USER_ID: tf.constant(users)[:, None], f.HISTORY: tf.sparse.from_dense(histories)}
+            {contract.USER_ID: tf.constant(users)[:, None], contract.HISTORY: tf.sparse.from_dense(histories)}
         )
         # `query` is the exported query tower since commit 97860ac; older exports have only `query_tower`.
         query = getattr(model, "query", None) or model.query_tower
-        queries = query(t[f.USER_IDX], t[f.HISTORY_IDX]).numpy()
+        queries = query(t[contract.USER_IDX], t[contract.HISTORY_IDX]).numpy()
         by_model = (
             np.hstack([queries, np.ones((len(users), 1), np.float32)]) @ model.index.candidates.numpy().T
         )

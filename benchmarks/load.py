@@ -15,7 +15,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from benchmarks.loopback import post_json, rss_mib, served_api, summary  # noqa: E402
-from proxy.history import SEEN_LIMIT, HistoryStore  # noqa: E402
+from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
 
 
@@ -87,7 +87,7 @@ def main():
     parser.add_argument("--feedback-share", type=float, default=0.2)
     args = parser.parse_args()
     store = HistoryStore()
-    store.add_events(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
+    store.add_events(local_source.recent_user_events(args.data))
     users = sorted(store.users())
     items = sorted({i for u in users for i in store.seen(u)})
     rows, memory = [], {}

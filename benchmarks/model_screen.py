@@ -21,8 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfx_pipeline import evaluation  # noqa: E402
-from transform import features as f  # noqa: E402
+import contract  # noqa: E402
+import evaluation  # noqa: E402
 
 DEFAULTS = dict(
     dim=64,
@@ -36,8 +36,8 @@ DEFAULTS = dict(
     bias=True,  # a learned bias per item
     user=True,
     hist=True,
-    hist_len=f.HISTORY_LENGTH,
-    serve_hist_len=f.HISTORY_LENGTH,
+    hist_len=contract.HISTORY_LENGTH,
+    serve_hist_len=contract.HISTORY_LENGTH,
     hist_drop=0.5,
     user_drop=0.1,
     known_hist_weight=1.0,  # the history's weight in the queries of known users (new users: 1)

@@ -59,16 +59,16 @@ def synthetic_export(transform_dir: str, users: int, items: int, dim: int, out_d
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    import contract
     from trainer_module import export
     from trainer_module.hparams import HParams
     from trainer_module.model import QueryTower
-    from transform import features as f
 
     graph = os.path.join(out_dir + ".transform")
     shutil.copytree(transform_dir, graph)
     user_ids = [f"u{n:08d}" for n in range(users)]
     item_ids = np.array([f"i{n:08d}" for n in range(items)])
-    for name, ids in ((f.USER_VOCAB, user_ids), (f.ITEM_VOCAB, item_ids)):
+    for name, ids in ((contract.USER_VOCAB, user_ids), (contract.ITEM_VOCAB, item_ids)):
         with open(os.path.join(graph, "transform_fn", "assets", name), "w") as out:
             out.write("\n".join(ids) + "\n")
     tft_output = tft.TFTransformOutput(graph)

@@ -18,7 +18,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from benchmarks.api_latency import through_api  # noqa: E402
 from benchmarks.loopback import percentile, served_api  # noqa: E402
 from proxy import redis_store  # noqa: E402
-from proxy.history import SEEN_LIMIT  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
 
@@ -31,7 +30,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
-    events = list(local_source.recent_events(local_source.open_data_dir(args.data), SEEN_LIMIT))
+    events = list(local_source.recent_user_events(args.data))
     users = sorted({user for user, _, _ in events})
     random.Random(0).shuffle(users)
     p50 = {"in process (--data)": [], "shared store (--store)": []}

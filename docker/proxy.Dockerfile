@@ -8,7 +8,9 @@ RUN pip install --no-cache-dir uv==0.13.9 && uv venv --python python3.10 /opt/ve
 COPY requirements.lock docker/proxy-requirements.in /build/
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode \
         -r /build/proxy-requirements.in -c /build/requirements.lock
-COPY setup.py /build/
+COPY setup.py contract.py evaluation.py /build/
+COPY cli /build/cli
+COPY serving /build/serving
 COPY tfx_pipeline /build/tfx_pipeline
 COPY transform /build/transform
 COPY trainer_module /build/trainer_module

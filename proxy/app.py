@@ -33,9 +33,9 @@ from proxy import monitor_api, schemas, web
 from proxy.batcher import Batcher
 from proxy.impressions import ImpressionLog
 from proxy.model_watcher import ModelWatcher, ServingModel
-from proxy.online_store import open_store
+from proxy.online_store import SeedEvents, open_store
 from proxy.redis_store import StoreUnavailable
-from proxy.tf_serving import BackendError, BackendUnavailable
+from serving.tf_serving import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("proxy.access")
@@ -52,7 +52,6 @@ ERRORS = {
 class Settings:
     model_base: str
     feedback_db: str
-    data_dir: str | None = None
     backend_timeout: float = 2.0  # seconds, every model call
     reload_interval: float = 5.0  # seconds between looks for a newer pushed version
     max_body_bytes: int = 1 << 20
@@ -239,10 +238,10 @@ def _undecodable_body(cause: BaseException) -> str:
     return f"malformed JSON: {type(cause).__name__}"
 
 
-def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
+def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvents | None = None) -> FastAPI:
     """The API over `watcher`'s current model. Histories and feedback live in the store settings.store_url
-    names, or in this process and settings.feedback_db (histories seeded from settings.data_dir, if given,
-    and every stored feedback event)."""
+    names, or in this process and settings.feedback_db (histories seeded from seed_events, if given, and
+    every stored feedback event)."""
     registry = CollectorRegistry()
     requests = Counter("recsys_requests", "API requests", ["endpoint", "status"], registry=registry)
     latency = Histogram(
@@ -265,7 +264,7 @@ def create_app(settings: Settings, watcher: ModelWatcher) -> FastAPI:
     store = open_store(
         settings.store_url,
         settings.feedback_db,
-        settings.data_dir,
+        seed_events,
         settings.bigquery_table,
         settings.store_timeout,
         settings.reclaim_idle,

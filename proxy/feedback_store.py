@@ -12,7 +12,7 @@ import threading
 import uuid
 from datetime import datetime, timezone
 
-from transform import features as f
+import contract
 
 EXPORT_FILE = "interactions-feedback.csv"
 SCHEMA = """
@@ -41,13 +41,13 @@ def utc_iso(moment: datetime) -> str:
 def contract_row(event: dict) -> dict:
     """A stored event as an interactions row; the request it answered goes into `features`."""
     return {
-        f.USER_ID: event["user_id"],
-        f.ITEM_ID: event["item_id"],
-        f.INTERACTION_TYPE: event["interaction_type"],
-        f.RATING: event["rating"],
-        f.TIMESTAMP: event["timestamp"],
-        f.CATEGORY: event["category"],
-        f.FEATURES: json.dumps({"request_id": event["request_id"]}) if event["request_id"] else None,
+        contract.USER_ID: event["user_id"],
+        contract.ITEM_ID: event["item_id"],
+        contract.INTERACTION_TYPE: event["interaction_type"],
+        contract.RATING: event["rating"],
+        contract.TIMESTAMP: event["timestamp"],
+        contract.CATEGORY: event["category"],
+        contract.FEATURES: json.dumps({"request_id": event["request_id"]}) if event["request_id"] else None,
     }
 
 
@@ -195,9 +195,9 @@ class FeedbackStore:
         path = os.path.join(out_dir, EXPORT_FILE)
         with open(path + ".tmp", "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
-            writer.writerow(f.INTERACTION_COLUMNS)
+            writer.writerow(contract.INTERACTION_COLUMNS)
             for e in map(contract_row, self.events()):
-                writer.writerow([e[c] for c in f.INTERACTION_COLUMNS])
+                writer.writerow([e[c] for c in contract.INTERACTION_COLUMNS])
         os.replace(path + ".tmp", path)  # a reader never sees half a file
         return path
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.catalog import Catalog, newest_version
+from serving.catalog import Catalog, newest_version
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class ServingModel:
 
 
 def embedded_loader(model_base: str) -> Callable[[str], ServingModel]:
-    from proxy.embedded import EmbeddedModel
+    from serving.embedded import EmbeddedModel
 
     def load(version: str) -> ServingModel:
         model = EmbeddedModel(os.path.join(model_base, version))

@@ -2,7 +2,8 @@
 start, stop, histories, accept, users_with_history, count_by_period, count_by_type):
 
 - LocalStore, the embedded default (`make demo`): histories in this process's memory, seeded at start-up from
-  the data directory and the feedback stored before; feedback in a local SQLite file (proxy/feedback_store.py),
+  the training data's recent events (seed_events, which `recsys serve --data` reads) and the feedback stored
+  before; feedback in a local SQLite file (proxy/feedback_store.py),
   streamed to BigQuery from there when a table is configured. One instance only.
 - SharedStore (`recsys serve --store redis://...`): both on a Redis-protocol server that every instance shares
   (proxy/redis_store.py), the feedback moved on by each instance's consumer (proxy/feedback_delivery.py).
@@ -10,7 +11,7 @@ start, stop, histories, accept, users_with_history, count_by_period, count_by_ty
 """
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,8 +19,8 @@ from proxy.batcher import Batcher
 from proxy.bigquery_sink import BigQuerySink, BigQueryTable
 from proxy.feedback_delivery import StreamDelivery
 from proxy.feedback_store import FeedbackStore
-from proxy.history import SEEN_LIMIT, HistoryStore
 from proxy.redis_store import RedisStore
+from serving.history import HistoryStore
 
 DATA_WITH_STORE = (
     "--data seeds the in-process store only; with --store, load the data into the store once with "
@@ -27,20 +28,20 @@ DATA_WITH_STORE = (
 )
 
 
+# (user_id, item_id, interaction_type) of each user's recent events, oldest first; read once, at start-up.
+SeedEvents = Iterable[tuple[str, str, str]]
+
+
 class LocalStore:
     def __init__(
-        self, feedback_db: str, data_dir: str | None = None, bigquery_table: str | None = None
+        self, feedback_db: str, seed_events: SeedEvents | None = None, bigquery_table: str | None = None
     ):
-        self.feedback_db, self.data_dir, self.bigquery_table = feedback_db, data_dir, bigquery_table
+        self.feedback_db, self.seed_events, self.bigquery_table = feedback_db, seed_events, bigquery_table
         self.history = HistoryStore()
 
     async def start(self):
-        if self.data_dir:
-            from tfx_pipeline.data import local_source
-
-            self.history.add_events(
-                local_source.recent_events(local_source.open_data_dir(self.data_dir), SEEN_LIMIT)
-            )
+        if self.seed_events:
+            self.history.add_events(self.seed_events)
         self.feedback = FeedbackStore(self.feedback_db)
         self.history.add_events(
             (e["user_id"], e["item_id"], e["interaction_type"]) for e in self.feedback.events()
@@ -97,7 +98,7 @@ class SharedStore(RedisStore):
 def open_store(
     store_url: str | None,
     feedback_db: str,
-    data_dir: str | None = None,
+    seed_events: SeedEvents | None = None,
     bigquery_table: str | None = None,
     read_timeout: float = 0.05,
     reclaim_idle: float = 30.0,
@@ -105,8 +106,8 @@ def open_store(
     """The store `recsys serve` was given: with store_url the shared one, delivering to the BigQuery table if
     one is given, else to the SQLite database feedback_db (for `recsys feedback export`)."""
     if not store_url:
-        return LocalStore(feedback_db, data_dir, bigquery_table)
-    if data_dir:
+        return LocalStore(feedback_db, seed_events, bigquery_table)
+    if seed_events:
         raise ValueError(DATA_WITH_STORE)
     if bigquery_table:
         sink = BigQueryTable(bigquery_table).write

@@ -21,10 +21,10 @@ import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
+import contract
 from proxy import schemas
 from proxy.feedback_store import utc_iso
-from proxy.history import SEEN_LIMIT
-from transform import features as f
+from serving.history import SEEN_LIMIT
 
 PREFIX = "recsys:"
 STREAM = PREFIX + "feedback"
@@ -132,7 +132,7 @@ def durability_problem(info: dict) -> str | None:
 class RedisStore:
     """Users' recent items and the feedback stream on a shared Redis-protocol server."""
 
-    def __init__(self, url: str, read_timeout: float = 0.05, history_length: int = f.HISTORY_LENGTH):
+    def __init__(self, url: str, read_timeout: float = 0.05, history_length: int = contract.HISTORY_LENGTH):
         self.url, self.read_timeout, self.history_length = url, read_timeout, history_length
         self._reads = client(url, read_timeout)
         self._writes = client(url, WRITE_TIMEOUT)
@@ -238,7 +238,7 @@ def load(url: str, events, batch_users: int = 500) -> int:
     def flush():
         nonlocal loaded, batch
         if batch:
-            loaded += script(args=[USER_TTL, f.HISTORY_LENGTH, SEEN_LIMIT] + batch)
+            loaded += script(args=[USER_TTL, contract.HISTORY_LENGTH, SEEN_LIMIT] + batch)
             batch = []
 
     for user_id, item_id, interaction_type in events:

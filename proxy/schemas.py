@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from trainer_module.hparams import HParams
+import contract
 
 MAX_ID_LENGTH = 256
-MAX_EXCLUDED = HParams.max_exclusions  # what the Trainer exports (an older model may take fewer: Catalog)
+MAX_EXCLUDED = contract.MAX_EXCLUSIONS  # an older model may take fewer: serving.catalog.Catalog
 MAX_BATCH_USERS = 100
 MAX_BATCH_EVENTS = 1000
 

@@ -7,9 +7,10 @@ import socket
 import uvicorn
 
 from proxy.app import Settings, create_app
-from proxy.catalog import newest_version
 from proxy.model_watcher import ModelWatcher, embedded_loader, remote_loader
-from proxy.tf_serving import client_for_url
+from proxy.online_store import SeedEvents
+from serving.catalog import newest_version
+from serving.tf_serving import client_for_url
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 def build_app(
     model_base: str,
     feedback_db: str,
-    data_dir: str | None = None,
+    seed_events: SeedEvents | None = None,
     backend: str | None = None,
     model_name: str | None = None,
     timeout: float = 2.0,
@@ -43,7 +44,6 @@ def build_app(
     settings = Settings(
         model_base=model_base,
         feedback_db=feedback_db,
-        data_dir=data_dir,
         backend_timeout=timeout,
         reload_interval=reload_interval,
         bigquery_table=bigquery_table,
@@ -55,7 +55,7 @@ def build_app(
         cors_origins=cors_origins,
         impression_sample=impression_sample,
     )
-    return create_app(settings, ModelWatcher(model_base, load, reload_interval))
+    return create_app(settings, ModelWatcher(model_base, load, reload_interval), seed_events)
 
 
 def serve(listener: socket.socket, wait_for_model: bool = False, **kwargs):

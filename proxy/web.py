@@ -16,11 +16,11 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+import contract
 from proxy import schemas
-from proxy.catalog import Catalog, pushed_versions
 from proxy.feedback_store import utc_iso
 from proxy.model_watcher import ServingModel
-from trainer_module import export
+from serving.catalog import Catalog, pushed_versions
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # The page's files, open without the API key: the page asks for the key when a call needs it.
@@ -40,9 +40,10 @@ class VersionReports:
     def get(self, version: str) -> tuple[dict | None, dict | None]:
         """(export report, evaluation) of a version, None for a file it does not have."""
         if version not in self._reports:
-            extra = os.path.join(self.model_base, version, export.EXTRA_DIR)
+            extra = os.path.join(self.model_base, version, contract.EXTRA_DIR)
             self._reports[version] = tuple(
-                _read_json(os.path.join(extra, name)) for name in (export.REPORT_FILE, export.EVALUATION_FILE)
+                _read_json(os.path.join(extra, name))
+                for name in (contract.REPORT_FILE, contract.EVALUATION_FILE)
             )
         return self._reports[version]
 

@@ -9,12 +9,15 @@ import httpx
 import uvicorn
 
 from proxy.server import build_app
+from tfx_pipeline.data import local_source
 
 
 @contextlib.contextmanager
-def running_api(**build_args):
-    """Yields (base_url, app); stops the server on exit."""
-    app = build_app(**build_args)
+def running_api(data_dir: str | None = None, **build_args):
+    """Yields (base_url, app); stops the server on exit. data_dir: seed the histories from it, as `recsys serve
+    --data` does."""
+    seed_events = local_source.recent_user_events(data_dir) if data_dir else None
+    app = build_app(seed_events=seed_events, **build_args)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

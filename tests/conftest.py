@@ -4,9 +4,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports Ten
 
 import pytest  # noqa: E402
 
+import cli.main as cli
 from tests import holdout  # noqa: E402
-from tfx_pipeline import cli, local_runner  # noqa: E402
 from tfx_pipeline import cloud_config as cloud_config_module
+from tfx_pipeline import local_runner  # noqa: E402
 from tfx_pipeline.data import sample  # noqa: E402
 
 SAMPLE = dict(users=300, items=200, events=12000, seed=7)

@@ -10,9 +10,9 @@ import sqlite3
 import httpx
 import pytest
 
+import cli.main as cli
 from proxy import schemas
 from tests.api_server import post, running_api
-from tfx_pipeline import cli
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import time
 import httpx
 import pytest
 
+import cli.main as cli
 from proxy.app import user_bucket
 from tests.api_server import post, running_api
 from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable
-from tfx_pipeline import cli
 
 SERVERS = {"grpc": GrpcModelServer, "rest": RestModelServer}
 

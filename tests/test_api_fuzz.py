@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from proxy.catalog import Catalog
+from serving.catalog import Catalog
 from tests.api_server import running_api
 
 MAX_EXAMPLES = 60  # per operation in the fuzzing phase (the coverage phase adds its own boundary cases)

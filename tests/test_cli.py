@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tfx_pipeline import cli
+import cli.main as cli
 
 RECSYS = os.path.join(os.path.dirname(sys.executable), "recsys")
 

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tfx_pipeline import cli
+import cli.main as cli
+import contract
 from tfx_pipeline.data import local_source, movielens, sample
 from tfx_pipeline.history_query import history_query
-from transform import features as f
 
-HEADER = ",".join(f.INTERACTION_COLUMNS)
+HEADER = ",".join(contract.INTERACTION_COLUMNS)
 
 
 def write(dir_path, text, name="interactions.csv"):

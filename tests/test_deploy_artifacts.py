@@ -19,7 +19,8 @@ from google.protobuf import text_format
 from kubernetes_validate import utils as kv_utils
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfx_pipeline import cli, cloud_config
+import cli.main as cli
+from tfx_pipeline import cloud_config
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -98,7 +99,7 @@ def _api_routes() -> set[str]:
 
 
 def _cli_env_names() -> set[str]:
-    return set(re.findall(r'_env\("([A-Z_]+)"', (ROOT / "tfx_pipeline/cli.py").read_text()))
+    return set(re.findall(r'\benv\("([A-Z_]+)"', "".join(p.read_text() for p in (ROOT / "cli").glob("*.py"))))
 
 
 # --- Kubernetes manifests ---
@@ -571,7 +572,7 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
     sys.modules["tfx"] = None  # the API image installs no TFX (docker/proxy-requirements.in): importing it fails
     from unittest import mock
     from proxy import server
-    from tfx_pipeline import cli
+    import cli.main as cli
     with mock.patch.object(server, "serve") as serve:
         assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "0"]) == 0
     assert serve.call_args.kwargs["model_base"] == "gs://bucket/serving/recsys"

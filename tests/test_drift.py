@@ -1,4 +1,4 @@
-"""Drift between pipeline runs (tfx_pipeline/drift.py): TFDV's comparators on the item, category and
+"""Drift between pipeline runs (tfx_pipeline/components/drift.py): TFDV's comparators on the item, category and
 interaction-type distributions, reported per run, and with stop_on_drift the run stops before anything is
 pushed."""
 
@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
 
-from proxy.catalog import pushed_versions
-from tfx_pipeline import drift, local_runner
+from serving.catalog import pushed_versions
+from tfx_pipeline import local_runner
+from tfx_pipeline.components import drift
 
 
 def statistics(interaction_types: list[str]):

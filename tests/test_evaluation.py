@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-from tfx_pipeline import evaluation
+import evaluation
+from tfx_pipeline.components.ranking_evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
-from tfx_pipeline.evaluator import inputs_fingerprint
 
 
 def test_metrics_by_hand():

@@ -7,10 +7,11 @@ import time
 
 import httpx
 
-from proxy.catalog import Catalog
+import cli.main as cli
+from serving.catalog import Catalog
 from tests.api_server import post, running_api
-from tfx_pipeline import cli, local_runner
-from tfx_pipeline.pusher import push_version
+from tfx_pipeline import local_runner
+from tfx_pipeline.components.pusher import push_version
 
 
 def wait_for_version(url: str, version: str, seconds: float = 120):

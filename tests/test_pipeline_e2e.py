@@ -9,11 +9,12 @@ import os
 import pytest
 import tensorflow as tf
 
-from proxy.embedded import EmbeddedModel
-from proxy.history import SEEN_LIMIT, HistoryStore
-from tfx_pipeline import evaluation, local_runner
+import contract
+import evaluation
+from serving.embedded import EmbeddedModel
+from serving.history import HistoryStore
+from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source
-from trainer_module import export
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
 COMPONENTS = [
@@ -76,7 +77,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     for graph in ("saved_model.pb", "scann/saved_model.pb"):
         assert os.path.exists(os.path.join(pushed, graph)), graph
     assert os.listdir(os.path.dirname(os.path.dirname(pushed))) == ["recsys"]  # one base, nothing beside it
-    report = json.load(open(os.path.join(pushed, export.EXTRA_DIR, export.REPORT_FILE)))
+    report = json.load(open(os.path.join(pushed, contract.EXTRA_DIR, contract.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
     assert report["train_splits"] == [
         "train",
@@ -91,7 +92,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
 
 
 def test_the_evaluator_blessed_the_model_and_its_report_was_pushed_with_it(pipeline_run):
-    with open(os.path.join(pipeline_run["pushed"], export.EXTRA_DIR, export.EVALUATION_FILE)) as fh:
+    with open(os.path.join(pipeline_run["pushed"], contract.EXTRA_DIR, contract.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     assert report == pipeline_run["evaluation"]
     assert report["blessed"] is True and "beats most popular" in report["reason"]
@@ -188,7 +189,7 @@ def test_rerun_with_the_same_data_is_cached_and_pushes_nothing(pipeline_run):
 def test_history_store_seeded_from_data_holds_the_last_items_in_time_order(sample_split, train_events):
     data_dir, _ = sample_split
     store = HistoryStore()
-    store.add_events(local_source.recent_events(local_source.open_data_dir(data_dir), per_user=SEEN_LIMIT))
+    store.add_events(local_source.recent_user_events(data_dir))
     user = sorted(train_events)[0]
     assert store.history(user) == train_events[user][-20:]
     assert store.seen(user) == list(dict.fromkeys(reversed(train_events[user])))

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from tfx_pipeline import cli, local_runner
+import cli.main as cli
+from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source, sample
 
 UPSTREAM = [

@@ -6,7 +6,8 @@ import csv
 import os
 
 from proxy.feedback_store import FeedbackStore
-from tfx_pipeline import cli, retrain
+import cli.main as cli
+from tfx_pipeline import retrain
 
 
 def store_events(db: str, data_dir: str, n: int, interaction_type: str | None = None):

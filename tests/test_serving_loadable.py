@@ -14,6 +14,7 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+import contract
 from tests.test_deploy_artifacts import CONFIG, OBJECTS, _container, _one, model_config
 from trainer_module import export
 
@@ -43,7 +44,7 @@ def test_the_version_root_has_no_scann_op_and_loads_where_scann_was_never_import
     pushed = pipeline_run["pushed"]
     assert not {op for op in _ops(pushed) if op.startswith("Scann")}
     assert {
-        op for op in _ops(os.path.join(pushed, export.SCANN_DIR)) if op.startswith("Scann")
+        op for op in _ops(os.path.join(pushed, contract.SCANN_DIR)) if op.startswith("Scann")
     }  # the check bites
     result = subprocess.run(
         [sys.executable, "-c", LOAD_WITHOUT_SCANN, pushed],

@@ -15,9 +15,9 @@ import time
 import httpx
 import pytest
 
+import cli.main as cli
 from proxy.api_client import ApiClient
 from tests.redis_server import RedisServer, free_port
-from tfx_pipeline import cli
 
 RECLAIM_IDLE = 1.0  # seconds: a killed instance's unacknowledged batch goes to another one this soon
 

@@ -21,10 +21,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from proxy import embedded
 from proxy.batcher import MAX_BATCH
 from proxy.schemas import MAX_ID_LENGTH
-from proxy.tf_serving import (
+from serving import embedded
+from serving.tf_serving import (
     BackendError,
     BackendUnavailable,
     GrpcPredictionClient,

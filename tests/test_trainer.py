@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import contract
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, mean_history_embedding
-from transform import features as f
 
 
 def test_hyperparameter_overrides_and_unknown_names():
@@ -61,7 +61,7 @@ MIRRORED = textwrap.dedent("""
     from trainer_module.hparams import HParams
     from trainer_module.model import TwoTowerModel
     from trainer_module.task import training_strategy
-    from transform import features as f
+    import contract
 
     strategy = training_strategy([d.name for d in tf.config.list_logical_devices("CPU")])
     assert isinstance(strategy, tf.distribute.MirroredStrategy) and strategy.num_replicas_in_sync == 2
@@ -69,9 +69,9 @@ MIRRORED = textwrap.dedent("""
     rng = np.random.default_rng(0)
     history = tf.sparse.from_dense(tf.constant(rng.integers(0, 20, (n, 3)), tf.int64))
     data = tf.data.Dataset.from_tensor_slices({
-        f.USER_IDX: rng.integers(0, 10, n), f.ITEM_IDX: rng.integers(0, 20, n),
-        f.CATEGORY_IDX: rng.integers(0, 4, n), f.HISTORY_IDX: history,
-        f.RATING: rng.uniform(1, 5, n).astype("float32"), f.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
+        contract.USER_IDX: rng.integers(0, 10, n), contract.ITEM_IDX: rng.integers(0, 20, n),
+        contract.CATEGORY_IDX: rng.integers(0, 4, n), contract.HISTORY_IDX: history,
+        contract.RATING: rng.uniform(1, 5, n).astype("float32"), contract.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
     with strategy.scope():
         model = TwoTowerModel(HParams(embedding_dim=8), 11, 21, 5, np.ones(21), np.arange(21) % 5)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
@@ -92,12 +92,12 @@ def _batch(n: int, seed: int = 0, rated: bool = False) -> dict:
     """Transformed features of n random events over 10 users, 20 items, 4 categories."""
     rng = np.random.default_rng(seed)
     return {
-        f.USER_IDX: tf.constant(rng.integers(0, 10, n)),
-        f.ITEM_IDX: tf.constant(rng.integers(0, 20, n)),
-        f.CATEGORY_IDX: tf.constant(rng.integers(0, 4, n)),
-        f.HISTORY_IDX: tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64)),
-        f.RATING: tf.constant(rng.uniform(1, 5, n) if rated else np.zeros(n), tf.float32),
-        f.RATING_WEIGHT: tf.constant(np.ones(n) if rated else np.zeros(n), tf.float32),
+        contract.USER_IDX: tf.constant(rng.integers(0, 10, n)),
+        contract.ITEM_IDX: tf.constant(rng.integers(0, 20, n)),
+        contract.CATEGORY_IDX: tf.constant(rng.integers(0, 4, n)),
+        contract.HISTORY_IDX: tf.sparse.from_dense(tf.constant(rng.integers(1, 20, (n, 3)), tf.int64)),
+        contract.RATING: tf.constant(rng.uniform(1, 5, n) if rated else np.zeros(n), tf.float32),
+        contract.RATING_WEIGHT: tf.constant(np.ones(n) if rated else np.zeros(n), tf.float32),
     }
 
 
@@ -121,11 +121,11 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
     model.compute_loss(batch)  # builds the layers
     bias = np.linspace(-1, 1, 21)[:, np.newaxis] if item_bias else np.zeros((21, 1))
     model.item_bias.set_weights([bias])
-    query = model.query_tower(batch[f.USER_IDX], batch[f.HISTORY_IDX]).numpy()
+    query = model.query_tower(batch[contract.USER_IDX], batch[contract.HISTORY_IDX]).numpy()
     catalog = model.candidate_tower(tf.range(21), tf.constant(categories)).numpy()
     logits = query @ catalog.T / hp.temperature + bias.T
     log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    expected = -log_softmax[np.arange(16), batch[f.ITEM_IDX].numpy()].sum()
+    expected = -log_softmax[np.arange(16), batch[contract.ITEM_IDX].numpy()].sum()
     np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)
 
 
@@ -133,10 +133,10 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
 def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, same):
     hp = HParams(embedding_dim=8, rating_weight=0.0, user_id_dropout=0.0, history_dropout=dropout)
     model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
-    batch, other_history = _batch(16), _batch(16, seed=1)[f.HISTORY_IDX]
+    batch, other_history = _batch(16), _batch(16, seed=1)[contract.HISTORY_IDX]
     losses = [
         model.compute_loss(batch, training=True).numpy(),
-        model.compute_loss(batch | {f.HISTORY_IDX: other_history}, training=True).numpy(),
+        model.compute_loss(batch | {contract.HISTORY_IDX: other_history}, training=True).numpy(),
     ]
     assert bool(losses[0] == pytest.approx(losses[1])) is same
 
@@ -155,10 +155,10 @@ class _Vocabularies(tf.Module):
         )
 
     def __call__(self, features):
-        history = features[f.HISTORY]
+        history = features[contract.HISTORY]
         return {
-            f.USER_IDX: self.users.lookup(features[f.USER_ID][:, 0]),
-            f.HISTORY_IDX: tf.SparseTensor(
+            contract.USER_IDX: self.users.lookup(features[contract.USER_ID][:, 0]),
+            contract.HISTORY_IDX: tf.SparseTensor(
                 history.indices, self.items.lookup(history.values), history.dense_shape
             ),
         }

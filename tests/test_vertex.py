@@ -16,7 +16,8 @@ from tfx.extensions.google_cloud_big_query.example_gen import executor as bq_exe
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 
-from tfx_pipeline import cli, cloud_config, vertex_runner
+import cli.main as cli
+from tfx_pipeline import cloud_config, vertex_runner
 from tfx_pipeline.data import local_source, sample
 from tfx_pipeline.history_query import history_query
 
@@ -71,7 +72,7 @@ def test_compiled_pipeline_has_every_component_in_our_image_with_dataflow_args(c
             "--subnetwork=regions/us-central1/subnetworks/recsys",
         ):
             assert expected in args, (name, expected)
-    assert "tfx_pipeline.pusher.Executor" in executors["Pusher_executor"]["container"]["args"]
+    assert "tfx_pipeline.components.pusher.Executor" in executors["Pusher_executor"]["container"]["args"]
 
 
 def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed_model(compiled):

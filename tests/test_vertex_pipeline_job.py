@@ -14,11 +14,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 from google.cloud.aiplatform_v1 import PipelineJob
 
+import contract
 from tests.vertex_harness.runner import VertexHarness
 from tfx_pipeline import vertex_runner
 from tfx_pipeline.data import sample
-from trainer_module import export
-from transform import features as f
 
 CONTAINER_TASKS = {
     "BigQueryExampleGen",
@@ -57,7 +56,10 @@ def split_by_time(data_dir: str, earlier: str, later: str, share: float):
     """The sample's events in two CSV files of the contract: the oldest `share` of them, and the rest."""
     with open(os.path.join(data_dir, "interactions.csv")) as src:
         rows = list(csv.reader(src))
-    header, events = rows[0], sorted(rows[1:], key=lambda row: row[f.INTERACTION_COLUMNS.index(f.TIMESTAMP)])
+    header, events = (
+        rows[0],
+        sorted(rows[1:], key=lambda row: row[contract.INTERACTION_COLUMNS.index(contract.TIMESTAMP)]),
+    )
     cut = int(len(events) * share)
     for path, part in ((earlier, events[:cut]), (later, events[cut:])):
         with open(path, "w", newline="") as out:
@@ -80,7 +82,7 @@ def examples(harness, job_id) -> int:
 def evaluation_report(harness, job_id) -> dict:
     [path] = glob.glob(
         harness.local(
-            f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/Evaluator_*/blessing/{export.EVALUATION_FILE}"
+            f"gs://my-recsys-bucket/pipeline_root/*/{job_id}/Evaluator_*/blessing/{contract.EVALUATION_FILE}"
         )
     )
     with open(path) as fh:
@@ -106,7 +108,7 @@ def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and
     later = str(tmp_path / "later.csv")
     split_by_time(data, interactions, later, share=1 / 3)
     with open(feedback, "w", newline="") as out:  # the API's feedback table: empty before the first run
-        csv.writer(out).writerow(f.INTERACTION_COLUMNS)
+        csv.writer(out).writerow(contract.INTERACTION_COLUMNS)
     harness = VertexHarness(
         str(tmp_path / "vertex"),
         {"my-gcp-project.recsys.interactions": interactions, "my-gcp-project.recsys.feedback": feedback},

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+import contract
 from proxy import web
-from proxy.history import SEEN_LIMIT
+from serving.history import SEEN_LIMIT
 from tests.api_server import post, running_api
-from trainer_module import export
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`): playwright downloads no browser here
 CHROMIUM_ARGS = [
@@ -58,10 +58,10 @@ def versions(pipeline_run, tmp_path_factory):
     newest, older = os.path.basename(pushed), str(int(os.path.basename(pushed)) - 3600)
     for version in (newest, older):
         shutil.copytree(pushed, base / version)
-    evaluation = base / newest / "assets.extra" / export.EVALUATION_FILE
+    evaluation = base / newest / "assets.extra" / contract.EVALUATION_FILE
     if not evaluation.exists():
         evaluation.write_text(json.dumps(EVALUATION))
-    (base / older / "assets.extra" / export.EVALUATION_FILE).unlink(missing_ok=True)
+    (base / older / "assets.extra" / contract.EVALUATION_FILE).unlink(missing_ok=True)
     return str(base), newest, older
 
 
@@ -195,7 +195,7 @@ def test_model_reports_of_the_serving_and_every_pushed_version(api, versions):
         "version": newest,
         "serving": True,
         "export_report": report(newest, "export_report.json"),
-        "evaluation": report(newest, export.EVALUATION_FILE),
+        "evaluation": report(newest, contract.EVALUATION_FILE),
     }
     assert (
         model["export_report"]["scann_recall_at_10_vs_exact"] >= 0.9
@@ -221,7 +221,7 @@ def test_version_reports_are_read_once(tmp_path):
     (extra / "export_report.json").write_text('{"train_seconds": 1.5}')
     reports = web.VersionReports(str(tmp_path))
     assert reports.get("7") == ({"train_seconds": 1.5}, None)
-    (extra / export.EVALUATION_FILE).write_text(json.dumps(EVALUATION))
+    (extra / contract.EVALUATION_FILE).write_text(json.dumps(EVALUATION))
     assert reports.get("7") == ({"train_seconds": 1.5}, None)  # a pushed version never changes
 
 
@@ -313,7 +313,7 @@ def test_item_page_shows_similar_items(page, api):
 
 def test_model_page_charts_the_evaluation_and_lists_the_versions(page, api, versions):
     base, newest, older = versions
-    evaluation = json.load(open(os.path.join(base, newest, "assets.extra", export.EVALUATION_FILE)))
+    evaluation = json.load(open(os.path.join(base, newest, "assets.extra", contract.EVALUATION_FILE)))
     report = json.load(open(os.path.join(base, newest, "assets.extra", "export_report.json")))
     page.get_by_role("link", name="Model", exact=True).click()
     expect(page.locator("#version")).to_contain_text(newest)

@@ -10,31 +10,42 @@ training targets nor history: every other interaction counts as a positive. Dupl
 user, item, type, rating, time and category: an event logged twice) count once.
 """
 
-from transform import features as f
+import contract
 
 
-def history_query(table: str, history_length: int = f.HISTORY_LENGTH) -> str:
+def history_query(table: str, history_length: int = contract.HISTORY_LENGTH) -> str:
     return f"""
 SELECT
-  {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE},
-  COALESCE({f.RATING}, 0.0) AS {f.RATING},
-  UNIX_SECONDS({f.TIMESTAMP}) AS {f.TIMESTAMP},
-  COALESCE({f.CATEGORY}, '') AS {f.CATEGORY},
-  ARRAY_AGG({f.ITEM_ID}) OVER (
-    PARTITION BY {f.USER_ID}
-    ORDER BY FARM_FINGERPRINT(CONCAT({f.USER_ID}, '|', {f.ITEM_ID}, '|', CAST(UNIX_SECONDS({f.TIMESTAMP}) AS STRING)))
-    ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {f.HISTORY}
-FROM (SELECT DISTINCT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE}, {f.RATING}, {f.TIMESTAMP}, {f.CATEGORY}
+  {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE},
+  COALESCE({contract.RATING}, 0.0) AS {contract.RATING},
+  UNIX_SECONDS({contract.TIMESTAMP}) AS {contract.TIMESTAMP},
+  COALESCE({contract.CATEGORY}, '') AS {contract.CATEGORY},
+  ARRAY_AGG({contract.ITEM_ID}) OVER (
+    PARTITION BY {contract.USER_ID}
+    ORDER BY FARM_FINGERPRINT(CONCAT({contract.USER_ID}, '|', {contract.ITEM_ID}, '|', CAST(UNIX_SECONDS({contract.TIMESTAMP}) AS STRING)))
+    ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {contract.HISTORY}
+FROM (SELECT DISTINCT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE}, {contract.RATING}, {contract.TIMESTAMP}, {contract.CATEGORY}
       FROM {table})
-WHERE {f.INTERACTION_TYPE} != 'dislike'
+WHERE {contract.INTERACTION_TYPE} != 'dislike'
 """
 
 
 def recent_events_source(interactions_table: str, feedback_table: str, window_days: int) -> str:
     """BigQuery: the interactions and the API's feedback (same columns) of the last `window_days`, as the
     `table` of history_query, so each retraining reads recent data and what users did since."""
-    columns = ", ".join((f.USER_ID, f.ITEM_ID, f.INTERACTION_TYPE, f.RATING, f.TIMESTAMP, f.CATEGORY))
-    recent = f"WHERE {f.TIMESTAMP} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {int(window_days)} DAY)"
+    columns = ", ".join(
+        (
+            contract.USER_ID,
+            contract.ITEM_ID,
+            contract.INTERACTION_TYPE,
+            contract.RATING,
+            contract.TIMESTAMP,
+            contract.CATEGORY,
+        )
+    )
+    recent = (
+        f"WHERE {contract.TIMESTAMP} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {int(window_days)} DAY)"
+    )
     return (
         f"(SELECT {columns} FROM `{interactions_table}` {recent}\n"
         f" UNION ALL SELECT {columns} FROM `{feedback_table}` {recent})"

@@ -10,12 +10,12 @@ from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
 
-from proxy.catalog import pushed_versions
-from tfx_pipeline import drift, example_gen, history_query
+import contract
+from serving.catalog import pushed_versions
+from tfx_pipeline import history_query
+from tfx_pipeline.components import drift, example_gen
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
-from trainer_module import export
-from transform import features
 
 PIPELINE_NAME = "recsys"
 
@@ -65,7 +65,7 @@ def run(
         pipeline_name=PIPELINE_NAME,
         pipeline_root=os.path.join(workdir, "pipeline_root"),
         example_gen=example_gen.local_example_gen(
-            data_dir, code_fingerprint(example_gen, history_query, local_source, features)
+            data_dir, code_fingerprint(example_gen, history_query, local_source, contract)
         ),
         serving_model_dir=serving_dir(workdir, model_name),
         hyperparameters=hyperparameters,
@@ -84,7 +84,7 @@ def run(
         tfx.orchestration.LocalDagRunner().run(pipeline)
     new = [v for v in pushed_versions(serving_dir(workdir, model_name)) if v not in before]
     [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
-    with open(os.path.join(blessing.uri, export.EVALUATION_FILE)) as fh:
+    with open(os.path.join(blessing.uri, contract.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     drift_report = drift.read_report(outputs["DriftCheck"]["drift"][0].uri)
     return {

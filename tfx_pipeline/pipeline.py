@@ -9,12 +9,13 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline_lib
 
+import contract
+import evaluation
+import serving
 import trainer_module
-import transform as transform_package
-from tfx_pipeline import drift, evaluation, validation
-from tfx_pipeline import evaluator as ranking_evaluator
-from tfx_pipeline import pusher as pusher_executor
-from transform import features
+from tfx_pipeline.components import drift, ranking_evaluator, validation
+from tfx_pipeline.components import pusher as pusher_executor
+from transform import preprocessing
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.task.run_fn"
@@ -56,7 +57,7 @@ def create_pipeline(
     (against the last blessed model, which a Resolver finds) → Pusher (blessed models only: the RefitTrainer's,
     the same recipe trained on every event, serving the mean of its scores and the candidate's).
 
-    example_gen: the data source component (tfx_pipeline.example_gen: local files or BigQuery).
+    example_gen: the data source component (tfx_pipeline.components.example_gen: local files or BigQuery).
     serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).
     hyperparameters: overrides of trainer_module.hparams.HParams, by field name.
     items_uri: optional items catalog (item_id,title,category) shipped inside the pushed model.
@@ -65,8 +66,8 @@ def create_pipeline(
     max_regression: how far (a fraction of nDCG@10) a model may fall below the last blessed one and still
         be blessed; it must beat most popular in any case.
     drift_thresholds: {"l_infinity": x, "jensen_shannon": y} for the DriftCheck against the previous run's
-        statistics (tfx_pipeline/drift.py); stop_on_drift: a distance over its threshold fails the run before
-        Transform, so nothing is pushed.
+        statistics (tfx_pipeline/components/drift.py); stop_on_drift: a distance over its threshold fails the
+        run before Transform, so nothing is pushed.
     """
     # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
     previous_statistics = tfx.dsl.Resolver(
@@ -86,7 +87,7 @@ def create_pipeline(
         thresholds=json.dumps(drift.check_thresholds(drift_thresholds or drift.DEFAULT_THRESHOLDS)),
     )
     drift_gate = drift.DriftGate(drift=drift_check.outputs["drift"], stop_on_drift=int(stop_on_drift))
-    schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, features))
+    schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, contract))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -97,7 +98,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"code": code_fingerprint(transform_package)},
+        custom_config={"code": code_fingerprint(preprocessing, contract)},
         # no pre/post-transform statistics: nothing reads them, and StatisticsGen's must be the only ones a
         # Resolver by type finds (on Vertex it filters by type alone)
         disable_statistics=True,
@@ -106,7 +107,7 @@ def create_pipeline(
     trainer_config = {
         "hyperparameters": hyperparameters or {},
         "items_uri": items_uri,
-        "code": code_fingerprint(trainer_module, transform_package),
+        "code": code_fingerprint(trainer_module, preprocessing, contract, serving),
     }
     trainer_class = tfx.components.Trainer
     if vertex_training:
@@ -155,7 +156,7 @@ def create_pipeline(
         max_regression=max_regression,
         pipeline_name=pipeline_name,
         recipe=hashlib.sha256(json.dumps(trainer_config, sort_keys=True).encode()).hexdigest(),
-        code=code_fingerprint(ranking_evaluator, evaluation),
+        code=code_fingerprint(ranking_evaluator, evaluation, serving),
     ).with_id("Evaluator")
     pusher = tfx.components.Pusher(
         model=refit_trainer.outputs["model"],

@@ -1,7 +1,7 @@
 """Retraining when the data moves (`recsys pipeline retrain`, for cron): starts a pipeline run when enough new
 feedback arrived since the last run it started, or when the new feedback's category or interaction-type
-distribution drifted from the last run's training statistics (tfx_pipeline/drift.py's comparators and
-thresholds; not the item distribution, which a few hundred events over thousands of items cannot estimate).
+distribution drifted from the last run's training statistics (tfx_pipeline/components/drift.py's comparators
+and thresholds; not the item distribution, which a few hundred events over thousands of items cannot estimate).
 The run exports the feedback into the data directory first; the new model replaces the served one only through
 the Evaluator's blessing, as in any run.
 
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tfx_pipeline import drift
-from transform import features as f
+import contract
+from tfx_pipeline.components import drift
 
 STATE_FILE = "retrain-state.json"
 MIN_DRIFT_EVENTS = 100  # fewer new events than this: their distributions are noise, not evidence of drift
-FEATURES = (f.CATEGORY, f.INTERACTION_TYPE)
+FEATURES = (contract.CATEGORY, contract.INTERACTION_TYPE)
 
 
 @dataclass(frozen=True)
@@ -89,26 +89,18 @@ def write_state(workdir: str, seq: int):
     os.replace(os.path.join(workdir, STATE_FILE + ".tmp"), os.path.join(workdir, STATE_FILE))
 
 
-def check(feedback_db: str, workdir: str, min_new_events: int, thresholds: dict) -> tuple[Decision, int]:
-    """(the decision, the newest feedback seq) for the feedback stored since the last run this started."""
+def decide_on(events: list[dict], workdir: str, min_new_events: int, thresholds: dict) -> Decision:
+    """The decision for the feedback events (the feedback store's rows) since the last run it started."""
     import tensorflow_data_validation as tfdv
 
-    from proxy.feedback_store import FeedbackStore
-
-    store = FeedbackStore(feedback_db)
-    try:
-        events = store.events(after_seq=read_state(workdir))
-    finally:
-        store.close()
-    newest = events[-1]["seq"] if events else read_state(workdir)
     distances = None
     previous = last_statistics(workdir) if len(events) >= MIN_DRIFT_EVENTS else None
     if previous is not None:
-        frame = pd.DataFrame(
+        frame = pd.DataFrame(  # as the examples: dislikes are not examples
             [(e["category"], e["interaction_type"]) for e in events if e["interaction_type"] != "dislike"],
             columns=list(FEATURES),
-        )  # as the examples: dislikes are not examples
+        )
         distances = drift.compare(
             tfdv.generate_statistics_from_dataframe(frame), previous, thresholds, FEATURES
         )
-    return decide(len(events), min_new_events, distances), newest
+    return decide(len(events), min_new_events, distances)

@@ -7,9 +7,9 @@ import os
 
 from tfx import v1 as tfx
 
-from tfx_pipeline import example_gen
 from tfx_pipeline.cloud_config import CloudConfig
-from tfx_pipeline.evaluator import PIPELINE_PROPERTY
+from tfx_pipeline.components import example_gen
+from tfx_pipeline.components.ranking_evaluator import PIPELINE_PROPERTY
 from tfx_pipeline.history_query import recent_events_source
 from tfx_pipeline.pipeline import create_pipeline
 

@@ -1,10 +1,7 @@
-"""Export of the serving contract (docs/serving-contract.md) as two SavedModels, and their check.
+"""Export of the serving signatures (docs/serving-contract.md) as two SavedModels, brute force and ScaNN, and
+their check.
 
-Layout of the serving model directory (what the Pusher copies to <base>/<model-name>/<version>/):
-  saved_model.pb, variables/   brute-force index: loads in stock TensorFlow Serving and anywhere TF runs
-  scann/                       the same signatures over a ScaNN index (needs the ScaNN ops: `import scann`)
-  assets.extra/items.csv       the candidates: item_id,title,category,popularity
-  assets.extra/export_report.json   ScaNN-vs-exact recall@10, sizes, serving memory, hyperparameters
+The layout of the exported directory and the signatures' names are the contract's (contract.py).
 """
 
 import csv
@@ -16,17 +13,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+import contract
+from serving import exported
 from trainer_module.hparams import HParams
-from transform import features as f
-
-SCANN_DIR = "scann"
-EXTRA_DIR = "assets.extra"
-ITEMS_FILE = "items.csv"
-REPORT_FILE = "export_report.json"
-EVALUATION_FILE = "evaluation.json"  # written by the pipeline's Evaluator, shipped here by the Pusher
-POPULARITY = "popularity"
-RECOMMEND_SIGNATURE = "serving_default"
-SIMILAR_SIGNATURE = "similar_items"
 
 
 class ServingModule(tf.Module):
@@ -105,9 +94,9 @@ class ServingModule(tf.Module):
     )
     def recommend(self, user_id, history, exclude_item_ids):
         transformed = self.tft_layer(
-            {f.USER_ID: user_id[:, tf.newaxis], f.HISTORY: tf.sparse.from_dense(history)}
+            {contract.USER_ID: user_id[:, tf.newaxis], contract.HISTORY: tf.sparse.from_dense(history)}
         )
-        queries = self.query(transformed[f.USER_IDX], transformed[f.HISTORY_IDX])
+        queries = self.query(transformed[contract.USER_IDX], transformed[contract.HISTORY_IDX])
         queries = tf.concat([queries, tf.ones_like(queries[:, :1])], 1)
         return self._top_k(queries, self.item_index.lookup(exclude_item_ids))
 
@@ -136,8 +125,8 @@ class ServingModule(tf.Module):
             path,
             options=options,
             signatures={
-                RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
-                SIMILAR_SIGNATURE: self.similar.get_concrete_function(),
+                contract.RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
+                contract.SIMILAR_SIGNATURE: self.similar.get_concrete_function(),
             },
         )
 
@@ -191,7 +180,7 @@ def averaged(models, dim: int):
 def exported_model(model_dir: str, item_ids: np.ndarray):
     """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates must be
     `item_ids` in this order (the same vocabulary)."""
-    loaded = load(model_dir)
+    loaded = exported.load(model_dir)
     if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
         raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")
     return ExportedQueryTower(loaded), loaded.item_embeddings.numpy()[:-1, :-1], loaded.item_offsets.numpy()
@@ -259,23 +248,18 @@ def write_items(path: str, item_ids, categories, counts, catalog: dict):
     """The candidates with their catalog entry and training event count (the popularity fallback's ranking)."""
     with tf.io.gfile.GFile(path, "w") as out:
         writer = csv.writer(out)
-        writer.writerow(f.ITEM_COLUMNS + (POPULARITY,))
+        writer.writerow(contract.ITEM_COLUMNS + (contract.POPULARITY,))
         for item, category, count in zip(item_ids, categories, counts):
             title, catalog_category = catalog.get(item, ("", ""))
             writer.writerow([item, title, catalog_category or category, int(count)])
 
 
-def load(path: str):
-    """Loads one exported SavedModel (the ScaNN one only where `import scann` works)."""
-    if os.path.basename(os.path.normpath(path)) == SCANN_DIR:
-        import scann  # noqa: F401  registers the ScaNN ops the SavedModel uses
-    return tf.saved_model.load(path)
-
-
 def recall_against_exact(model_dir: str, user_ids, histories, k: int = 10) -> float:
     """Loads both SavedModels fresh and returns the ScaNN results' recall@k of the brute-force results."""
-    exact = load(model_dir).signatures[RECOMMEND_SIGNATURE]
-    approximate = load(os.path.join(model_dir, SCANN_DIR)).signatures[RECOMMEND_SIGNATURE]
+    exact = exported.load(model_dir).signatures[contract.RECOMMEND_SIGNATURE]
+    approximate = exported.load(os.path.join(model_dir, contract.SCANN_DIR)).signatures[
+        contract.RECOMMEND_SIGNATURE
+    ]
     inputs = dict(
         user_id=tf.constant(user_ids),
         history=tf.constant(histories),
@@ -287,10 +271,5 @@ def recall_against_exact(model_dir: str, user_ids, histories, k: int = 10) -> fl
 
 
 def write_report(model_dir: str, report: dict):
-    with tf.io.gfile.GFile(os.path.join(model_dir, EXTRA_DIR, REPORT_FILE), "w") as out:
+    with tf.io.gfile.GFile(os.path.join(model_dir, contract.EXTRA_DIR, contract.REPORT_FILE), "w") as out:
         json.dump(report, out, indent=2, sort_keys=True)
-
-
-def read_report(model_dir: str) -> dict:
-    with tf.io.gfile.GFile(os.path.join(model_dir, EXTRA_DIR, REPORT_FILE)) as fh:
-        return json.load(fh)

@@ -5,6 +5,8 @@ from typing import Annotated
 
 import pydantic
 
+import contract
+
 PositiveInt = Annotated[int, pydantic.Field(ge=1)]
 
 
@@ -44,8 +46,8 @@ class HParams:
     # Export: results per query, and how many items a query may ask to leave out (the API leaves out up to this
     # many of the user's seen items). At 400, MovieLens users with more training items got their older ones
     # back and fewer than 10 new ones: nDCG@10 0.369 against 0.381 with all seen items left out (BENCHMARKS.md).
-    top_k: int = 100
-    max_exclusions: int = 2000
+    top_k: int = contract.TOP_K
+    max_exclusions: int = contract.MAX_EXCLUSIONS
     # ScaNN index (leaves are sqrt(#items) unless set); the check against brute force uses this many queries.
     scann_leaves_to_search_ratio: float = 0.25
     scann_check_queries: int = 200

@@ -12,8 +12,8 @@ item bias.
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+import contract
 from trainer_module.hparams import HParams
-from transform import features as f
 
 
 def mean_history_embedding(
@@ -89,17 +89,17 @@ class TwoTowerModel(tfrs.Model):
             )
 
     def compute_loss(self, features, training=False):
-        user_idx = features[f.USER_IDX]
+        user_idx = features[contract.USER_IDX]
         if training and self.hp.user_id_dropout > 0:
             drop = tf.random.uniform(tf.shape(user_idx)) < self.hp.user_id_dropout
             user_idx = tf.where(drop, tf.cast(self.query_tower.oov_user, user_idx.dtype), user_idx)
-        history_idx = features[f.HISTORY_IDX]
+        history_idx = features[contract.HISTORY_IDX]
         if training and self.hp.history_dropout > 0:
             keep = tf.random.uniform(tf.shape(user_idx)) >= self.hp.history_dropout
             history_idx = tf.sparse.retain(history_idx, tf.gather(keep, history_idx.indices[:, 0]))
         query = self.query_tower(user_idx, history_idx)
-        item_idx = features[f.ITEM_IDX]
-        candidate = self.candidate_tower(item_idx, features[f.CATEGORY_IDX])
+        item_idx = features[contract.ITEM_IDX]
+        candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
         if self.hp.negatives == "all_items":
             logits = (
                 tf.matmul(
@@ -124,9 +124,9 @@ class TwoTowerModel(tfrs.Model):
         if self.hp.rating_weight > 0:
             predicted = self.rating_head(tf.concat([query, candidate], 1))
             loss += self.hp.rating_weight * self.rating_task(
-                labels=features[f.RATING][:, tf.newaxis],
+                labels=features[contract.RATING][:, tf.newaxis],
                 predictions=predicted,
-                sample_weight=features[f.RATING_WEIGHT][:, tf.newaxis],
+                sample_weight=features[contract.RATING_WEIGHT][:, tf.newaxis],
                 compute_metrics=False,
             )
         return loss

@@ -12,10 +12,10 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+import contract
 from trainer_module import export
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel
-from transform import features as f
 
 
 class ExportCheckError(RuntimeError):
@@ -52,7 +52,9 @@ def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, see
 
 def item_statistics(dataset, num_items: int):
     """Events per item index and each item's most frequent category index, from one pass over the data."""
-    pairs = np.concatenate([np.stack([b[f.ITEM_IDX].numpy(), b[f.CATEGORY_IDX].numpy()], 1) for b in dataset])
+    pairs = np.concatenate(
+        [np.stack([b[contract.ITEM_IDX].numpy(), b[contract.CATEGORY_IDX].numpy()], 1) for b in dataset]
+    )
     counts = np.bincount(pairs[:, 0], minlength=num_items)
     categories = np.zeros(num_items, np.int64)
     uniq, n = np.unique(pairs, axis=0, return_counts=True)
@@ -65,25 +67,27 @@ def _read_catalog(items_uri):
     if not items_uri:
         return {}
     with tf.io.gfile.GFile(items_uri) as fh:
-        return {r[f.ITEM_ID]: (r[f.TITLE], r[f.CATEGORY]) for r in csv.DictReader(fh)}
+        return {r[contract.ITEM_ID]: (r[contract.TITLE], r[contract.CATEGORY]) for r in csv.DictReader(fh)}
 
 
 def _sample_queries(dataset, n: int, tf_transform_output):
     """Raw (user_id, history) queries taken from real events, mapped back through the vocabularies."""
-    users = np.array(tf_transform_output.vocabulary_by_name(f.USER_VOCAB) + [b""]).astype(str)
-    items = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB) + [b""]).astype(str)
+    users = np.array(tf_transform_output.vocabulary_by_name(contract.USER_VOCAB) + [b""]).astype(str)
+    items = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB) + [b""]).astype(str)
     batch = next(iter(dataset.unbatch().batch(n)))
-    history = tf.sparse.to_dense(batch[f.HISTORY_IDX], default_value=len(items) - 1).numpy()
-    return users[batch[f.USER_IDX].numpy()].tolist(), items[history].tolist()
+    history = tf.sparse.to_dense(batch[contract.HISTORY_IDX], default_value=len(items) - 1).numpy()
+    return users[batch[contract.USER_IDX].numpy()].tolist(), items[history].tolist()
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
     hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
     tf.keras.utils.set_random_seed(hp.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    num_users = tf_transform_output.vocabulary_size_by_name(f.USER_VOCAB) + f.NUM_OOV_BUCKETS
-    num_items = tf_transform_output.vocabulary_size_by_name(f.ITEM_VOCAB) + f.NUM_OOV_BUCKETS
-    num_categories = tf_transform_output.vocabulary_size_by_name(f.CATEGORY_VOCAB) + f.NUM_OOV_BUCKETS
+    num_users = tf_transform_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_items = tf_transform_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
+    num_categories = (
+        tf_transform_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
+    )
 
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
@@ -101,8 +105,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
     train_seconds = time.time() - started
 
     # Candidates: every item of the vocabulary (the OOV bucket is not a candidate).
-    item_ids = np.array(tf_transform_output.vocabulary_by_name(f.ITEM_VOCAB)).astype(str)
-    category_names = np.array(tf_transform_output.vocabulary_by_name(f.CATEGORY_VOCAB) + [b""]).astype(str)
+    item_ids = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB)).astype(str)
+    category_names = np.array(tf_transform_output.vocabulary_by_name(contract.CATEGORY_VOCAB) + [b""]).astype(
+        str
+    )
     item_index = np.arange(len(item_ids))
     item_embeddings = model.candidate_tower(
         tf.constant(item_index), tf.constant(categories[item_index])
@@ -147,12 +153,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
         hp,
     )
     scann.save(
-        os.path.join(model_dir, export.SCANN_DIR),
+        os.path.join(model_dir, contract.SCANN_DIR),
         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
     )
-    tf.io.gfile.makedirs(os.path.join(model_dir, export.EXTRA_DIR))
+    tf.io.gfile.makedirs(os.path.join(model_dir, contract.EXTRA_DIR))
     export.write_items(
-        os.path.join(model_dir, export.EXTRA_DIR, export.ITEMS_FILE),
+        os.path.join(model_dir, contract.EXTRA_DIR, contract.ITEMS_FILE),
         item_ids,
         category_names[categories[item_index]],
         counts[item_index],
@@ -163,14 +169,14 @@ def run_fn(fn_args: tfx.components.FnArgs):
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
     recall = export.recall_against_exact(model_dir, users, histories)
     num_models = 2 if averaged_with else 1
-    sizes = (num_users - f.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
+    sizes = (num_users - contract.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
     export.write_report(
         model_dir,
         {
             "scann_recall_at_10_vs_exact": recall,
             "scann_check_queries": len(users),
             "num_items": len(item_ids),
-            "num_users": num_users - f.NUM_OOV_BUCKETS,
+            "num_users": num_users - contract.NUM_OOV_BUCKETS,
             # One loaded version of the brute-force SavedModel (what TF Serving holds per version; docs/deployment.md, sizing).
             "serving": {
                 "num_models": num_models,

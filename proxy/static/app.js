@@ -9,7 +9,7 @@ let apiKey = sessionStorage.getItem(KEY_STORAGE);
 const itemTitles = new Map();  // from every list shown: the item page's heading
 // "model" is the candidate the blessing judged (trained without the eval split); the pushed model is its recipe
 // retrained on every event and averaged with it, so its own scores here are of events it saw
-// (tfx_pipeline/evaluator.py).
+// (tfx_pipeline/components/ranking_evaluator.py).
 const SYSTEMS = {model: "this recipe, eval events held out", refit_on_all_events: "this model (saw the eval events)",
                  baseline_model: "last blessed model", ease: "EASE", most_popular: "most popular"};
 const COLORS = {model: "#1e88e5", refit_on_all_events: "#0d47a1", baseline_model: "#90caf9", ease: "#8e24aa",

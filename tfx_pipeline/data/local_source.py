@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from transform import features as f
+import contract
+from serving.history import SEEN_LIMIT
 
 INTERACTIONS_TABLE = "interactions"
 ITEMS_TABLE = "items"
@@ -83,44 +84,46 @@ def _row_number(path: str, row: int) -> int:
 
 
 def _check_interactions(con, path: str, table: str) -> list[str]:
-    has_rating = f.RATING in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-    allowed = ", ".join(f"'{t}'" for t in f.INTERACTION_TYPES)
+    has_rating = contract.RATING in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    allowed = ", ".join(f"'{t}'" for t in contract.INTERACTION_TYPES)
     checks = [
-        (f.USER_ID, f"NULLIF(TRIM(CAST({f.USER_ID} AS VARCHAR)), '') IS NULL", "empty"),
-        (f.ITEM_ID, f"NULLIF(TRIM(CAST({f.ITEM_ID} AS VARCHAR)), '') IS NULL", "empty"),
+        (contract.USER_ID, f"NULLIF(TRIM(CAST({contract.USER_ID} AS VARCHAR)), '') IS NULL", "empty"),
+        (contract.ITEM_ID, f"NULLIF(TRIM(CAST({contract.ITEM_ID} AS VARCHAR)), '') IS NULL", "empty"),
         (
-            f.INTERACTION_TYPE,
-            f"{f.INTERACTION_TYPE} IS NULL OR {f.INTERACTION_TYPE} NOT IN ({allowed})",
-            f"must be one of {', '.join(f.INTERACTION_TYPES)}",
+            contract.INTERACTION_TYPE,
+            f"{contract.INTERACTION_TYPE} IS NULL OR {contract.INTERACTION_TYPE} NOT IN ({allowed})",
+            f"must be one of {', '.join(contract.INTERACTION_TYPES)}",
         ),
         (
-            f.TIMESTAMP,
-            f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
+            contract.TIMESTAMP,
+            f"TRY_CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
             "not a timestamp (expected e.g. 2024-05-01T12:30:00Z)",
         ),
         # The examples carry seconds since 1970 and the schema allows no negative ones (as the API's feedback).
         (
-            f.TIMESTAMP,
-            f"TRY_CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) < TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+            contract.TIMESTAMP,
+            f"TRY_CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) < TIMESTAMPTZ '1970-01-01 00:00:00+00'",
             "before 1970-01-01T00:00:00Z",
         ),
     ]
     if has_rating:
         checks += [
             (
-                f.RATING,
-                f"NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NOT NULL "
-                f"AND TRY_CAST(CAST({f.RATING} AS VARCHAR) AS DOUBLE) IS NULL",
+                contract.RATING,
+                f"NULLIF(TRIM(CAST({contract.RATING} AS VARCHAR)), '') IS NOT NULL "
+                f"AND TRY_CAST(CAST({contract.RATING} AS VARCHAR) AS DOUBLE) IS NULL",
                 "not a number",
             ),
             (
-                f.RATING,
-                f"{f.INTERACTION_TYPE} = 'rating' AND NULLIF(TRIM(CAST({f.RATING} AS VARCHAR)), '') IS NULL",
+                contract.RATING,
+                f"{contract.INTERACTION_TYPE} = 'rating' AND NULLIF(TRIM(CAST({contract.RATING} AS VARCHAR)), '') IS NULL",
                 "empty on a 'rating' event",
             ),
         ]
-    elif con.execute(f"SELECT count(*) FROM {table} WHERE {f.INTERACTION_TYPE} = 'rating'").fetchone()[0]:
-        return [f"{path}: 'rating' events but no {f.RATING} column"]
+    elif con.execute(f"SELECT count(*) FROM {table} WHERE {contract.INTERACTION_TYPE} = 'rating'").fetchone()[
+        0
+    ]:
+        return [f"{path}: 'rating' events but no {contract.RATING} column"]
     problems = []
     for column, condition, what in checks:
         rows = con.execute(
@@ -134,12 +137,14 @@ def _check_interactions(con, path: str, table: str) -> list[str]:
 
 
 def _typed_select(table: str, has_rating: bool) -> str:
-    rating = f"TRY_CAST(CAST({f.RATING} AS VARCHAR) AS DOUBLE)" if has_rating else "CAST(NULL AS DOUBLE)"
+    rating = (
+        f"TRY_CAST(CAST({contract.RATING} AS VARCHAR) AS DOUBLE)" if has_rating else "CAST(NULL AS DOUBLE)"
+    )
     return (
-        f"SELECT CAST({f.USER_ID} AS VARCHAR) AS {f.USER_ID}, CAST({f.ITEM_ID} AS VARCHAR) AS {f.ITEM_ID}, "
-        f"CAST({f.INTERACTION_TYPE} AS VARCHAR) AS {f.INTERACTION_TYPE}, {rating} AS {f.RATING}, "
-        f"CAST(CAST({f.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {f.TIMESTAMP}, "
-        f"CAST({f.CATEGORY} AS VARCHAR) AS {f.CATEGORY} FROM {table}"
+        f"SELECT CAST({contract.USER_ID} AS VARCHAR) AS {contract.USER_ID}, CAST({contract.ITEM_ID} AS VARCHAR) AS {contract.ITEM_ID}, "
+        f"CAST({contract.INTERACTION_TYPE} AS VARCHAR) AS {contract.INTERACTION_TYPE}, {rating} AS {contract.RATING}, "
+        f"CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {contract.TIMESTAMP}, "
+        f"CAST({contract.CATEGORY} AS VARCHAR) AS {contract.CATEGORY} FROM {table}"
     )
 
 
@@ -158,28 +163,30 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     problems, selects = [], []
     for i, path in enumerate(found.interaction_files):
         table = f"raw_interactions_{i}"
-        _load(con, path, table, f.REQUIRED_INTERACTION_COLUMNS)
+        _load(con, path, table, contract.REQUIRED_INTERACTION_COLUMNS)
         problems += _check_interactions(con, path, table)
-        has_rating = f.RATING in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        has_rating = contract.RATING in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
         selects.append(_typed_select(table, has_rating))
     if found.items_file:
-        _load(con, found.items_file, "raw_items", f.ITEM_COLUMNS)
+        _load(con, found.items_file, "raw_items", contract.ITEM_COLUMNS)
         rows = con.execute(
-            f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({f.ITEM_ID}), '') IS NULL ORDER BY _row LIMIT 3"
+            f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({contract.ITEM_ID}), '') IS NULL ORDER BY _row LIMIT 3"
         ).fetchall()
-        problems += [f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': empty" for (row,) in rows]
+        problems += [
+            f"{found.items_file} line {row + 1}, column '{contract.ITEM_ID}': empty" for (row,) in rows
+        ]
         dupes = con.execute(
-            f"SELECT {f.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {f.ITEM_ID} "
+            f"SELECT {contract.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {contract.ITEM_ID} "
             "ORDER BY _row) AS k FROM raw_items) WHERE k = 2 ORDER BY _row LIMIT 3"
         ).fetchall()
         problems += [
-            f"{found.items_file} line {row + 1}, column '{f.ITEM_ID}': duplicate item {item!r}"
+            f"{found.items_file} line {row + 1}, column '{contract.ITEM_ID}': duplicate item {item!r}"
             for item, row in dupes
         ]
-        con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT {', '.join(f.ITEM_COLUMNS)} FROM raw_items")
+        con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT {', '.join(contract.ITEM_COLUMNS)} FROM raw_items")
     else:
         con.execute(
-            f"CREATE VIEW {ITEMS_TABLE} AS SELECT '' AS {f.ITEM_ID}, '' AS {f.TITLE}, '' AS {f.CATEGORY} "
+            f"CREATE VIEW {ITEMS_TABLE} AS SELECT '' AS {contract.ITEM_ID}, '' AS {contract.TITLE}, '' AS {contract.CATEGORY} "
             "WHERE false"
         )
     if problems:
@@ -195,9 +202,16 @@ def recent_events(con, per_user: int, chunk: int = 10_000):
     """Yields (user_id, item_id, interaction_type) of each user's last `per_user` events, grouped by user, in
     time order; `chunk` rows in memory at a time."""
     cursor = con.execute(f"""
-        SELECT {f.USER_ID}, {f.ITEM_ID}, {f.INTERACTION_TYPE} FROM (
-          SELECT *, row_number() OVER (PARTITION BY {f.USER_ID} ORDER BY {f.TIMESTAMP} DESC, {f.ITEM_ID} DESC) AS r
+        SELECT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE} FROM (
+          SELECT *, row_number() OVER (PARTITION BY {contract.USER_ID} ORDER BY {contract.TIMESTAMP} DESC, {contract.ITEM_ID} DESC) AS r
           FROM {INTERACTIONS_TABLE}) WHERE r <= {per_user}
-        ORDER BY {f.USER_ID}, {f.TIMESTAMP}, {f.ITEM_ID}""")
+        ORDER BY {contract.USER_ID}, {contract.TIMESTAMP}, {contract.ITEM_ID}""")
     while rows := cursor.fetchmany(chunk):
         yield from rows
+
+
+def recent_user_events(data_dir: str):
+    """What the API's histories start from (`recsys serve --data`, `recsys store load`): each user's last
+    SEEN_LIMIT events of a data directory as (user_id, item_id, interaction_type), in time order. A generator:
+    the directory is opened and checked when it is first read."""
+    yield from recent_events(open_data_dir(data_dir), SEEN_LIMIT)

@@ -8,7 +8,7 @@ import csv
 import os
 from datetime import datetime, timezone
 
-from transform import features as f
+import contract
 
 # ml-100k's u.item ends with one 0/1 flag per genre, in this order (its README).
 ML100K_GENRES = (
@@ -70,14 +70,14 @@ def convert(src: str, out_dir: str) -> int:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "interactions.csv"), "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(f.INTERACTION_COLUMNS)
+        writer.writerow(contract.INTERACTION_COLUMNS)
         for user, movie, rating, ts in ratings:
             writer.writerow(
                 [user, movie, "rating", rating, _iso(ts), movies.get(movie, ("", "unknown"))[1], ""]
             )
     with open(os.path.join(out_dir, "items.csv"), "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(f.ITEM_COLUMNS)
+        writer.writerow(contract.ITEM_COLUMNS)
         for movie, (title, genre) in movies.items():
             writer.writerow([movie, title, genre])
     return len(ratings)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from transform import features as f
+import contract
 
 GROUPS = ("action", "comedy", "drama", "horror", "romance", "scifi", "documentary", "animation")
 # Implicit events dominate; ratings carry a value (higher inside the user's taste).
@@ -43,7 +43,7 @@ def generate(
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "interactions.csv"), "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(f.INTERACTION_COLUMNS)
+        writer.writerow(contract.INTERACTION_COLUMNS)
         for u in range(users):
             t = start + timedelta(minutes=int(rng.integers(0, 60 * 24 * 30)))
             group = rng.choice(len(GROUPS), p=tastes[u])
@@ -71,7 +71,7 @@ def generate(
                 )
     with open(os.path.join(out_dir, "items.csv"), "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(f.ITEM_COLUMNS)
+        writer.writerow(contract.ITEM_COLUMNS)
         for i in range(items):
             writer.writerow(
                 [f"i{i:05d}", f"{GROUPS[item_group[i]].title()} title {i}", GROUPS[item_group[i]]]

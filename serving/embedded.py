@@ -4,35 +4,14 @@ import os
 
 import tensorflow as tf
 
-from proxy.catalog import Catalog, newest_version
-from trainer_module import export
-
-
-def scann_available() -> bool:
-    try:
-        import scann  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def padded(rows: list[list[str]]) -> list[list[str]]:
-    """Ragged lists of ids as the dense [batch, width] rows the signatures take, "" as padding."""
-    width = max((len(r) for r in rows), default=0)
-    return [r + [""] * (width - len(r)) for r in rows]
+import contract
+from serving.catalog import Catalog, newest_version
+from serving.exported import load, padded, results, scann_available
 
 
 def pad(rows: list[list[str]]) -> tf.Tensor:
     dense = padded(rows)
     return tf.constant(dense, tf.string, shape=[len(dense), len(dense[0]) if dense else 0])
-
-
-def results(item_ids, scores, k: int) -> list[list[tuple[str, float]]]:
-    """The signatures' [batch, K] outputs as lists of (item_id, score), the first k of each."""
-    return [
-        [(i.decode() if isinstance(i, bytes) else i, float(s)) for i, s in zip(row_ids[:k], row_scores[:k])]
-        for row_ids, row_scores in zip(item_ids, scores)
-    ]
 
 
 class EmbeddedModel:
@@ -41,11 +20,9 @@ class EmbeddedModel:
     def __init__(self, path: str):
         self.model_version = os.path.basename(os.path.normpath(path))
         self.index_kind = "scann" if scann_available() else "brute_force"
-        self._model = export.load(
-            os.path.join(path, export.SCANN_DIR) if self.index_kind == "scann" else path
-        )
-        self._recommend = self._model.signatures[export.RECOMMEND_SIGNATURE]
-        self._similar = self._model.signatures[export.SIMILAR_SIGNATURE]
+        self._model = load(os.path.join(path, contract.SCANN_DIR) if self.index_kind == "scann" else path)
+        self._recommend = self._model.signatures[contract.RECOMMEND_SIGNATURE]
+        self._similar = self._model.signatures[contract.SIMILAR_SIGNATURE]
         self.catalog = Catalog(path)
 
     @classmethod

@@ -1,6 +1,6 @@
 """Data validation: the examples are checked against the data contract's schema, and anomalies stop the run.
 
-The schema is built from transform/features.py (the one definition of the contract), not inferred from
+The schema is built from contract.py (the one definition of the contract), not inferred from
 each run's data: an inferred schema follows whatever the data became, so a table that changed (a new
 interaction type, a missing column, ids gone empty) would be trained on without a word. Locally most of
 this is refused earlier by tfx_pipeline/data/local_source.py; on BigQuery this is the only check.
@@ -13,8 +13,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
+import contract
 from tfx_pipeline.data.local_source import DataError
-from transform import features as f
 
 SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes per split
@@ -29,27 +29,27 @@ def contract_schema() -> schema_pb2.Schema:
     (dislikes are not examples: history_query.py leaves them out); at most HISTORY_LENGTH history items."""
     schema = schema_pb2.Schema()
     kinds = {
-        f.USER_ID: schema_pb2.BYTES,
-        f.ITEM_ID: schema_pb2.BYTES,
-        f.INTERACTION_TYPE: schema_pb2.BYTES,
-        f.RATING: schema_pb2.FLOAT,
-        f.TIMESTAMP: schema_pb2.INT,
-        f.CATEGORY: schema_pb2.BYTES,
+        contract.USER_ID: schema_pb2.BYTES,
+        contract.ITEM_ID: schema_pb2.BYTES,
+        contract.INTERACTION_TYPE: schema_pb2.BYTES,
+        contract.RATING: schema_pb2.FLOAT,
+        contract.TIMESTAMP: schema_pb2.INT,
+        contract.CATEGORY: schema_pb2.BYTES,
     }
     for name, kind in kinds.items():
         feature = schema.feature.add(name=name, type=kind)
         feature.presence.min_fraction = 1.0
         feature.shape.dim.add(size=1)
-        if name == f.INTERACTION_TYPE:
+        if name == contract.INTERACTION_TYPE:
             feature.domain = name
-        if name == f.TIMESTAMP:
+        if name == contract.TIMESTAMP:
             feature.int_domain.min = 0  # seconds since 1970
     schema.string_domain.add(
-        name=f.INTERACTION_TYPE, value=[t for t in f.INTERACTION_TYPES if t != "dislike"]
+        name=contract.INTERACTION_TYPE, value=[t for t in contract.INTERACTION_TYPES if t != "dislike"]
     )
-    history = schema.feature.add(name=f.HISTORY, type=schema_pb2.BYTES)
+    history = schema.feature.add(name=contract.HISTORY, type=schema_pb2.BYTES)
     history.presence.min_fraction = 1.0
-    history.value_count.max = f.HISTORY_LENGTH
+    history.value_count.max = contract.HISTORY_LENGTH
     schema.dataset_constraints.min_examples_count = 1
     return schema
 

@@ -2,7 +2,7 @@
 
 For each user of the eval split: the full ranking the trained model gives (through its serving signature,
 as the API asks it: the user's latest training items as history, all their training items left out),
-against most popular and EASE computed on the same split (tfx_pipeline/evaluation.py), and against the
+against most popular and EASE computed on the same split (evaluation.py), and against the
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
 `max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
 trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval split
@@ -31,21 +31,21 @@ from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from tfx_pipeline import evaluation
-from trainer_module import export
-from transform import features as f
+import contract
+import evaluation
+from serving.embedded import EmbeddedModel  # the serving code's model wrapper: evaluated as it is served
 
 MAX_USERS = 10_000  # users evaluated per run (a seeded sample beyond that): minutes, not hours, at scale
 # The blessing's custom properties beyond those TFX's own Evaluator sets.
 PIPELINE_PROPERTY = "pipeline"  # the Vertex Resolver's query looks for blessings of this pipeline only
 INPUTS_PROPERTY = "inputs_fingerprint"
 _COLUMNS = {
-    f.USER_ID: tf.io.FixedLenFeature([], tf.string),
-    f.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
-    f.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-    f.INTERACTION_TYPE: tf.io.FixedLenFeature([], tf.string),
-    f.RATING: tf.io.FixedLenFeature([], tf.float32),
-    f.CATEGORY: tf.io.FixedLenFeature([], tf.string),
+    contract.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    contract.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+    contract.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    contract.INTERACTION_TYPE: tf.io.FixedLenFeature([], tf.string),
+    contract.RATING: tf.io.FixedLenFeature([], tf.float32),
+    contract.CATEGORY: tf.io.FixedLenFeature([], tf.string),
 }
 
 
@@ -61,12 +61,12 @@ def read_events(examples: standard_artifacts.Examples, split: str) -> list[tuple
     for batch in dataset:
         rows.extend(
             zip(
-                batch[f.USER_ID].numpy().astype(str),
-                batch[f.TIMESTAMP].numpy().tolist(),
-                batch[f.ITEM_ID].numpy().astype(str),
-                batch[f.INTERACTION_TYPE].numpy().astype(str),
-                batch[f.RATING].numpy().tolist(),
-                batch[f.CATEGORY].numpy().astype(str),
+                batch[contract.USER_ID].numpy().astype(str),
+                batch[contract.TIMESTAMP].numpy().tolist(),
+                batch[contract.ITEM_ID].numpy().astype(str),
+                batch[contract.INTERACTION_TYPE].numpy().astype(str),
+                batch[contract.RATING].numpy().tolist(),
+                batch[contract.CATEGORY].numpy().astype(str),
             )
         )
     return sorted(rows)
@@ -123,8 +123,6 @@ class Executor(tfx_evaluator.Executor):
         def one(key):
             return artifact_utils.get_single_instance(input_dict[key]) if input_dict.get(key) else None
 
-        from proxy.embedded import EmbeddedModel  # the API's own model wrapper: evaluated as it is served
-
         examples, model, refit_model = one("examples"), one("model"), one("refit_model")
         baseline_model, baseline_blessing = one("baseline_model"), one("baseline_blessing")
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
@@ -155,7 +153,7 @@ class Executor(tfx_evaluator.Executor):
         logging.info(
             "%s\n%s: %s", evaluation.report(results), "blessed" if blessed else "NOT blessed", reason
         )
-        with tf.io.gfile.GFile(os.path.join(blessing.uri, export.EVALUATION_FILE), "w") as out:
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, contract.EVALUATION_FILE), "w") as out:
             json.dump(
                 {
                     "k": evaluation.K,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from trainer_module import export
-from transform import features as f
+import contract
+from serving.exported import read_report
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def pushed_versions(model_base: str) -> list[str]:
         (
             v
             for v in versions
-            if v.isdigit() and tf.io.gfile.exists(os.path.join(model_base, v, "saved_model.pb"))
+            if v.isdigit() and tf.io.gfile.exists(os.path.join(model_base, v, contract.SAVED_MODEL_FILE))
         ),
         key=int,
     )
@@ -45,16 +45,18 @@ def newest_version(model_base: str) -> str:
 class Catalog:
     def __init__(self, version_dir: str):
         self.version = os.path.basename(os.path.normpath(version_dir))
-        with tf.io.gfile.GFile(os.path.join(version_dir, export.EXTRA_DIR, export.ITEMS_FILE)) as fh:
+        with tf.io.gfile.GFile(os.path.join(version_dir, contract.EXTRA_DIR, contract.ITEMS_FILE)) as fh:
             self.items = {
-                r[f.ITEM_ID]: Item(r[f.ITEM_ID], r[f.TITLE], r[f.CATEGORY], int(r[export.POPULARITY]))
+                r[contract.ITEM_ID]: Item(
+                    r[contract.ITEM_ID], r[contract.TITLE], r[contract.CATEGORY], int(r[contract.POPULARITY])
+                )
                 for r in csv.DictReader(fh)
             }
         # The Transform vocabulary the SavedModel maps user ids with.
-        with tf.io.gfile.GFile(os.path.join(version_dir, "assets", f.USER_VOCAB)) as fh:
+        with tf.io.gfile.GFile(os.path.join(version_dir, contract.ASSETS_DIR, contract.USER_VOCAB)) as fh:
             self.known_users = frozenset(line.rstrip("\n") for line in fh)
         # The most items one query may leave out: the SavedModel's own limit, so an older version still answers.
-        self.max_exclusions = export.read_report(version_dir)["hyperparameters"]["max_exclusions"]
+        self.max_exclusions = read_report(version_dir)["hyperparameters"]["max_exclusions"]
         self.by_popularity = sorted(self.items, key=lambda i: -self.items[i].popularity)
         self._events = sum(item.popularity for item in self.items.values()) or 1
 

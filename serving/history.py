@@ -3,14 +3,13 @@ start-up, then updated by every accepted feedback event, so the next /recommend 
 
 import collections
 
-from proxy.schemas import MAX_EXCLUDED
-from transform import features as f
+import contract
 
-SEEN_LIMIT = MAX_EXCLUDED  # what one query can exclude
+SEEN_LIMIT = contract.MAX_EXCLUSIONS  # what one query can exclude
 
 
 class HistoryStore:
-    def __init__(self, history_length: int = f.HISTORY_LENGTH):
+    def __init__(self, history_length: int = contract.HISTORY_LENGTH):
         self.history_length = history_length
         self._positives = collections.defaultdict(lambda: collections.deque(maxlen=SEEN_LIMIT))
         self._seen = collections.defaultdict(lambda: collections.deque(maxlen=SEEN_LIMIT))

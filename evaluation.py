@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from transform import features as f
+import contract
 
 K = 10
 NDCG = f"ndcg@{K}"
@@ -29,7 +29,7 @@ def split_per_user(src: str, out: str, test_fraction: float = 0.25, seed: int = 
         columns, rows = reader.fieldnames, list(reader)
     by_user = defaultdict(list)
     for n, row in enumerate(rows):
-        by_user[row[f.USER_ID]].append(n)
+        by_user[row[contract.USER_ID]].append(n)
     rng = np.random.default_rng(seed)
     test_rows = set()
     for user in sorted(by_user):
@@ -55,13 +55,13 @@ def load_split(out: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
 
     def read(path):
         with open(path, newline="", encoding="utf-8") as fh:
-            return sorted(csv.DictReader(fh), key=lambda r: (r[f.TIMESTAMP], r[f.ITEM_ID]))
+            return sorted(csv.DictReader(fh), key=lambda r: (r[contract.TIMESTAMP], r[contract.ITEM_ID]))
 
     train, test = defaultdict(list), defaultdict(set)
     for row in read(os.path.join(out, "train", "interactions.csv")):
-        train[row[f.USER_ID]].append(row[f.ITEM_ID])
+        train[row[contract.USER_ID]].append(row[contract.ITEM_ID])
     for row in read(os.path.join(out, "test.csv")):
-        test[row[f.USER_ID]].add(row[f.ITEM_ID])
+        test[row[contract.USER_ID]].add(row[contract.ITEM_ID])
     return dict(train), dict(test)
 
 
@@ -182,7 +182,7 @@ def model_recommendations(
             list(dict.fromkeys(reversed(train[u])))[: model.catalog.max_exclusions] for u in chunk
         ]
         ranked = model.recommend(
-            chunk, [train[u][-f.HISTORY_LENGTH :] for u in chunk], seen_newest_first, 100
+            chunk, [train[u][-contract.HISTORY_LENGTH :] for u in chunk], seen_newest_first, 100
         )
         for user, items in zip(chunk, ranked):
             seen = set(train[user])

@@ -18,9 +18,9 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
+import contract
 from tfx_pipeline.data import local_source
 from tfx_pipeline.history_query import history_query
-from transform import features as f
 
 INTERACTIONS_PATTERN = "interactions*"
 # 95% of the events train the model, 5% are held out for the validation loss and the Evaluator's ranking
@@ -32,7 +32,7 @@ INTERACTIONS_PATTERN = "interactions*"
 # Evaluator compared against an inflated baseline.
 SPLITS = example_gen_pb2.Output(
     split_config=example_gen_pb2.SplitConfig(
-        partition_feature_name=f.TIMESTAMP,
+        partition_feature_name=contract.TIMESTAMP,
         splits=[
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=19),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1),

@@ -22,8 +22,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from proxy.embedded import padded, results
-from trainer_module import export
+import contract
+from serving.exported import padded, results
 
 DEFAULT_TIMEOUT = 2.0
 AVAILABLE = "AVAILABLE"
@@ -73,7 +73,7 @@ class _SignatureClient:
         label: str | None = None,
     ):
         outputs = self._predict(
-            export.RECOMMEND_SIGNATURE,
+            contract.RECOMMEND_SIGNATURE,
             label,
             user_id=user_ids,
             history=padded(histories),
@@ -82,7 +82,7 @@ class _SignatureClient:
         return results(outputs["item_ids"], outputs["scores"], k)
 
     def similar(self, item_ids: list[str], k: int, label: str | None = None):
-        outputs = self._predict(export.SIMILAR_SIGNATURE, label, item_id=item_ids)
+        outputs = self._predict(contract.SIMILAR_SIGNATURE, label, item_id=item_ids)
         return results(outputs["item_ids"], outputs["scores"], k)
 
 

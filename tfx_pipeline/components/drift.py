@@ -17,11 +17,11 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from tfx_pipeline import validation
+import contract
+from tfx_pipeline.components import validation
 from tfx_pipeline.data.local_source import DataError
-from transform import features as f
 
-FEATURES = (f.ITEM_ID, f.CATEGORY, f.INTERACTION_TYPE)
+FEATURES = (contract.ITEM_ID, contract.CATEGORY, contract.INTERACTION_TYPE)
 SPLIT = "train"
 REPORT_FILE = "drift.json"
 # comparator -> (the schema field that sets it, the measurement type TFDV reports)

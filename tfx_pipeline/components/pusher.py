@@ -18,7 +18,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from trainer_module.export import EVALUATION_FILE, EXTRA_DIR
+import contract
 
 SAVED_MODEL_PB = "saved_model.pb"
 
@@ -28,7 +28,9 @@ def _copy_saved_model(src: str, dst: str, extra_files: tuple[str, ...] = ()):
     top_graph = os.path.join(src, SAVED_MODEL_PB)
     io_utils.copy_dir(src, dst, deny_regex_patterns=[f"^{re.escape(top_graph)}$"])
     for path in extra_files:
-        io_utils.copy_file(path, os.path.join(dst, EXTRA_DIR, os.path.basename(path)), overwrite=True)
+        io_utils.copy_file(
+            path, os.path.join(dst, contract.EXTRA_DIR, os.path.basename(path)), overwrite=True
+        )
     io_utils.copy_file(top_graph, os.path.join(dst, SAVED_MODEL_PB))
 
 
@@ -60,7 +62,9 @@ class Executor(pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict).rstrip("/")
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
         version, serving_path = push_version(
-            model_path, destination.filesystem.base_directory, (os.path.join(blessing.uri, EVALUATION_FILE),)
+            model_path,
+            destination.filesystem.base_directory,
+            (os.path.join(blessing.uri, contract.EVALUATION_FILE),),
         )
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as the stock executor keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

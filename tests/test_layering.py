@@ -1,0 +1,67 @@
+"""Imports run one way: each package imports only its own modules and the layers below it.
+
+Every import counts, also those inside functions (which hide a cycle from Python but not from a reader).
+"""
+
+import ast
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# Lowest first. A package may import the packages of lower layers, never one of its own layer or above.
+LAYERS = (
+    ("contract",),  # names, types, layout and limits everyone agrees on: imports nothing
+    ("transform", "evaluation", "serving"),  # preprocessing, pure metrics, the exported model as served
+    ("trainer_module",),  # the model and its export (loads the export back with serving's code)
+    ("tfx_pipeline", "proxy"),  # the pipeline and the API: neither knows the other
+    ("cli",),  # the `recsys` command, which composes them all
+)
+LAYER = {package: n for n, packages in enumerate(LAYERS) for package in packages}
+
+
+def _source_files(package: str) -> list[pathlib.Path]:
+    module = ROOT / f"{package}.py"
+    return [module] if module.exists() else sorted((ROOT / package).rglob("*.py"))
+
+
+def _imported_top_levels(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _violations(package: str) -> list[str]:
+    found = []
+    for path in _source_files(package):
+        for name in sorted(_imported_top_levels(path) & LAYER.keys() - {package}):
+            if LAYER[name] >= LAYER[package]:
+                found.append(f"{path.relative_to(ROOT)} imports {name}")
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(LAYER))
+def test_a_package_imports_only_lower_layers(package):
+    assert _violations(package) == []
+
+
+def test_every_package_of_the_project_has_a_layer():
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} | {p.stem for p in ROOT.glob("*.py")}
+    assert packages - {"setup", "tests", "benchmarks"} == set(LAYER)
+
+
+def test_the_contract_imports_only_the_standard_library():
+    assert _imported_top_levels(ROOT / "contract.py") <= set(sys.stdlib_module_names)
+
+
+def test_the_check_finds_an_upward_import_inside_a_function(tmp_path, monkeypatch):
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "late.py").write_text("def f():\n    from proxy import app\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _violations("serving") == ["serving/late.py imports proxy"]
