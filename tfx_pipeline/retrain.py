@@ -1,7 +1,8 @@
 """Retraining when the data moves (`recsys pipeline retrain`, for cron): starts a pipeline run when enough new
 feedback arrived since the last run it started, or when the new feedback's category or interaction-type
 distribution drifted from the last run's training statistics (tfx_pipeline/components/drift.py's comparators
-and thresholds; not the item distribution, which a few hundred events over thousands of items cannot estimate).
+and thresholds; not the item distribution, which a few hundred events over thousands of items cannot
+estimate).
 The run exports the feedback into the data directory first; the new model replaces the served one only through
 the Evaluator's blessing, as in any run.
 
