@@ -160,6 +160,9 @@ def test_ab_report_names_the_winner_or_says_there_is_not_enough_data():
     few_clicks = ab_report.compare(ab_report.Arm("stable", (), 500, 9), ab_report.Arm("canary", (), 500, 60))
     assert few_clicks.verdict == ab_report.NOT_ENOUGH_DATA
     assert "not enough data (each variant needs at least 100 requests" in ab_report.describe(few_clicks)
+    none = ab_report.report([])  # the in-process model: no variants at all
+    assert none.verdict == ab_report.NOT_ENOUGH_DATA
+    assert "no answers from the variants stable and canary" in ab_report.describe(none)
     with pytest.raises(ValueError, match="metric"):
         ab_report.report([], metric="ndcg")
 
