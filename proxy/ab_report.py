@@ -153,7 +153,8 @@ def describe(r: ABReport) -> str:
     if r.verdict == NOT_ENOUGH_DATA and not (r.a.requests or r.b.requests):
         return (
             f"A/B on {r.metric}: {NOT_ENOUGH_DATA}: no answers from the variants {r.a.variant} and "
-            f"{r.b.variant} in the window (they are TF Serving version labels: `recsys serve --backend ... --canary-share`)."
+            f"{r.b.variant} in the window (they are TF Serving version labels: "
+            "`recsys serve --backend ... --canary-share`)."
         )
     if r.verdict == NOT_ENOUGH_DATA:
         return f"A/B on {r.metric}: {NOT_ENOUGH_DATA} ({r.rule}). {arms_text}."
