@@ -11,11 +11,11 @@ import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
 
-from cli import clients, data, model, pipeline, serve, store  # noqa: E402
+from cli import clients, data, model, monitor, pipeline, serve, store  # noqa: E402
 from cli.args import HelpFormatter, UsageError, commands  # noqa: E402
 
 DESCRIPTION = "`recsys`: the command line of the project (data, pipeline, model)."
-GROUPS = (data, pipeline, model, serve, store, clients)
+GROUPS = (data, pipeline, model, serve, store, monitor, clients)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,7 @@ def _serve(args):
         reclaim_idle=args.reclaim_idle,
         canary_share=args.canary_share,
         cors_origins=tuple(args.cors_origin),
+        impression_sample=args.impression_sample,
     )
 
 
@@ -80,7 +81,14 @@ def add_commands(groups):
     p.add_argument(
         "--feedback-db",
         default=env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
-        help="SQLite file the feedback is stored in; env RECSYS_FEEDBACK_DB",
+        help="SQLite file the feedback (and the impressions) are stored in; env RECSYS_FEEDBACK_DB",
+    )
+    p.add_argument(
+        "--impression-sample",
+        type=share,
+        default=env("RECSYS_IMPRESSION_SAMPLE", "1"),
+        help="the share of /recommend answers (0..1, by a hash of the request id) recorded as impressions "
+        "for the online metrics; env RECSYS_IMPRESSION_SAMPLE",
     )
     p.add_argument(
         "--bigquery-table",

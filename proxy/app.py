@@ -21,8 +21,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from proxy import schemas, web
+from proxy import monitor_api, schemas, web
 from proxy.batcher import Batcher
+from proxy.impressions import ImpressionLog
 from proxy.metrics import ApiMetrics
 from proxy.model_watcher import ModelWatcher, ServingModel
 from proxy.online_store import SeedEvents, open_store
@@ -66,6 +67,9 @@ class Settings:
     # model is one version and takes no label.
     version_labels: bool = False
     canary_share: float = 0.0
+    impression_sample: float = (
+        1.0  # share of /recommend answers recorded as impressions (proxy/impressions.py)
+    )
 
 
 STABLE, CANARY = "stable", "canary"
@@ -213,14 +217,19 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         settings.store_timeout,
         settings.reclaim_idle,
     )
+    impressions = ImpressionLog(settings.feedback_db, settings.impression_sample, settings.bigquery_table)
+    catalog_size = lambda: len(watcher.current.catalog.items) if watcher.current else None  # noqa: E731
+    metrics.registry.register(monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog_size))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await store.start()
+        await impressions.start()
         await run_in_threadpool(watcher.poll)
         watcher.start()
         yield
         watcher.stop()
+        await impressions.stop()
         await store.stop()
 
     # FastAPIOffline: /docs and /redoc from files installed with the package, not a CDN (works offline).
@@ -375,6 +384,7 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
                     ],
                 )
             )
+        await impressions.record(responses)
         return responses
 
     @api.post(
@@ -482,6 +492,7 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
     app.include_router(api)
     app.include_router(web.page())
     app.include_router(web.router(settings.model_base, serving, store), dependencies=keyed)
+    app.include_router(monitor_api.router(settings.feedback_db, catalog_size), dependencies=keyed)
     metrics.follow(lambda: watcher.version, lambda: len(watcher.failed), store.delivery_backlog)
     metrics.instrument(app, dependencies=keyed)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

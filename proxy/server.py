@@ -29,6 +29,7 @@ def build_app(
     reclaim_idle: float = 30.0,
     canary_share: float = 0.0,
     cors_origins: tuple[str, ...] = (),
+    impression_sample: float = 1.0,
 ):
     """backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
     model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
@@ -52,6 +53,7 @@ def build_app(
         version_labels=bool(backend),
         canary_share=canary_share,
         cors_origins=cors_origins,
+        impression_sample=impression_sample,
     )
     return create_app(settings, ModelWatcher(model_base, load, reload_interval), seed_events)
 
