@@ -64,7 +64,20 @@ def read_in_memory(fn_args, files, tf_transform_output) -> dict | None:
     events = next(batches)
     if next(batches, None) is not None:
         return None
-    return dict(events, **{contract.HISTORY_IDX: dense_history(events[contract.HISTORY_IDX])})
+    return canonical_order(
+        dict(events, **{contract.HISTORY_IDX: dense_history(events[contract.HISTORY_IDX])})
+    )
+
+
+def canonical_order(events: dict) -> dict:
+    """The events sorted by their values, so that the seeded shuffle starts from the same order on every run:
+    the order in which the files' records arrive may differ from one run to the next."""
+    columns = []
+    for name in sorted(events):
+        values = events[name].numpy()
+        columns.extend(values.reshape(values.shape[0], -1).T)
+    order = np.lexsort(columns[::-1])
+    return {name: tf.gather(values, order) for name, values in events.items()}
 
 
 def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
@@ -131,7 +144,12 @@ def _sample_queries(dataset, n: int, tf_transform_output):
 
 def run_fn(fn_args: tfx.components.FnArgs):
     hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
+    # The same data and seed train the same model: seeded Python, NumPy and TensorFlow, the events in a fixed
+    # order (canonical_order), and TensorFlow's multi-threaded reductions in a fixed order. On CPU only: some
+    # GPU kernels have no deterministic version and would fail under it.
     tf.keras.utils.set_random_seed(hp.seed)
+    if not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     num_users = tf_transform_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
     num_items = tf_transform_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
