@@ -41,19 +41,33 @@ def quiet():
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 
+# The errors that mean the input or the environment is wrong, not the code: one line, exit 2. By the module
+# that defines each, looked up only once a command imported it, so `recsys serve` in the API image (no
+# pipeline packages) needs none of the others.
+USER_ERRORS = {
+    "tfx_pipeline.data.local_source": "DataError",  # validation.DataAnomalies is one too
+    "tfx_pipeline.cloud_config": "ConfigError",
+    "proxy.api_client": "ApiError",
+    "redis": "RedisError",
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    loaded = [
+        getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules
+    ]
+    return (UsageError, FileNotFoundError, *loaded)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         quiet()
-    from redis import RedisError
-
-    from proxy.api_client import ApiError
-    from tfx_pipeline.cloud_config import ConfigError
-    from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
-
     try:
         args.func(args)
-    except (UsageError, DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

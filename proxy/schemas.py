@@ -163,7 +163,7 @@ class Error(BaseModel):
     error: str = Field(description="what is wrong, naming the field")
 
 
-# The web page's reads (proxy/web.py).
+# The web page's reads (proxy/routes/web.py).
 
 
 class HistoryItem(BaseModel):

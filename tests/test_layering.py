@@ -65,3 +65,22 @@ def test_the_check_finds_an_upward_import_inside_a_function(tmp_path, monkeypatc
     (tmp_path / "serving" / "late.py").write_text("def f():\n    from proxy import app\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _violations("serving") == ["serving/late.py imports proxy"]
+
+
+# What docker/proxy.Dockerfile copies, and what it must not need.
+API_IMAGE = ("contract", "serving", "proxy")
+NOT_IN_API_IMAGE = {"tensorflow_recommenders", "duckdb", "tfx", "apache_beam", "tensorflow_transform"}
+
+
+@pytest.mark.parametrize("package", API_IMAGE)
+def test_the_api_image_code_needs_no_pipeline_package(package):
+    imported = set().union(*map(_imported_top_levels, _source_files(package)))
+    assert imported & (NOT_IN_API_IMAGE | set(LAYER) - set(API_IMAGE)) == set()
+
+
+def test_the_api_image_copies_the_api_code():
+    dockerfile = (ROOT / "docker" / "proxy.Dockerfile").read_text()
+    for package in (*API_IMAGE, "cli"):
+        assert f" {package}" in dockerfile
+    for package in set(LAYER) - {*API_IMAGE, "cli"}:
+        assert f"COPY {package}" not in dockerfile and f" {package}.py" not in dockerfile

@@ -22,9 +22,11 @@ SELECT
   COALESCE({contract.CATEGORY}, '') AS {contract.CATEGORY},
   ARRAY_AGG({contract.ITEM_ID}) OVER (
     PARTITION BY {contract.USER_ID}
-    ORDER BY FARM_FINGERPRINT(CONCAT({contract.USER_ID}, '|', {contract.ITEM_ID}, '|', CAST(UNIX_SECONDS({contract.TIMESTAMP}) AS STRING)))
+    ORDER BY FARM_FINGERPRINT(CONCAT(
+      {contract.USER_ID}, '|', {contract.ITEM_ID}, '|', CAST(UNIX_SECONDS({contract.TIMESTAMP}) AS STRING)))
     ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {contract.HISTORY}
-FROM (SELECT DISTINCT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE}, {contract.RATING}, {contract.TIMESTAMP}, {contract.CATEGORY}
+FROM (SELECT DISTINCT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE}, {contract.RATING},
+        {contract.TIMESTAMP}, {contract.CATEGORY}
       FROM {table})
 WHERE {contract.INTERACTION_TYPE} != 'dislike'
 """

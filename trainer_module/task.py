@@ -177,7 +177,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
             "scann_check_queries": len(users),
             "num_items": len(item_ids),
             "num_users": num_users - contract.NUM_OOV_BUCKETS,
-            # One loaded version of the brute-force SavedModel (what TF Serving holds per version; docs/deployment.md, sizing).
+            # One loaded version of the brute-force SavedModel: what TF Serving holds per version
+            # (docs/deployment.md, sizing).
             "serving": {
                 "num_models": num_models,
                 "variable_bytes": export.variable_bytes(*sizes),
