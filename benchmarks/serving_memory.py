@@ -110,13 +110,14 @@ def main(argv=None):
     )
     parser.add_argument("--dim", type=int, default=512)
     args = parser.parse_args(argv)
+    from serving import exported
     from trainer_module import export
 
     [transform_dir] = glob.glob(
         os.path.join(args.workdir, "**", "Transform", "transform_graph", "*"), recursive=True
     )
     pushed = sorted(glob.glob(os.path.join(args.workdir, "serving", "*", "[0-9]*")))[-1]
-    report = export.read_report(pushed)
+    report = exported.read_report(pushed)
     rows = [
         (
             "pushed",

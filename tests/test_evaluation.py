@@ -11,6 +11,8 @@ import evaluation
 from tfx_pipeline.components.ranking_evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
 
+pytestmark = pytest.mark.fast
+
 
 def test_metrics_by_hand():
     recommended = {"a": ["x", "y", "z"], "b": ["q", "r", "s"]}

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.fast
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Lowest first. A package may import the packages of lower layers, never one of its own layer or above.

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import contract
+from serving import exported
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, mean_history_embedding
 
@@ -199,7 +200,7 @@ def _save(path, parts, item_ids=ITEMS):
         hp,
     )
     module.save(path)
-    return export.load(path)
+    return exported.load(path)
 
 
 def _scores(model, method: str, inputs: dict) -> list[dict]:

@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 import contract
+from serving import exported
 from trainer_module import export
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel
@@ -128,7 +129,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
         )
         averaged_with = {
             "model_dir": fn_args.base_model,
-            "train_splits": export.read_report(fn_args.base_model)["train_splits"],
+            "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
         }
 
     tft_layer = tf_transform_output.transform_features_layer()
