@@ -19,8 +19,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 # Runs in a fresh interpreter: TensorFlow imported and warmed up first, then the version loaded and called once.
 MEASURE = """
 import json, os, sys, time

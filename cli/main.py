@@ -8,10 +8,9 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
-
-from cli import clients, data, model, pipeline, serve, store  # noqa: E402
-from cli.args import HelpFormatter, UsageError, commands  # noqa: E402
+import tensorflow_env  # noqa: F401  before anything imports TensorFlow
+from cli import clients, data, model, pipeline, serve, store
+from cli.args import HelpFormatter, UsageError, commands
 
 DESCRIPTION = "`recsys`: the command line of the project (data, pipeline, model)."
 GROUPS = (data, pipeline, model, serve, store, clients)

@@ -9,7 +9,7 @@ RUN uv pip install --python /opt/venv/bin/python --compile-bytecode \
         -r /build/proxy-requirements.in -c /build/requirements.lock
 # Only what `recsys serve` imports (tests/test_layering.py keeps the API and the serving code apart from the
 # pipeline); setup.py packages whichever of the project's packages are present.
-COPY setup.py contract.py /build/
+COPY setup.py contract.py tensorflow_env.py /build/
 COPY cli /build/cli
 COPY serving /build/serving
 COPY proxy /build/proxy

@@ -109,14 +109,8 @@ class SimilarResponse(BaseModel):
     similar: list[Recommendation]
 
 
-class FeedbackType(str, Enum):
-    like = "like"
-    dislike = "dislike"
-    click = "click"
-    purchase = "purchase"
-    view = "view"
-    cart_add = "cart_add"
-    rating = "rating"
+# The contract's interaction types: what the pipeline trains on is what the API accepts.
+FeedbackType = Enum("FeedbackType", {t: t for t in contract.INTERACTION_TYPES}, type=str)
 
 
 class FeedbackEvent(Strict):

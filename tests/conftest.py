@@ -1,8 +1,8 @@
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
+import pytest
 
-import pytest  # noqa: E402
+import tensorflow_env  # noqa: F401  before anything imports TensorFlow
 
 # The fixtures import what they need when they run: the fast tier (tests/README.md) must not pay for TFX.
 

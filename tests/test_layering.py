@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Lowest first. A package may import the packages of lower layers, never one of its own layer or above.
 LAYERS = (
-    ("contract",),  # names, types, layout and limits everyone agrees on: imports nothing
+    ("contract", "tensorflow_env"),  # names, types, layout and limits; the environment TensorFlow needs
     ("transform", "evaluation", "serving"),  # preprocessing, pure metrics, the exported model as served
     ("trainer_module",),  # the model and its export (loads the export back with serving's code)
     ("tfx_pipeline", "proxy"),  # the pipeline and the API: neither knows the other
@@ -58,8 +58,9 @@ def test_every_package_of_the_project_has_a_layer():
     assert packages - {"setup", "tests", "benchmarks"} == set(LAYER)
 
 
-def test_the_contract_imports_only_the_standard_library():
-    assert _imported_top_levels(ROOT / "contract.py") <= set(sys.stdlib_module_names)
+@pytest.mark.parametrize("module", LAYERS[0])
+def test_the_bottom_layer_imports_only_the_standard_library(module):
+    assert _imported_top_levels(ROOT / f"{module}.py") <= set(sys.stdlib_module_names)
 
 
 def test_the_check_finds_an_upward_import_inside_a_function(tmp_path, monkeypatch):
@@ -70,7 +71,7 @@ def test_the_check_finds_an_upward_import_inside_a_function(tmp_path, monkeypatc
 
 
 # What docker/proxy.Dockerfile copies, and what it must not need.
-API_IMAGE = ("contract", "serving", "proxy")
+API_IMAGE = ("contract", "tensorflow_env", "serving", "proxy")
 NOT_IN_API_IMAGE = {"tensorflow_recommenders", "duckdb", "tfx", "apache_beam", "tensorflow_transform"}
 
 
