@@ -32,8 +32,8 @@ def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strateg
 
 
 # ExampleGen writes each user's events together: a buffer of TFXIO's default 10,000 events fills batches
-# with a few dozen users at a time (the same model on MovieLens: nDCG@10 0.383 against 0.389 with the events
-# fully shuffled, in a one-off run described in BENCHMARKS.md). 100,000 transformed events take a few tens of MB.
+# with a few dozen users at a time, which trained a worse model than fully shuffled events
+# (docs/experiments.md). 100,000 transformed events take a few tens of MB.
 SHUFFLE_BUFFER = 100_000
 
 
@@ -119,7 +119,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     query_tower, averaged_with = model.query_tower, None
     if (
         fn_args.base_model
-    ):  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
+    ):  # the refit: it serves the mean of its scores and the candidate's (export.averaged)
         query_tower, item_embeddings, item_offsets = export.averaged(
             [
                 (model.query_tower, item_embeddings, item_offsets),
