@@ -18,6 +18,9 @@ K = 10
 NDCG = f"ndcg@{K}"
 # The pipeline's pushed model, retrained on every event: the eval split's metrics of it are of seen events.
 REFIT = "refit_on_all_events"
+# How far (a fraction of nDCG@K) a model may fall below the last blessed one and still be blessed: runs on
+# the same data differ by a little, a broken model by much more.
+MAX_REGRESSION = 0.05
 EASE_MAX_ITEMS = 20_000  # EASE inverts an items x items matrix: 1.6 GB and minutes of CPU at this size
 
 

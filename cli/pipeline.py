@@ -33,7 +33,7 @@ def _pipeline_run(args):
         args.workdir,
         model_name=args.model_name,
         hyperparameters=hyperparameters,
-        max_regression=args.max_regression,
+        **({} if args.max_regression is None else {"max_regression": args.max_regression}),
     )
     report = result["evaluation"]
     print(
@@ -102,8 +102,8 @@ def add_commands(groups):
     p.add_argument(
         "--max-regression",
         type=float,
-        default=0.05,
-        help="bless a model at most this fraction of nDCG@10 below the last blessed one",
+        help="bless a model at most this fraction of nDCG@10 below the last blessed one "
+        "(default: evaluation.MAX_REGRESSION)",
     )
     p.set_defaults(func=_pipeline_run)
 

@@ -81,6 +81,21 @@ def test_the_api_image_code_needs_no_pipeline_package(package):
     assert imported & (NOT_IN_API_IMAGE | set(LAYER) - set(API_IMAGE)) == set()
 
 
+def test_the_cli_imports_only_the_api_image_code_before_a_command_runs():
+    for path in _source_files("cli"):
+        top_level = ast.parse(path.read_text()).body
+        imported = set().union(*(_imported_top_levels_of(node) for node in top_level))
+        assert imported & set(LAYER) <= {*API_IMAGE, "cli"}, path
+
+
+def _imported_top_levels_of(node) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name.split(".")[0] for alias in node.names}
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return {node.module.split(".")[0]}
+    return set()
+
+
 def test_the_api_image_copies_the_api_code():
     dockerfile = (ROOT / "docker" / "proxy.Dockerfile").read_text()
     for package in (*API_IMAGE, "cli"):

@@ -48,7 +48,7 @@ def create_pipeline(
     metadata_connection_config=None,
     enable_cache: bool = True,
     vertex_training: dict | None = None,
-    max_regression: float = 0.05,
+    max_regression: float = evaluation.MAX_REGRESSION,
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
     run) → Transform → Trainer (without the eval split) → Evaluator
