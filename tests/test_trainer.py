@@ -143,6 +143,70 @@ def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, sam
     assert bool(losses[0] == pytest.approx(losses[1])) is same
 
 
+def _ragged_history_batch(n: int) -> dict:
+    """_batch(n) with histories of 0 to 3 items, as the Transform output has them (a SparseTensor)."""
+    batch = _batch(n)
+    lengths = np.arange(n) % 4
+    dense = np.where(
+        np.arange(3) < lengths[:, np.newaxis], batch[contract.HISTORY_IDX].values.numpy().reshape(n, 3), -1
+    )
+    shifted = tf.sparse.from_dense(tf.constant(dense + 1))  # from_dense leaves out the zeros: the padding
+    return batch | {
+        contract.HISTORY_IDX: tf.SparseTensor(shifted.indices, shifted.values - 1, shifted.dense_shape)
+    }
+
+
+def test_a_dense_history_padded_with_minus_one_trains_as_the_sparse_one():
+    from trainer_module.model import dense_history
+
+    hp = HParams(embedding_dim=8, rating_weight=0.0, history_dropout=0.5, user_id_dropout=0.2)
+    model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5)
+    sparse = _ragged_history_batch(16)
+    dense = sparse | {contract.HISTORY_IDX: dense_history(sparse[contract.HISTORY_IDX])}
+    assert (dense[contract.HISTORY_IDX].numpy() == -1).any()  # the padding is there to be ignored
+    for training in (False, True):
+        losses = []
+        for batch in (sparse, dense):
+            tf.random.set_seed(3)  # the same dropout draws for both
+            losses.append(model.compute_loss(batch, training=training).numpy())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+class _FakeAccessor:
+    """The Trainer's data accessor over in-memory events: TFXIO's batching, without files."""
+
+    def __init__(self, events: dict):
+        self.events = events
+
+    def tf_dataset_factory(self, files, options, schema):
+        return tf.data.Dataset.from_tensor_slices(self.events).batch(options.batch_size)
+
+
+def test_the_training_events_are_read_once_and_each_epoch_is_every_event_in_a_new_order(monkeypatch):
+    from types import SimpleNamespace
+
+    from trainer_module import task
+
+    events = _ragged_history_batch(50)
+    fn_args = SimpleNamespace(data_accessor=_FakeAccessor(events))
+    transform_output = SimpleNamespace(transformed_metadata=SimpleNamespace(schema=None))
+    in_memory = task.read_in_memory(fn_args, ["train"], transform_output)
+    np.testing.assert_array_equal(
+        in_memory[contract.HISTORY_IDX].numpy(),
+        tf.sparse.to_dense(events[contract.HISTORY_IDX], default_value=-1).numpy(),
+    )
+    dataset = task.in_memory_batches(in_memory, batch_size=16, shuffle=True, seed=1)
+    epochs = [[b[contract.ITEM_IDX].numpy() for b in dataset] for _ in range(2)]
+    assert [len(b) for b in epochs[0]] == [16, 16, 16, 2]
+    orders = [np.concatenate(epoch) for epoch in epochs]
+    for order in orders:
+        assert sorted(order) == sorted(events[contract.ITEM_IDX].numpy())
+    assert not np.array_equal(orders[0], orders[1])
+    # More events than fit: None, and the Trainer reads the files every epoch instead.
+    monkeypatch.setattr(task, "IN_MEMORY_EVENTS", 49)
+    assert task.read_in_memory(fn_args, ["train"], transform_output) is None
+
+
 class _Vocabularies(tf.Module):
     """Stands in for the Transform layer: raw user and history ids to indices (unknown: the last index)."""
 

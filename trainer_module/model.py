@@ -16,11 +16,18 @@ import contract
 from trainer_module.hparams import HParams
 
 
-def mean_history_embedding(
-    item_embedding: tf.keras.layers.Embedding, history_idx: tf.SparseTensor
-) -> tf.Tensor:
-    """Mean of the embeddings of each row's history items; zeros for an empty history."""
-    dense = tf.sparse.to_dense(history_idx, default_value=-1)
+def dense_history(history_idx) -> tf.Tensor:
+    """The history as a dense [batch, length] tensor, -1 where a row has no item (as the Trainer's input
+    pipeline gives it; the serving signatures give a SparseTensor)."""
+    if isinstance(history_idx, tf.SparseTensor):
+        return tf.sparse.to_dense(history_idx, default_value=-1)
+    return history_idx
+
+
+def mean_history_embedding(item_embedding: tf.keras.layers.Embedding, history_idx) -> tf.Tensor:
+    """Mean of the embeddings of each row's history items (sparse, or dense padded with -1); zeros for an
+    empty history."""
+    dense = dense_history(history_idx)
     mask = tf.cast(dense >= 0, tf.float32)[..., tf.newaxis]
     vectors = item_embedding(tf.maximum(dense, 0)) * mask
     return tf.math.divide_no_nan(tf.reduce_sum(vectors, axis=1), tf.reduce_sum(mask, axis=1))
@@ -48,7 +55,7 @@ class QueryTower(tf.keras.Model):
         self.item_embedding = item_embedding  # the candidate tower's
         self.known_user_history_weight = known_user_history_weight
 
-    def call(self, user_idx: tf.Tensor, history_idx: tf.SparseTensor) -> tf.Tensor:
+    def call(self, user_idx: tf.Tensor, history_idx) -> tf.Tensor:
         # A new user is their history; a known user is mostly their embedding, learned from all their events.
         weight = tf.where(tf.equal(user_idx, self.oov_user), 1.0, self.known_user_history_weight)
         history = mean_history_embedding(self.item_embedding, history_idx)
@@ -93,10 +100,10 @@ class TwoTowerModel(tfrs.Model):
         if training and self.hp.user_id_dropout > 0:
             drop = tf.random.uniform(tf.shape(user_idx)) < self.hp.user_id_dropout
             user_idx = tf.where(drop, tf.cast(self.query_tower.oov_user, user_idx.dtype), user_idx)
-        history_idx = features[contract.HISTORY_IDX]
+        history_idx = dense_history(features[contract.HISTORY_IDX])
         if training and self.hp.history_dropout > 0:
             keep = tf.random.uniform(tf.shape(user_idx)) >= self.hp.history_dropout
-            history_idx = tf.sparse.retain(history_idx, tf.gather(keep, history_idx.indices[:, 0]))
+            history_idx = tf.where(keep[:, tf.newaxis], history_idx, tf.constant(-1, history_idx.dtype))
         query = self.query_tower(user_idx, history_idx)
         item_idx = features[contract.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])

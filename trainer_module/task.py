@@ -1,5 +1,6 @@
 """run_fn: the TFX Trainer entry point. Trains the two-tower model, exports both SavedModels, checks them."""
 
+import contextlib
 import csv
 import json
 import os
@@ -16,7 +17,7 @@ import contract
 from serving import exported
 from trainer_module import export
 from trainer_module.hparams import HParams
-from trainer_module.model import TwoTowerModel
+from trainer_module.model import TwoTowerModel, dense_history
 
 
 class ExportCheckError(RuntimeError):
@@ -33,8 +34,13 @@ def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strateg
 
 # ExampleGen writes each user's events together: a buffer of TFXIO's default 10,000 events fills batches
 # with a few dozen users at a time, which trained a worse model than fully shuffled events
-# (docs/experiments.md). 100,000 transformed events take a few tens of MB.
+# (docs/experiments.md). 100,000 transformed events take a few tens of MB. Only for data larger than
+# IN_MEMORY_EVENTS: smaller data is shuffled whole.
 SHUFFLE_BUFFER = 100_000
+# Up to this many events (about 200 bytes each with a 20-item history: 400 MB) are read and parsed once, then
+# batched from memory every epoch, where reading and parsing the files again each epoch took CPU from the
+# training steps (benchmarks/trainer_breakdown.py).
+IN_MEMORY_EVENTS = 2_000_000
 
 
 def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, seed: int):
@@ -51,17 +57,59 @@ def _dataset(fn_args, files, tf_transform_output, batch_size, shuffle: bool, see
     )
 
 
-def item_statistics(dataset, num_items: int):
-    """Events per item index and each item's most frequent category index, from one pass over the data."""
+def read_in_memory(fn_args, files, tf_transform_output) -> dict | None:
+    """Every event of the files as one dict of tensors, the history dense (padded with -1); None when there
+    are more than IN_MEMORY_EVENTS."""
+    batches = iter(_dataset(fn_args, files, tf_transform_output, IN_MEMORY_EVENTS, False, 0))
+    events = next(batches)
+    if next(batches, None) is not None:
+        return None
+    return dict(events, **{contract.HISTORY_IDX: dense_history(events[contract.HISTORY_IDX])})
+
+
+def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches of the in-memory events, gathered by index (reshuffled every epoch when shuffle is on)."""
+    rows = tf.data.Dataset.range(events[contract.ITEM_IDX].shape[0])
+    if shuffle:
+        rows = rows.shuffle(events[contract.ITEM_IDX].shape[0], seed=seed)
+
+    def gather(batch):
+        return {name: tf.gather(values, batch) for name, values in events.items()}
+
+    return rows.batch(batch_size).map(gather).prefetch(1)
+
+
+def item_statistics(batches, num_items: int):
+    """Events per item index and each item's most frequent category index, from one pass over the batches."""
     pairs = np.concatenate(
-        [np.stack([b[contract.ITEM_IDX].numpy(), b[contract.CATEGORY_IDX].numpy()], 1) for b in dataset]
+        [np.stack([b[contract.ITEM_IDX].numpy(), b[contract.CATEGORY_IDX].numpy()], 1) for b in batches]
     )
     counts = np.bincount(pairs[:, 0], minlength=num_items)
     categories = np.zeros(num_items, np.int64)
     uniq, n = np.unique(pairs, axis=0, return_counts=True)
-    for (item, category), _ in sorted(zip(map(tuple, uniq), n), key=lambda t: t[1]):
+    for (item, category), _ in sorted(zip(map(tuple, uniq), n, strict=True), key=lambda t: t[1]):
         categories[item] = category  # ascending count: the most frequent pair is written last
     return counts, categories
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict, name: str):
+    """Adds the block's wall time to seconds[name]: the breakdown of the Trainer's time in its report."""
+    started = time.time()
+    yield
+    seconds[name] = round(seconds.get(name, 0.0) + time.time() - started, 1)
+
+
+class _EpochSeconds(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(round(time.time() - self.started, 1))
 
 
 def _read_catalog(items_uri):
@@ -76,7 +124,8 @@ def _sample_queries(dataset, n: int, tf_transform_output):
     users = np.array(tf_transform_output.vocabulary_by_name(contract.USER_VOCAB) + [b""]).astype(str)
     items = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB) + [b""]).astype(str)
     batch = next(iter(dataset.unbatch().batch(n)))
-    history = tf.sparse.to_dense(batch[contract.HISTORY_IDX], default_value=len(items) - 1).numpy()
+    history = dense_history(batch[contract.HISTORY_IDX]).numpy()
+    history[history < 0] = len(items) - 1  # the padding: ""
     return users[batch[contract.USER_IDX].numpy()].tolist(), items[history].tolist()
 
 
@@ -90,20 +139,33 @@ def run_fn(fn_args: tfx.components.FnArgs):
         tf_transform_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
     )
 
-    train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
-    evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
-    counts, categories = item_statistics(
-        _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed), num_items
-    )
+    seconds = {}
+    with _timed(seconds, "read_input"):
+        train_events = read_in_memory(fn_args, fn_args.train_files, tf_transform_output)
+        eval_events = read_in_memory(fn_args, fn_args.eval_files, tf_transform_output)
+    if train_events is None:  # too large for memory: read from the files every epoch
+        train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
+        statistics_input = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed)
+    else:
+        train = in_memory_batches(train_events, hp.batch_size, True, hp.seed)
+        statistics_input = [train_events]
+    if eval_events is None:
+        evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
+    else:
+        evaluation = in_memory_batches(eval_events, hp.batch_size, False, hp.seed)
+    with _timed(seconds, "item_statistics"):
+        counts, categories = item_statistics(statistics_input, num_items)
 
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
     with strategy.scope():
         model = TwoTowerModel(hp, num_users, num_items, num_categories, counts, categories)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
-    started = time.time()
-    history = model.fit(train, epochs=hp.epochs, validation_data=evaluation, verbose=2)
-    train_seconds = time.time() - started
+    epoch_seconds = _EpochSeconds()
+    with _timed(seconds, "fit"):
+        history = model.fit(
+            train, epochs=hp.epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
+        )
 
     # Candidates: every item of the vocabulary (the OOV bucket is not a candidate).
     item_ids = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB)).astype(str)
@@ -120,17 +182,18 @@ def run_fn(fn_args: tfx.components.FnArgs):
     if (
         fn_args.base_model
     ):  # the refit: it serves the mean of its scores and the candidate's (export.averaged)
-        query_tower, item_embeddings, item_offsets = export.averaged(
-            [
-                (model.query_tower, item_embeddings, item_offsets),
-                export.exported_model(fn_args.base_model, item_ids),
-            ],
-            hp.embedding_dim,
-        )
-        averaged_with = {
-            "model_dir": fn_args.base_model,
-            "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
-        }
+        with _timed(seconds, "average_with_base_model"):
+            query_tower, item_embeddings, item_offsets = export.averaged(
+                [
+                    (model.query_tower, item_embeddings, item_offsets),
+                    export.exported_model(fn_args.base_model, item_ids),
+                ],
+                hp.embedding_dim,
+            )
+            averaged_with = {
+                "model_dir": fn_args.base_model,
+                "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
+            }
 
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
@@ -143,20 +206,22 @@ def run_fn(fn_args: tfx.components.FnArgs):
         export.brute_force_index(hp, len(item_ids)),
         hp,
     )
-    brute_force.save(model_dir)
-    scann = export.ServingModule(
-        tft_layer,
-        query_tower,
-        item_ids,
-        item_embeddings,
-        item_offsets,
-        export.scann_index(hp, len(item_ids)),
-        hp,
-    )
-    scann.save(
-        os.path.join(model_dir, contract.SCANN_DIR),
-        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
-    )
+    with _timed(seconds, "export_brute_force"):
+        brute_force.save(model_dir)
+    with _timed(seconds, "export_scann"):
+        scann = export.ServingModule(
+            tft_layer,
+            query_tower,
+            item_ids,
+            item_embeddings,
+            item_offsets,
+            export.scann_index(hp, len(item_ids)),
+            hp,
+        )
+        scann.save(
+            os.path.join(model_dir, contract.SCANN_DIR),
+            options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+        )
     tf.io.gfile.makedirs(os.path.join(model_dir, contract.EXTRA_DIR))
     export.write_items(
         os.path.join(model_dir, contract.EXTRA_DIR, contract.ITEMS_FILE),
@@ -168,7 +233,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
 
     # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
-    recall = export.recall_against_exact(model_dir, users, histories)
+    with _timed(seconds, "fresh_load_check"):
+        recall = export.recall_against_exact(model_dir, users, histories)
     num_models = 2 if averaged_with else 1
     sizes = (num_users - contract.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
     export.write_report(
@@ -187,7 +253,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
             },
             "train_splits": fn_args.custom_config["train_splits"],
             "averaged_with": averaged_with,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": seconds["fit"],
+            # Where the Trainer's time went (benchmarks/trainer_breakdown.py reads it).
+            "seconds": seconds,
+            "epoch_seconds": epoch_seconds.seconds,
             "final_loss": float(history.history["loss"][-1]),
             "final_val_loss": float(history.history["val_loss"][-1]),
             "replicas": strategy.num_replicas_in_sync,
