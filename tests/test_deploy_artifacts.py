@@ -576,8 +576,6 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
     from unittest import mock
     from proxy import server
     import cli.main as cli
-from cli import serve as serve_command
-from proxy.settings import Settings
     with mock.patch.object(server, "serve") as serve:
         assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "0"]) == 0
     assert serve.call_args.args[1].model_base == "gs://bucket/serving/recsys"
