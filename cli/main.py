@@ -9,11 +9,11 @@ import sys
 import warnings
 
 import tensorflow_env  # noqa: F401  before anything imports TensorFlow
-from cli import clients, data, model, pipeline, serve, store
+from cli import clients, data, model, monitor, pipeline, serve, store
 from cli.args import HelpFormatter, UsageError, commands
 
 DESCRIPTION = "`recsys`: the command line of the project (data, pipeline, model)."
-GROUPS = (data, pipeline, model, serve, store, clients)
+GROUPS = (data, pipeline, model, serve, store, monitor, clients)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """`recsys pipeline`: run the TFX pipeline here, or compile and submit it to Vertex AI Pipelines."""
 
+import argparse
 import json
 import os
 
@@ -27,6 +28,7 @@ def _pipeline_run(args):
     local_source.open_data_dir(args.data).close()  # the data contract, before TFX's imports take their minute
     import evaluation
     from tfx_pipeline import local_runner
+    from tfx_pipeline.components import drift
 
     result = local_runner.run(
         args.data,
@@ -34,8 +36,11 @@ def _pipeline_run(args):
         model_name=args.model_name,
         hyperparameters=hyperparameters,
         **({} if args.max_regression is None else {"max_regression": args.max_regression}),
+        drift_thresholds={"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon},
+        stop_on_drift=args.stop_on_drift,
     )
     report = result["evaluation"]
+    print(drift.describe(result["drift"]))
     print(
         f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
         f"({evaluation.REFIT}: the model pushed if blessed, trained on the eval split too: a check that it "
@@ -50,6 +55,76 @@ def _pipeline_run(args):
         )
     else:
         print(f"pushed: nothing (the model was not blessed); it stays in {result['model']}")
+
+
+def _pipeline_retrain(args):
+    from cli.serve import api_settings
+    from proxy.feedback_store import FeedbackStore
+    from tfx_pipeline import retrain
+
+    args.feedback_db = args.feedback_db or api_settings().feedback_db
+    if not os.path.exists(args.feedback_db):
+        raise FileNotFoundError(f"{args.feedback_db}: no feedback database")
+    thresholds = {"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon}
+    store = FeedbackStore(args.feedback_db)
+    try:
+        events = store.events(after_seq=retrain.read_state(args.workdir))
+        decision = retrain.decide_on(events, args.workdir, args.min_new_events, thresholds)
+        print(f"{'run' if decision.run else 'no run'}: {decision.reason}")
+        if not decision.run or args.dry_run:
+            return
+        print(f"exported the feedback to {store.export(args.data)}")
+    finally:
+        store.close()
+    _pipeline_run(args)
+    retrain.write_state(
+        args.workdir, events[-1]["seq"]
+    )  # after a run that finished: a failed one is tried again
+
+
+def _drift_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a threshold above 0, at most 1")
+    return value
+
+
+def _run_options(p):
+    """The options of `recsys pipeline run` (and retrain, which runs it)."""
+    p.add_argument(
+        "--data", required=True, help="directory with interactions.csv (or *.parquet) and items.csv"
+    )
+    p.add_argument("--workdir", required=True, help="pipeline root, metadata and pushed models")
+    p.add_argument(
+        "--epochs", type=at_least(1), help="training epochs (default: trainer_module/hparams.py's)"
+    )
+    p.add_argument("--model-name", default="recsys", help="push to WORKDIR/serving/<model-name>/")
+    p.add_argument("--hparams", help="JSON object of hyperparameter overrides (trainer_module/hparams.py)")
+    p.add_argument(
+        "--max-regression",
+        type=float,
+        help="bless a model at most this fraction of nDCG@10 below the last blessed one "
+        "(default: evaluation.MAX_REGRESSION)",
+    )
+    for comparator, text in (
+        ("l-infinity", "L-infinity distance"),
+        ("jensen-shannon", "Jensen-Shannon divergence"),
+    ):
+        p.add_argument(
+            f"--drift-{comparator}",
+            type=_drift_threshold,
+            default=0.1,
+            help=f"drift: the largest {text} of the item, category and interaction-type distributions from "
+            "the previous run's data that is not reported as drift",
+        )
+    p.add_argument(
+        "--stop-on-drift",
+        action="store_true",
+        help="a drift over a threshold stops the run: nothing is pushed",
+    )
 
 
 def _pipeline_compile(args):
@@ -90,22 +165,26 @@ def add_commands(groups):
     p = pipeline.add_parser(
         "run", help="run locally (LocalDagRunner) and push to WORKDIR/serving/<model-name>/"
     )
-    p.add_argument(
-        "--data", required=True, help="directory with interactions.csv (or *.parquet) and items.csv"
-    )
-    p.add_argument("--workdir", required=True, help="pipeline root, metadata and pushed models")
-    p.add_argument(
-        "--epochs", type=at_least(1), help="training epochs (default: trainer_module/hparams.py's)"
-    )
-    p.add_argument("--model-name", default="recsys", help="push to WORKDIR/serving/<model-name>/")
-    p.add_argument("--hparams", help="JSON object of hyperparameter overrides (trainer_module/hparams.py)")
-    p.add_argument(
-        "--max-regression",
-        type=float,
-        help="bless a model at most this fraction of nDCG@10 below the last blessed one "
-        "(default: evaluation.MAX_REGRESSION)",
-    )
+    _run_options(p)
     p.set_defaults(func=_pipeline_run)
+    p = pipeline.add_parser(
+        "retrain",
+        help="for cron: export the API's feedback into DATA and run, when enough new feedback arrived since "
+        "the last run this started or it drifted from that run's data; else do nothing",
+    )
+    _run_options(p)
+    p.add_argument(
+        "--feedback-db",
+        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
+    )
+    p.add_argument(
+        "--min-new-events",
+        type=at_least(1),
+        default=1000,
+        help="run when at least this many new events arrived",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the decision, start nothing")
+    p.set_defaults(func=_pipeline_retrain)
 
     p = pipeline.add_parser("compile", help="compile for Vertex AI Pipelines (KubeflowV2DagRunner)")
     p.add_argument("--config", required=True, help="the cloud config (config/cloud.example.yaml)")

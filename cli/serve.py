@@ -18,6 +18,7 @@ OPTIONS = {
     "model_name": {},
     "canary_share": {"type": share},
     "feedback_db": {},
+    "impression_sample": {"type": share},
     "bigquery_table": {},
     "store": {"metavar": "URL"},
     "reclaim_idle": {"type": float},

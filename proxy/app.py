@@ -8,8 +8,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from proxy import errors
+from proxy import errors, monitor_api
 from proxy.deps import require_key
+from proxy.impressions import ImpressionLog
 from proxy.metrics import ApiMetrics
 from proxy.middleware import BodyLimit, Metrics, RequestLog
 from proxy.model_watcher import ModelWatcher
@@ -31,14 +32,17 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         settings.store_timeout,
         settings.reclaim_idle,
     )
+    impressions = ImpressionLog(settings.feedback_db, settings.impression_sample, settings.bigquery_table)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await store.start()
+        await impressions.start()
         await run_in_threadpool(watcher.poll)
         watcher.start()
         yield
         watcher.stop()
+        await impressions.stop()
         await store.stop()
 
     # FastAPIOffline: /docs and /redoc from files installed with the package, not a CDN (works offline).
@@ -55,10 +59,13 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         store,
         metrics,
     )
-    app.state.recommender = Recommender(settings, watcher, store, metrics)
+    app.state.recommender = Recommender(settings, watcher, store, metrics, impressions)
+    catalog_size = lambda: len(watcher.current.catalog.items) if watcher.current else None  # noqa: E731
+    metrics.registry.register(monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog_size))
     app.state.reports = web.VersionReports(settings.model_base)
     keyed = [Security(require_key)] if settings.api_key else []  # not the probes, the page and the docs
-    for router in (recommend.router, feedback.router, health.router, web.router):
+    monitor = monitor_api.router(settings.feedback_db, catalog_size)
+    for router in (recommend.router, feedback.router, health.router, web.router, monitor):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.probes)
     app.include_router(web.page)

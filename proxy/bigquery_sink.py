@@ -21,20 +21,22 @@ SINK = "bigquery"
 
 
 class BigQueryTable:
-    def __init__(self, table: str, client=None):
+    """to_row: a stored row as the table's row (feedback: the interactions contract); row_id: its unique id."""
+
+    def __init__(self, table: str, client=None, to_row=contract_row, row_id: str = "event_id"):
         if client is None:
             from google.cloud import bigquery
 
             client = bigquery.Client()
-        self.table, self.client = table, client
+        self.table, self.client, self.to_row, self.row_id = table, client, to_row, row_id
 
     def write(self, events: list[dict]):
-        """Inserts the events (FeedbackStore's columns); raises unless BigQuery accepted every row."""
+        """Inserts the events (the store's rows); raises unless BigQuery accepted every row."""
         # retry=None: the caller retries with its own backoff; the client's default would block up to 10 min.
         errors = self.client.insert_rows_json(
             self.table,
-            [contract_row(e) for e in events],
-            row_ids=[e["event_id"] for e in events],
+            [self.to_row(e) for e in events],
+            row_ids=[e[self.row_id] for e in events],
             retry=None,
             timeout=30,
         )
@@ -51,17 +53,23 @@ class BigQuerySink:
         batch_size: int = 500,
         interval: float = 1.0,
         max_backoff: float = 60.0,
+        sink: str = SINK,
+        to_row=contract_row,
+        row_id: str = "event_id",
     ):
-        self.store, self.table, self.batch_size = store, BigQueryTable(table, client), batch_size
-        self._thread = DeliveryThread("bigquery-sink", self.deliver, batch_size, interval, max_backoff)
+        """store: FeedbackStore, or any store of rows with its events/delivered/mark_delivered (impressions);
+        sink: the name its delivered mark is kept under."""
+        self.store, self.sink, self.batch_size = store, sink, batch_size
+        self.table = BigQueryTable(table, client, to_row, row_id)
+        self._thread = DeliveryThread(sink, self.deliver, batch_size, interval, max_backoff)
 
     def deliver(self) -> int:
         """Sends the next batch of undelivered events; returns how many BigQuery accepted (raises if it failed)."""
-        events = self.store.events(after_seq=self.store.delivered(SINK), limit=self.batch_size)
+        events = self.store.events(after_seq=self.store.delivered(self.sink), limit=self.batch_size)
         if not events:
             return 0
         self.table.write(events)
-        self.store.mark_delivered(SINK, events[-1]["seq"])
+        self.store.mark_delivered(self.sink, events[-1]["seq"])
         return len(events)
 
     def start(self):

@@ -44,8 +44,11 @@ def recommendation(catalog, item_id: str, score: float) -> schemas.Recommendatio
 
 
 class Recommender:
-    def __init__(self, settings: Settings, watcher: ModelWatcher, store, metrics: ApiMetrics):
+    def __init__(self, settings: Settings, watcher: ModelWatcher, store, metrics: ApiMetrics, impressions):
         self.settings, self.watcher, self.store, self.metrics = settings, watcher, store, metrics
+        self.impressions = (
+            impressions  # proxy/impressions.py: a sample of the answers, for the online metrics
+        )
         self.batcher = Batcher(self._recommend_together)
 
     def serving(self) -> ServingModel:
@@ -109,10 +112,12 @@ class Recommender:
             for i in personal
         )
         answers = dict(zip(personal, await self.call_model(asyncio.gather(*submitted))))
-        return [
+        responses = [
             self._response(r, answers.get(i), catalog, excludes[i], labels[i], flag, request_id, i, len(reqs))
             for i, r in enumerate(reqs)
         ]
+        await self.impressions.record(responses)
+        return responses
 
     def _response(
         self, r, answer, catalog, exclude, label, flag, request_id, i, n

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         None,
         description="when set, every endpoint but health checks and docs needs it in the X-API-Key header",
     )
+    impression_sample: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="the share of /recommend answers (0..1, by a hash of the request id) recorded as impressions "
+        "for the online metrics",
+    )
     max_body_bytes: int = Field(1 << 20, ge=1, description="the largest request body accepted")
 
     @field_validator("cors_origins", mode="before")

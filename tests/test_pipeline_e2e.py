@@ -20,7 +20,10 @@ from tfx_pipeline.data import local_source
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
 COMPONENTS = [
     "FileBasedExampleGen",
+    "previous_statistics",
     "StatisticsGen",
+    "DriftCheck",
+    "DriftGate",
     "ContractSchemaGen",
     "ExampleValidator",
     "AnomaliesGate",
@@ -58,6 +61,10 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
         ("ContractSchemaGen", "ExampleValidator"),
         ("ExampleValidator", "AnomaliesGate"),
         ("AnomaliesGate", "Transform"),
+        ("previous_statistics", "StatisticsGen"),  # the previous run's, not this one's
+        ("StatisticsGen", "DriftCheck"),
+        ("DriftCheck", "DriftGate"),
+        ("DriftGate", "Transform"),
         ("Transform", "Trainer"),
         ("Trainer", "RefitTrainer"),
         ("RefitTrainer", "Evaluator"),

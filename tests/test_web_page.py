@@ -338,3 +338,37 @@ def test_model_page_charts_the_evaluation_and_lists_the_versions(page, api, vers
     page.get_by_role("link", name=older, exact=True).click()
     expect(page.locator("#version")).to_contain_text(older)
     expect(page.locator("#no-evaluation")).to_have_text("no evaluation stored for this version")
+
+
+def test_model_page_shows_the_click_through_per_version_that_the_store_counts(page, api):
+    url, db = api
+    for n, user in enumerate(get(url, "/users").json()["users"][:7]):
+        answer = post(url, "/recommend", {"user_id": user}, headers={"X-API-Key": KEY}).json()
+        if n % 3 == 0:  # a click on the n-th item of the list it answered
+            item = answer["recommendations"][n]["item_id"]
+            event = dict(user_id=user, item_id=item, feedback_type="click", request_id=answer["request_id"])
+            assert feedback(url, **event).status_code == 202
+    # the store's counts, by their own SQL: answers recorded, and those with a click on an item they showed
+    requests = dict(
+        stored(db, "SELECT model_version, count(DISTINCT request_id) FROM impressions GROUP BY 1")
+    )
+    clicked = dict(
+        stored(
+            db,
+            "SELECT i.model_version, count(DISTINCT i.request_id) FROM impressions i JOIN feedback f "
+            "ON f.request_id = i.request_id AND f.item_id = i.item_id "
+            "WHERE f.interaction_type IN ('click', 'like', 'cart_add', 'purchase') GROUP BY 1",
+        )
+    )
+    assert requests and sum(clicked.values()) >= 3
+    page.get_by_role("link", name="Model", exact=True).click()
+    expect(page.locator("#online tr")).to_have_count(1 + len(requests))
+    for version, count in requests.items():
+        row = page.locator(f'#online tr[data-version="{version}"]')
+        expect(row.locator("td").nth(2)).to_have_text(str(count))
+        expect(row.locator("td").nth(3)).to_have_text(str(clicked.get(version, 0)))
+        expect(row.locator("td.ctr")).to_have_text(f"{100 * clicked.get(version, 0) / count:.1f} %")
+    expect(page.locator("#ab")).to_contain_text(
+        "not enough data: no answers from the variants stable and canary"
+    )
+    snap(page, "model-online")

@@ -56,6 +56,13 @@ class CloudConfig:
     store_instance: str
     store_url_secret: str
     store_ca_secret: str
+    drift_l_infinity: float
+    drift_jensen_shannon: float
+    stop_on_drift: bool
+
+    @property
+    def drift_thresholds(self) -> dict:
+        return {"l_infinity": self.drift_l_infinity, "jensen_shannon": self.drift_jensen_shannon}
 
     @property
     def pipeline_root(self) -> str:
@@ -69,7 +76,8 @@ class CloudConfig:
 
 
 # (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds
-# "int" (positive), "count" (0..16), "port", "image", "accelerator", "service_account")
+# "int" (positive), "count" (0..16), "port", "image", "accelerator", "service_account", "threshold" (0 < x <= 1),
+# "bool")
 FIELDS = [
     ("project", "project", r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"),
     ("region", "region", r"^[a-z]+-[a-z]+[0-9]$"),
@@ -110,6 +118,9 @@ FIELDS = [
     ("store.instance", "store_instance", r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
     ("store.url_secret", "store_url_secret", r"^[A-Za-z0-9_-]{1,255}$"),
     ("store.ca_secret", "store_ca_secret", r"^[A-Za-z0-9_-]{1,255}$"),
+    ("drift.l_infinity", "drift_l_infinity", "threshold"),
+    ("drift.jensen_shannon", "drift_jensen_shannon", "threshold"),
+    ("drift.stop_on_drift", "stop_on_drift", "bool"),
 ]
 SERVICE_ACCOUNT = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
 IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
@@ -117,6 +128,11 @@ IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$
 
 def _check(key: str, value, kind: str) -> str | None:
     """A problem with one value, or None."""
+    if kind == "threshold":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+        return None if ok else f"{key}: expected a number above 0, at most 1, got {value!r}"
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{key}: expected true or false, got {value!r}"
     if kind in ("int", "count", "port"):
         if not isinstance(value, int) or isinstance(value, bool):
             return f"{key}: expected an integer, got {value!r}"

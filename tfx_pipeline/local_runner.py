@@ -14,7 +14,7 @@ import contract
 import evaluation
 from serving.catalog import pushed_versions
 from tfx_pipeline import history_query
-from tfx_pipeline.components import example_gen
+from tfx_pipeline.components import drift, example_gen
 from tfx_pipeline.data import local_source
 from tfx_pipeline.pipeline import code_fingerprint, create_pipeline
 
@@ -52,10 +52,13 @@ def run(
     hyperparameters: dict | None = None,
     echo=print,
     max_regression: float = evaluation.MAX_REGRESSION,
+    drift_thresholds: dict | None = None,
+    stop_on_drift: bool = False,
 ) -> dict:
     """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s},
     "model": the directory of the model pushed if blessed (the RefitTrainer's), "evaluation": the Evaluator's
-    report (evaluator.py)}."""
+    report (evaluator.py), "drift": the DriftCheck's report against the previous run (drift.py)}; with
+    stop_on_drift, a drift over a threshold raises drift.DataDrift and nothing is pushed."""
     local_source.open_data_dir(data_dir).close()  # a contract violation stops here, before any component
     workdir = os.path.abspath(workdir)
     items = local_source.find_files(data_dir).items_file
@@ -73,6 +76,8 @@ def run(
         ),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
         max_regression=max_regression,
+        drift_thresholds=drift_thresholds,
+        stop_on_drift=stop_on_drift,
     )
     before = set(pushed_versions(serving_dir(workdir, model_name)))
     timings, outputs = {}, {}
@@ -82,9 +87,11 @@ def run(
     [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, contract.EVALUATION_FILE)) as fh:
         report = json.load(fh)
+    drift_report = drift.read_report(outputs["DriftCheck"]["drift"][0].uri)
     return {
         "pushed": os.path.join(serving_dir(workdir, model_name), new[-1]) if new else None,
         "timings": timings,
         "model": path_utils.serving_model_path(model.uri),
         "evaluation": report,
+        "drift": drift_report,
     }

@@ -13,8 +13,8 @@ import contract
 import evaluation
 import serving
 import trainer_module
+from tfx_pipeline.components import drift, ranking_evaluator, validation
 from tfx_pipeline.components import pusher as pusher_executor
-from tfx_pipeline.components import ranking_evaluator, validation
 from transform import preprocessing
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
@@ -49,6 +49,8 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex_training: dict | None = None,
     max_regression: float = evaluation.MAX_REGRESSION,
+    drift_thresholds: dict | None = None,
+    stop_on_drift: bool = False,
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
     run) → Transform → Trainer (without the eval split) → Evaluator
@@ -63,8 +65,28 @@ def create_pipeline(
         the worker pool says) instead of in the pipeline's own container.
     max_regression: how far (a fraction of nDCG@10) a model may fall below the last blessed one and still
         be blessed; it must beat most popular in any case.
+    drift_thresholds: {"l_infinity": x, "jensen_shannon": y} for the DriftCheck against the previous run's
+        statistics (tfx_pipeline/components/drift.py); stop_on_drift: a distance over its threshold fails the
+        run before Transform, so nothing is pushed.
     """
+    # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        # StatisticsGen's (runs from before Transform's statistics were off have both)
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id="StatisticsGen",
+            output_key="statistics",
+        ),
+    ).with_id("previous_statistics")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen.add_upstream_node(previous_statistics)
+    drift_check = drift.DriftCheck(
+        statistics=statistics_gen.outputs["statistics"],
+        previous_statistics=previous_statistics.outputs["statistics"],
+        thresholds=json.dumps(drift.check_thresholds(drift_thresholds or drift.DEFAULT_THRESHOLDS)),
+    )
+    drift_gate = drift.DriftGate(drift=drift_check.outputs["drift"], stop_on_drift=int(stop_on_drift))
     schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, contract))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -77,7 +99,11 @@ def create_pipeline(
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code": code_fingerprint(preprocessing, contract)},
+        # no pre/post-transform statistics: nothing reads them, and StatisticsGen's must be the only ones a
+        # Resolver by type finds (on Vertex it filters by type alone)
+        disable_statistics=True,
     )
+    transform.add_upstream_node(drift_gate)  # a drift that stops the run stops it before training
     trainer_config = {
         "hyperparameters": hyperparameters or {},
         "items_uri": items_uri,
@@ -144,7 +170,10 @@ def create_pipeline(
         pipeline_root=pipeline_root,
         components=[
             example_gen,
+            previous_statistics,
             statistics_gen,
+            drift_check,
+            drift_gate,
             schema_gen,
             example_validator,
             gate,

@@ -72,6 +72,8 @@ def cloud_pipeline(config: CloudConfig):
         beam_pipeline_args=beam_args(config),
         enable_cache=CACHING,
         vertex_training=vertex_training(config),
+        drift_thresholds=config.drift_thresholds,
+        stop_on_drift=config.stop_on_drift,
     )
 
 

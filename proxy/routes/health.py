@@ -30,4 +30,6 @@ async def readyz(model: ModelDep, watcher: WatcherDep):
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(api_metrics: MetricsDep):
-    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # In a thread: the online metrics are a query of the impressions at each scrape.
+    content = await run_in_threadpool(generate_latest, api_metrics.registry)
+    return Response(content, media_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,7 @@
 "use strict";
 // The recommender's page. Routes (location.hash): #/ and #/user/<id> (recommendations and feedback),
-// #/item/<id> (similar items), #/model[/<version>] (evaluation, ScaNN check, training, versions),
+// #/item/<id> (similar items), #/model[/<version>] (online metrics and A/B, evaluation, ScaNN check, training,
+// versions),
 // #/feedback (events over time). Plain DOM and inline SVG; every call goes to the API that served the page.
 
 const KEY_STORAGE = "recsys-api-key";
@@ -185,13 +186,31 @@ async function itemPage(root, itemId) {
 }
 
 async function modelPage(root, version) {
-  const [{versions}, shown] = await Promise.all([api("model/versions?limit=100"), version ? null : api("model")]);
+  const [{versions}, shown, online] = await Promise.all([api("model/versions?limit=100"),
+                                                        version ? null : api("model"), api("monitor/online")]);
   const current = shown || versions.find((v) => v.version === version);
   if (!current) throw new Error(`version ${version} is not among the newest 100 pushed`);
   const heading = h("h2", {id: "version"}, `Model version ${current.version}`, h("span", {class: "muted"},
                     ` pushed ${pushTime(current.version)}${current.serving ? ", serving now" : ""}`));
-  build(root, {}, [heading, evaluationView(current.evaluation), exportView(current.export_report),
+  build(root, {}, [heading, onlineView(online), evaluationView(current.evaluation), exportView(current.export_report),
                    versionsView(versions)]);
+}
+
+// What the API served and what users did with it (proxy/online_metrics.py), per version and variant.
+function onlineView(report) {
+  const hours = Math.round((Date.parse(report.until) - Date.parse(report.since)) / 3600e3);
+  const heading = h("h2", {}, `Online, last ${hours} h`);
+  if (!report.versions.length) return [heading, h("p", {class: "muted", id: "online-none"}, "no answers recorded yet")];
+  const k = report.k, percent = (x) => (x === null ? "–" : `${(100 * x).toFixed(1)} %`);
+  const rows = report.versions.map((r) => h("tr", {"data-version": r.model_version, "data-variant": r.variant},
+    h("td", {}, r.model_version), h("td", {}, r.variant || "–"), h("td", {class: "number"}, String(r.requests)),
+    h("td", {class: "number"}, String(r.clicks)), h("td", {class: "number ctr"}, percent(r.ctr)),
+    h("td", {class: "number"}, percent(r.conversion)), h("td", {class: "number"}, percent(r.coverage)),
+    h("td", {class: "number"}, percent(r.fallback_share))));
+  return [heading,
+          h("table", {id: "online"}, h("tr", {}, ["version", "variant", "requests", "clicked", `CTR@${k}`,
+            `conversion@${k}`, `coverage@${k}`, "fallbacks"].map((name) => h("th", {}, name))), rows),
+          h("p", {id: "ab"}, report.ab.summary)];
 }
 
 function evaluationView(evaluation) {

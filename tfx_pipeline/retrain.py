@@ -1,0 +1,107 @@
+"""Retraining when the data moves (`recsys pipeline retrain`, for cron): starts a pipeline run when enough new
+feedback arrived since the last run it started, or when the new feedback's category or interaction-type
+distribution drifted from the last run's training statistics (tfx_pipeline/components/drift.py's comparators
+and thresholds; not the item distribution, which a few hundred events over thousands of items cannot
+estimate).
+The run exports the feedback into the data directory first; the new model replaces the served one only through
+the Evaluator's blessing, as in any run.
+
+What it remembers: WORKDIR/retrain-state.json, the feedback database's arrival number (seq) up to which the
+last run it started has read."""
+
+import json
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+import contract
+from tfx_pipeline.components import drift
+
+STATE_FILE = "retrain-state.json"
+MIN_DRIFT_EVENTS = 100  # fewer new events than this: their distributions are noise, not evidence of drift
+FEATURES = (contract.CATEGORY, contract.INTERACTION_TYPE)
+
+
+@dataclass(frozen=True)
+class Decision:
+    run: bool
+    reason: str
+    new_events: int
+    drifted: list[dict]
+
+
+def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -> Decision:
+    """distances: drift.compare's of the new events against the last run's statistics (None: not compared)."""
+    drifted = [d for d in distances or [] if d["drift"]]
+    if new_events >= min_new_events:
+        return Decision(True, f"{new_events} new events (at least {min_new_events})", new_events, drifted)
+    if drifted:
+        report = {"previous": "", "distances": drifted}
+        return Decision(
+            True, f"{new_events} new events drifted: {drift.describe(report)}", new_events, drifted
+        )
+    compared = "" if distances is not None else f"; drift not checked under {MIN_DRIFT_EVENTS} new events"
+    return Decision(
+        False, f"{new_events} new events (fewer than {min_new_events}), no drift{compared}", new_events, []
+    )
+
+
+def last_statistics(workdir: str):
+    """The train split's statistics of the newest StatisticsGen output in WORKDIR's metadata, or None."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types import standard_artifacts
+    from tfx.types.artifact_utils import deserialize_artifact
+
+    path = os.path.join(workdir, "metadata.sqlite")
+    if not os.path.exists(path):
+        return None
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
+    found = [
+        a
+        for a in store.get_artifacts_by_type(standard_artifacts.ExampleStatistics.TYPE_NAME)
+        if drift.SPLIT in json.loads(a.properties["split_names"].string_value or "[]")
+    ]
+    if not found:
+        return None
+    [artifact_type] = store.get_artifact_types_by_id([found[0].type_id])
+    newest = deserialize_artifact(artifact_type, max(found, key=lambda a: a.id))
+    return stats_artifact_utils.load_statistics(newest, drift.SPLIT).proto()
+
+
+def read_state(workdir: str) -> int:
+    path = os.path.join(workdir, STATE_FILE)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return json.load(fh)["feedback_seq"]
+
+
+def write_state(workdir: str, seq: int):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, STATE_FILE + ".tmp"), "w") as fh:
+        json.dump({"feedback_seq": seq}, fh)
+    os.replace(os.path.join(workdir, STATE_FILE + ".tmp"), os.path.join(workdir, STATE_FILE))
+
+
+def decide_on(events: list[dict], workdir: str, min_new_events: int, thresholds: dict) -> Decision:
+    """The decision for the feedback events (the feedback store's rows) since the last run it started."""
+    import tensorflow_data_validation as tfdv
+
+    distances = None
+    previous = last_statistics(workdir) if len(events) >= MIN_DRIFT_EVENTS else None
+    if previous is not None:
+        frame = pd.DataFrame(  # as the examples: dislikes are not examples
+            [(e["category"], e["interaction_type"]) for e in events if e["interaction_type"] != "dislike"],
+            columns=list(FEATURES),
+        )
+        distances = drift.compare(
+            tfdv.generate_statistics_from_dataframe(frame), previous, thresholds, FEATURES
+        )
+    return decide(len(events), min_new_events, distances)
