@@ -4,6 +4,7 @@ parts when it runs, so `recsys serve` never loads TFX."""
 
 import argparse
 import importlib.metadata
+import logging
 import os
 import sys
 import warnings
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="keep TensorFlow's C++ info and warning lines and the Google libraries' FutureWarnings",
+        help="keep TensorFlow's C++ log lines, the Google libraries' FutureWarnings and the libraries' "
+        "warnings that the default leaves out",
     )
     groups = commands(parser, "group")
     for group in GROUPS:
@@ -33,11 +35,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries' log messages no user acts on, by logger: each is dropped when its text contains one of these.
+LIBRARY_NOISE = {
+    "absl": (
+        "ArtifactQuery.property_predicate is not supported",  # TFX's resolver on local (SQLite) metadata
+        "Tables initialized inside a tf.function",  # TF, on the Transform layer inside the serving signatures
+        "Examples artifact does not have payload_format",  # tfx-bsl: then tf.Examples, which they are
+        "`custom_executor_spec` is deprecated",  # TFX 1.16 still documents it for a component's own executor
+    ),
+    "tensorflow": (
+        "arguments contain non-serializable objects",  # tf-keras saving a subclassed model's config (unused)
+        "Instructions for updating",  # deprecation notices about TFX's and tfx-bsl's own calls
+    ),
+}
+
+
+class _DropLibraryNoise(logging.Filter):
+    def __init__(self, texts: tuple):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
+
+
 def quiet():
-    """Leaves out the noise no user acts on: TensorFlow's C++ info and warning lines (set before it loads) and the
-    Google client libraries' FutureWarnings about Python and package versions (the lock pins them)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Leaves out the noise no user acts on, before TensorFlow loads: its C++ log lines up to errors (the CUDA
+    plugin registrations it reports as errors on every start; a real failure raises a Python exception), the
+    Google client libraries' FutureWarnings about Python and package versions (the lock pins them) and
+    LIBRARY_NOISE."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    for logger, texts in LIBRARY_NOISE.items():
+        logging.getLogger(logger).addFilter(_DropLibraryNoise(texts))
 
 
 # The errors that mean the input or the environment is wrong, not the code: one line, exit 2. By the module

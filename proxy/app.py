@@ -12,7 +12,7 @@ from proxy import errors, monitor_api
 from proxy.deps import require_key
 from proxy.impressions import ImpressionLog
 from proxy.metrics import ApiMetrics
-from proxy.middleware import BodyLimit, Metrics, RequestLog
+from proxy.middleware import BodyLimit, RequestLog
 from proxy.model_watcher import ModelWatcher
 from proxy.online_store import SeedEvents, open_store
 from proxy.recommender import Recommender
@@ -65,19 +65,20 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
     app.state.reports = web.VersionReports(settings.model_base)
     keyed = [Security(require_key)] if settings.api_key else []  # not the probes, the page and the docs
     monitor = monitor_api.router(settings.feedback_db, catalog_size)
-    for router in (recommend.router, feedback.router, health.router, web.router, monitor):
+    for router in (recommend.router, feedback.router, web.router, monitor):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.probes)
     app.include_router(web.page)
     errors.add_handlers(app)
-    _add_middleware(app, settings, metrics)
+    metrics.follow(lambda: watcher.version, lambda: len(watcher.failed), store.delivery_backlog)
+    metrics.instrument(app, dependencies=keyed)
+    _add_middleware(app, settings)
     return app
 
 
-def _add_middleware(app: FastAPI, settings: Settings, metrics: ApiMetrics):
+def _add_middleware(app: FastAPI, settings: Settings):
     """The last added runs first: RequestLog is outermost, so every answer, 413s and CORS preflights too, has
     an id and a log line."""
-    app.add_middleware(Metrics, requests=metrics.requests, latency=metrics.latency)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -57,11 +57,11 @@ class BigQuerySink:
         to_row=contract_row,
         row_id: str = "event_id",
     ):
-        """store: FeedbackStore, or any store of rows with its events/delivered/mark_delivered (impressions);
-        sink: the name its delivered mark is kept under."""
+        """store: FeedbackStore, or any store of rows with its events/count_after/delivered/mark_delivered
+        (impressions); sink: the name its delivered mark is kept under."""
         self.store, self.sink, self.batch_size = store, sink, batch_size
         self.table = BigQueryTable(table, client, to_row, row_id)
-        self._thread = DeliveryThread(sink, self.deliver, batch_size, interval, max_backoff)
+        self._thread = DeliveryThread(sink, self.deliver, self.backlog, batch_size, interval, max_backoff)
 
     def deliver(self) -> int:
         """Sends the next batch of undelivered events; returns how many BigQuery accepted (raises if it failed)."""
@@ -71,6 +71,14 @@ class BigQuerySink:
         self.table.write(events)
         self.store.mark_delivered(self.sink, events[-1]["seq"])
         return len(events)
+
+    def backlog(self) -> int:
+        """Events stored here and not yet accepted by BigQuery."""
+        return self.store.count_after(self.store.delivered(self.sink))
+
+    @property
+    def backlog_seen(self) -> int:
+        return self._thread.backlog_seen
 
     def start(self):
         self._thread.start()

@@ -27,22 +27,26 @@ GROUP = "delivery"
 
 class DeliveryThread:
     """Calls deliver() (-> events delivered, raises on failure) every `interval` seconds, back to back while it
-    returns full batches; after a failure it waits twice as long each time, up to max_backoff."""
+    returns full batches; after a failure it waits twice as long each time, up to max_backoff. After each
+    round it measures backlog() (-> events waiting) into `backlog_seen`, for /metrics."""
 
     def __init__(
         self,
         name: str,
         deliver: Callable[[], int],
+        backlog: Callable[[], int],
         batch_size: int,
         interval: float = 1.0,
         max_backoff: float = 60.0,
     ):
-        self.deliver, self.batch_size, self.interval, self.max_backoff = (
+        self.deliver, self.backlog, self.batch_size, self.interval, self.max_backoff = (
             deliver,
+            backlog,
             batch_size,
             interval,
             max_backoff,
         )
+        self.backlog_seen = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -56,6 +60,10 @@ class DeliveryThread:
             except Exception as e:  # any failure of a remote service: the events stay where they are
                 backoff = min(self.max_backoff, backoff * 2)
                 log.warning("%s: delivery failed (%s); retrying in %.0f s", self._thread.name, e, backoff)
+            try:
+                self.backlog_seen = self.backlog()
+            except Exception as e:  # the store is down: the last measure stands
+                log.debug("%s: could not measure the backlog (%s)", self._thread.name, e)
 
     def start(self):
         self._thread.start()
@@ -86,7 +94,9 @@ class StreamDelivery:
         self.redis = client(url, 10, asynchronous=False)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._group_ready = False
-        self._thread = DeliveryThread("feedback-delivery", self.deliver, batch_size, interval, max_backoff)
+        self._thread = DeliveryThread(
+            "feedback-delivery", self.deliver, self.backlog, batch_size, interval, max_backoff
+        )
 
     def deliver(self) -> int:
         """Delivers one batch: this consumer's own pending entries first (a failed write), then entries a dead
@@ -123,6 +133,14 @@ class StreamDelivery:
             pipe.xdel(STREAM, *ids)
             pipe.execute()
         return len(entries)
+
+    def backlog(self) -> int:
+        """Events in the stream: accepted by some instance, not yet written to the sink."""
+        return self.redis.xlen(STREAM)
+
+    @property
+    def backlog_seen(self) -> int:
+        return self._thread.backlog_seen
 
     def _forget_gone_consumers(self):
         self._forgotten_at = time.monotonic()

@@ -157,6 +157,11 @@ class FeedbackStore:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    def count_after(self, after_seq: int) -> int:
+        """How many stored events came after `after_seq`."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM feedback WHERE seq > ?", (after_seq,)).fetchone()[0]
+
     def delivered(self, sink: str) -> int:
         """The seq up to which `sink` has every event."""
         with self._lock:

@@ -163,6 +163,12 @@ class ImpressionLog:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def count_after(self, after_seq: int) -> int:
+        with self._lock:
+            return self._db.execute(
+                "SELECT count(*) FROM impressions WHERE seq > ?", (after_seq,)
+            ).fetchone()[0]
+
     def delivered(self, sink: str) -> int:
         with self._lock:
             row = self._db.execute("SELECT seq FROM delivered WHERE sink = ?", (sink,)).fetchone()

@@ -1,4 +1,5 @@
-"""ASGI middleware of the API: a body size limit, a request id with one access log line, and request metrics."""
+"""ASGI middleware of the API: a body size limit, and a request id with one access log line (proxy/metrics.py
+counts and times the requests)."""
 
 import logging
 import re
@@ -6,7 +7,6 @@ import time
 import uuid
 
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter, Histogram
 
 access_log = logging.getLogger("proxy.access")
 # What may go into a log line and back into a header as it is.
@@ -85,30 +85,3 @@ class RequestLog:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
-
-
-class Metrics:
-    """Request count by endpoint and status, and latency by endpoint (route templates, so ids in paths do not
-    multiply the series)."""
-
-    def __init__(self, app, requests: Counter, latency: Histogram):
-        self.app, self.requests, self.latency = app, requests, latency
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500
-
-        async def send_and_note_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            route = scope.get("route")
-            endpoint = route.path if route is not None else "unmatched"
-            self.requests.labels(endpoint, str(status)).inc()
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)

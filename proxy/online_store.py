@@ -57,6 +57,10 @@ class LocalStore:
             self._sink.stop()
         self.feedback.close()
 
+    def delivery_backlog(self) -> int | None:
+        """Events waiting for BigQuery, as last measured; None without BigQuery (nothing to deliver)."""
+        return self._sink.backlog_seen if self._sink else None
+
     async def histories(self, user_ids: list[str]) -> list[tuple[list[str], list[str]]]:
         return [(self.history.history(u), self.history.seen(u)) for u in user_ids]
 
@@ -93,6 +97,10 @@ class SharedStore(RedisStore):
     async def stop(self):
         await run_in_threadpool(self.delivery.stop)
         await self.close()
+
+    def delivery_backlog(self) -> int | None:
+        """Events in the stream not yet delivered to the sink, as last measured."""
+        return self.delivery.backlog_seen
 
 
 def open_store(

@@ -26,10 +26,13 @@ def user_bucket(user_id: str) -> float:
     return int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big") / 2**64
 
 
-def call_backend(model: ServingModel, method: str, label: str | None, *args) -> tuple:
+def call_backend(model: ServingModel, metrics: ApiMetrics, method: str, label: str | None, *args) -> tuple:
     """(answer, the version that answered), read in the calling thread, where a TF Serving client keeps it."""
     call = getattr(model.backend, method)
-    answer = call(*args, label=label) if label else call(*args)
+    with metrics.model_call_seconds.labels(method).time():
+        answer = call(*args, label=label) if label else call(*args)
+    if label:
+        metrics.answered_by_label[label] = model.version
     return answer, model.version
 
 
@@ -71,12 +74,13 @@ class Recommender:
         """The queries of concurrent requests, (user_id, history, exclude, k, label) each: one model call per
         label."""
         model = self.serving()
+        self.metrics.batch_size.observe(len(queries))
         answers = [None] * len(queries)
         for label in dict.fromkeys(q[4] for q in queries):
             indices = [i for i, q in enumerate(queries) if q[4] == label]
             users, histories, excludes, ks, _ = zip(*(queries[i] for i in indices))
             results, version = call_backend(
-                model, "recommend", label, list(users), list(histories), list(excludes), max(ks)
+                model, self.metrics, "recommend", label, list(users), list(histories), list(excludes), max(ks)
             )
             for i, ranked in zip(indices, results):
                 answers[i] = (ranked, version)
@@ -126,7 +130,6 @@ class Recommender:
         if fallback:
             self.metrics.fallbacks.inc()
         ranked, version = answer or (catalog.popular(r.num_recommendations, set(exclude)), catalog.version)
-        self.metrics.model_version.set(int(version))
         return schemas.RecommendResponse(
             user_id=r.user_id,
             model_version=version,
@@ -143,6 +146,6 @@ class Recommender:
         """The k nearest items and the version that answered."""
         label = (label or STABLE) if self.settings.version_labels else None
         [ranked], version = await self.call_model(
-            run_in_threadpool(call_backend, model, "similar", label, [item_id], k)
+            run_in_threadpool(call_backend, model, self.metrics, "similar", label, [item_id], k)
         )
         return [recommendation(model.catalog, i, s) for i, s in ranked], version, label

@@ -63,9 +63,17 @@ class RecommendRequest(Strict):
     exclude_seen: bool = Field(True, description="leave out the items the user already interacted with")
 
 
+SCORE_DESCRIPTION = (
+    "the ranking score, best first; compare it only within one answer. From the model: the cosine of the "
+    "user's and the item's vectors plus the item's learned bias (any sign, may exceed 1). With "
+    'fallback "popularity": the item\'s share of the training events (0 to 1). In /similar: the cosine of '
+    "the two items' vectors (-1 to 1)"
+)
+
+
 class Recommendation(BaseModel):
     item_id: str
-    score: float
+    score: float = Field(description=SCORE_DESCRIPTION)
     title: str | None = None
     category: str | None = None
 

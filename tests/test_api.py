@@ -5,10 +5,13 @@ import concurrent.futures
 import csv
 import json
 import os
+import shutil
 import sqlite3
+import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import cli.main as cli
 from proxy import schemas
@@ -170,13 +173,60 @@ def test_similar_items(api, seen):
     assert httpx.get(f"{url}/similar/{item}", params={"k": 0}).status_code == 422
 
 
-def test_metrics(api):
-    url, _ = api
-    recommend(url, user_id="metrics-user")
-    text = httpx.get(url + "/metrics").text
-    assert 'recsys_requests_total{endpoint="/recommend",status="200"}' in text
-    assert "recsys_request_seconds_bucket" in text and "recsys_model_version" in text
-    assert "recsys_popularity_fallbacks_total" in text
+def scrape(url: str) -> dict[tuple, float]:
+    """/metrics as {(sample name, ((label, value), ...)): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(httpx.get(url + "/metrics").text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_follow_the_prometheus_conventions(pipeline_run, tmp_path):
+    version = os.path.basename(pipeline_run["pushed"])
+    base = tmp_path / "serving"
+    shutil.copytree(pipeline_run["pushed"], base / version)
+    with running_api(model_base=str(base), feedback_db=str(tmp_path / "fb.sqlite"), reload_interval=0.2) as (
+        url,
+        _,
+    ):
+        first = scrape(url)  # before any request: the loaded model is there already
+        assert first[("recsys_model_info", (("label", ""), ("version", version)))] == 1
+        assert first[("process_resident_memory_bytes", ())] > 100e6  # TensorFlow and the model
+        assert ("process_cpu_seconds_total", ()) in first and ("process_open_fds", ()) in first
+        assert any(name == "python_info" for name, _ in first)
+        assert first[("recsys_model_reload_failures_total", ())] == 0
+        assert not any(name == "recsys_feedback_backlog" for name, _ in first)  # no sink to deliver to
+
+        assert recommend(url, user_id="u00001")["recommendations"]
+        assert httpx.get(f"{url}/similar/i00001").status_code == 200
+        assert post(url, "/recommend", {"user_id": ""}).status_code == 422
+        broken = base / str(int(version) + 1)  # a newer push that does not load
+        broken.mkdir()
+        (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+        deadline = time.monotonic() + 30
+        while scrape(url)[("recsys_model_reload_failures_total", ())] < 1:
+            assert time.monotonic() < deadline, "the failed load was not counted"
+            time.sleep(0.2)
+
+        metrics = scrape(url)
+        ok = (("handler", "/recommend"), ("method", "POST"), ("status", "200"))
+        assert metrics[("http_requests_total", ok)] == 1
+        assert metrics[
+            ("http_requests_total", (("handler", "/recommend"), ("method", "POST"), ("status", "422")))
+        ]
+        assert metrics[
+            ("http_requests_total", (("handler", "/similar/{item_id}"), ("method", "GET"), ("status", "200")))
+        ]
+        assert metrics[
+            ("http_request_duration_seconds_count", (("handler", "/recommend"), ("method", "POST")))
+        ]
+        assert not any(dict(labels).get("handler") == "/metrics" for _, labels in metrics)
+        for method in ("recommend", "similar"):
+            assert metrics[("recsys_model_call_seconds_count", (("method", method),))] >= 1
+        assert metrics[("recsys_batch_size_count", ())] >= 1
+        assert metrics[("recsys_batch_size_bucket", (("le", "1.0"),))] >= 1
+        assert metrics[("recsys_model_info", (("label", ""), ("version", version)))] == 1  # still serving
 
 
 @pytest.mark.parametrize(
@@ -335,7 +385,7 @@ def test_a_timestamp_with_an_offset_is_stored_in_utc(api):
         "/feedback",
         {
             "user_id": "u-ts",
-            "item_id": "i",
+            "item_id": "i00001",
             "feedback_type": "click",
             "timestamp": "1970-01-01T00:30:00+01:00",
         },
@@ -470,3 +520,26 @@ def test_a_bad_idempotency_key_is_refused_like_an_id(api, key):
         url, "/feedback", {"user_id": "u", "item_id": "i", "feedback_type": "click", "idempotency_key": key}
     )
     assert response.status_code == 422 and response.json()["error"].startswith("idempotency_key:")
+
+
+def test_feedback_on_an_item_the_catalog_does_not_know_is_refused_naming_it(api):
+    url, db = api
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()
+    response = post(url, "/feedback", {"user_id": "u", "item_id": "no-such-item", "feedback_type": "click"})
+    assert response.status_code == 422
+    assert response.json() == {"error": "item_id: unknown item 'no-such-item' (not in the catalog)"}
+    known = {"user_id": "u", "item_id": "i00001", "feedback_type": "click"}
+    response = post(url, "/feedback/batch", {"events": [known, {**known, "item_id": "gone"}]})
+    assert response.status_code == 422
+    assert response.json() == {"error": "events.1.item_id: unknown item 'gone' (not in the catalog)"}
+    assert (
+        sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone() == count
+    )  # none of the batch
+
+
+def test_the_openapi_document_says_what_a_score_is(api):
+    url, _ = api
+    score = httpx.get(url + "/openapi.json").json()["components"]["schemas"]["Recommendation"]["properties"][
+        "score"
+    ]
+    assert "cosine" in score["description"] and "popularity" in score["description"]

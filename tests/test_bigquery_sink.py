@@ -139,3 +139,23 @@ def test_stop_delivers_what_is_left(tmp_path):
     ids = store.append(events(3))
     sink.stop()
     assert list(recorder.stored) == ids and store.delivered(SINK) == 3
+
+
+def test_the_backlog_is_measured_after_each_round(tmp_path):
+    store = FeedbackStore(str(tmp_path / "fb.sqlite"))
+    store.append(events(3))
+    recorder = InsertAllRecorder(failures=1_000_000)
+    sink = BigQuerySink(store, TABLE, client(recorder), interval=0.05, max_backoff=0.05)
+    sink.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sink.backlog_seen != 3:  # BigQuery refuses: the events wait
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        recorder.failures = 0
+        while sink.backlog_seen != 0:  # delivered
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        sink.stop()
+    assert store.delivered(SINK) == 3

@@ -139,11 +139,13 @@ def test_submit_without_credentials_says_so_before_compiling(tmp_path):
     assert time.monotonic() - started < 20
 
 
-def test_no_library_noise_by_default(tmp_path):
+@pytest.mark.parametrize("verbose", [False, True])
+def test_no_library_noise_by_default_and_the_detail_with_v(tmp_path, verbose):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as outside `make`
     run = subprocess.run(
         [
             RECSYS,
+            *(["-v"] if verbose else []),
             "pipeline",
             "compile",
             "--config",
@@ -157,7 +159,32 @@ def test_no_library_noise_by_default(tmp_path):
         env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "FutureWarning" not in run.stderr
-    assert not re.search(r"^\S+ \S+: [IW] ", run.stderr, re.MULTILINE), (
-        run.stderr
-    )  # TensorFlow's C++ info, warnings
+    assert ("FutureWarning" in run.stderr) == verbose
+    # TensorFlow's C++ log lines (the CUDA plugin registrations are errors, on every start)
+    assert bool(re.search(r"^\S+ \S+: [IWE] ", run.stderr, re.MULTILINE)) == verbose, run.stderr
+
+
+@pytest.mark.parametrize(
+    "bad_row, reason",
+    [
+        ("u2,i1,view,,2024-05-01T12:30:00Z,a,extra", "Expected Number of Columns: 6 Found: 7"),
+        ("u2,i1,view", "Expected Number of Columns: 6 Found: 3"),
+        ('u2,"i1,view,,2024-05-01T12:30:00Z,a', "unterminated quote"),
+    ],
+)
+def test_a_malformed_csv_row_is_named_by_its_line_in_the_file_with_the_full_reason(tmp_path, bad_row, reason):
+    good = "u1,i{},view,,2024-05-01T12:30:00Z,a"
+    rows = [good.format(n) for n in range(40)]
+    rows.insert(30, bad_row)  # line 32 of the file: the header is line 1
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,interaction_type,rating,timestamp,category\n" + "\n".join(rows) + "\n"
+    )
+    run = subprocess.run(
+        [RECSYS, "pipeline", "run", "--data", str(tmp_path), "--workdir", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "interactions.csv line 32: " in run.stderr and reason in run.stderr
+    assert bad_row[:10] in run.stderr

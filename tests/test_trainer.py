@@ -307,3 +307,16 @@ def test_a_model_of_another_vocabulary_is_not_averaged_in(tmp_path):
     _exported(str(tmp_path / "candidate"), seed=2, item_ids=ITEMS[::-1])
     with pytest.raises(ValueError, match="not this model's items"):
         export.exported_model(str(tmp_path / "candidate"), ITEMS)
+
+
+def test_the_loss_is_reported_per_example_so_training_and_validation_compare():
+    model = TwoTowerModel(
+        HParams(embedding_dim=8, rating_weight=0.0), 11, 21, 5, np.ones(21), np.arange(21) % 5
+    )
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+    validation = tf.data.Dataset.from_tensor_slices(_batch(64, seed=1)).batch(64)
+    summed = float(model.compute_loss(next(iter(validation))))  # what the gradient is taken of
+    assert model.evaluate(validation, return_dict=True, verbose=0) == pytest.approx({"loss": summed / 64})
+    training = tf.data.Dataset.from_tensor_slices(_batch(256)).batch(128)
+    history = model.fit(training, validation_data=validation, epochs=2, verbose=0).history
+    assert set(history) == {"loss", "val_loss"}  # no regularization_loss or total_loss lines

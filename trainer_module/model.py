@@ -62,6 +62,10 @@ class QueryTower(tf.keras.Model):
         return tf.math.l2_normalize(self.user_embedding(user_idx) + weight[:, tf.newaxis] * history, axis=1)
 
 
+def _per_example(summed_loss: tf.Tensor, features) -> tf.Tensor:
+    return summed_loss / tf.cast(tf.shape(features[contract.ITEM_IDX])[0], summed_loss.dtype)
+
+
 class TwoTowerModel(tfrs.Model):
     """Retrieval (softmax over the catalog, or in-batch with logQ correction) plus an optional rating head."""
 
@@ -94,6 +98,20 @@ class TwoTowerModel(tfrs.Model):
             self.rating_task = tfrs.tasks.Ranking(
                 loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM)
             )
+
+    # The loss is summed over a batch (the gradient's scale, as TFRS has it); what the epoch lines and the
+    # history show is its mean per example, so that training and validation read on one scale, and only the
+    # loss (no regularization_loss and total_loss lines: the model has no regularizer).
+    def train_step(self, features):
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(features, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+        gradients = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return {"loss": _per_example(loss, features)}
+
+    def test_step(self, features):
+        return {"loss": _per_example(self.compute_loss(features, training=False), features)}
 
     def compute_loss(self, features, training=False):
         user_idx = features[contract.USER_IDX]

@@ -40,10 +40,16 @@ class VersionReports:
         """(export report, evaluation) of a version, None for a file it does not have."""
         if version not in self._reports:
             extra = os.path.join(self.model_base, version, contract.EXTRA_DIR)
-            self._reports[version] = tuple(
+            report, evaluation = (
                 _read_json(os.path.join(extra, name))
                 for name in (contract.REPORT_FILE, contract.EVALUATION_FILE)
             )
+            # The artifact locations they name are the pipeline's storage, not the API's to show.
+            if report and report.get("averaged_with"):
+                report["averaged_with"].pop("model_dir", None)
+            if evaluation:
+                evaluation.pop("baseline_model", None)
+            self._reports[version] = report, evaluation
         return self._reports[version]
 
 

@@ -4,6 +4,7 @@ data contract and opened as DuckDB views, so the pipeline's SQL runs on them as 
 Every problem is reported with the file, line (or Parquet row) and column; nothing is dropped silently.
 """
 
+import csv
 import glob
 import os
 from dataclasses import dataclass
@@ -42,29 +43,36 @@ def find_files(data_dir: str) -> DataDir:
 
 
 def _load(con, path: str, table: str, required: tuple) -> None:
-    """Loads one file into `table` (as text, with a `_row` number); raises DataError on missing columns or no rows."""
+    """Loads one file into `table` (as text, with a `_row` number); raises DataError on malformed rows,
+    missing columns or no rows."""
     quoted = path.replace("'", "''")
     if path.endswith(".parquet"):
         scan = f"read_parquet('{quoted}')"
     else:
-        try:
-            header = con.execute(
-                f"SELECT * FROM read_csv('{quoted}', header=false, all_varchar=true, auto_detect=true) LIMIT 1"
-            ).fetchone()
-        except duckdb.Error as e:
-            raise DataError(f"{path}: cannot read as CSV ({str(e).splitlines()[0]})") from None
-        if header is None:
-            raise DataError(f"{path}: the file is empty (no header line)")
-        columns = ", ".join(f"'{c}': 'VARCHAR'" for c in header)
+        header = _csv_header(path)
+        columns = ", ".join("'{}': 'VARCHAR'".format(c.replace("'", "''")) for c in header)
+        # The dialect is the contract's, not sniffed: a sniffer misled by a malformed row reads the whole
+        # file as one column and blames the wrong line. Malformed rows go to a rejects table, which keeps
+        # each one's line in the file and the parser's full reason.
         scan = (
-            f"read_csv('{quoted}', header=true, all_varchar=true, auto_detect=false, columns={{{columns}}})"
+            f"read_csv('{quoted}', header=true, delim=',', quote='\"', escape='\"', all_varchar=true, "
+            f"auto_detect=false, columns={{{columns}}}, store_rejects=true, "
+            f"rejects_table='{table}_rejects', rejects_scan='{table}_reject_scans')"
         )
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, row_number() OVER () AS _row FROM {scan}"
         )
     except duckdb.Error as e:
-        raise DataError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+    if not path.endswith(".parquet"):
+        rejected = con.execute(
+            f"SELECT line, any_value(error_message ORDER BY column_idx), any_value(csv_line) "
+            f"FROM {table}_rejects GROUP BY line ORDER BY line LIMIT {MAX_REPORTED_PROBLEMS + 1}"
+        ).fetchall()
+        if rejected:
+            problems = [f"{path} line {line}: {message} (got {text!r})" for line, message, text in rejected]
+            raise DataError(_problem_list("the file is not well-formed CSV", problems))
     present = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
     missing = [c for c in required if c not in present]
     if missing:
@@ -73,6 +81,32 @@ def _load(con, path: str, table: str, required: tuple) -> None:
         )
     if con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:
         raise DataError(f"{path}: no rows")
+
+
+def _csv_header(path: str) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), None)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read the header line as CSV ({e})") from None
+    if not header:
+        raise DataError(f"{path}: the file is empty (no header line)")
+    return header
+
+
+def _reason(error: duckdb.Error) -> str:
+    """DuckDB's message without its trailing advice and reader settings, on one line."""
+    lines = []
+    for line in str(error).splitlines():
+        if not line.strip() or line.startswith("Possible fixes"):
+            break
+        lines.append(line.strip())
+    return "; ".join(lines)
+
+
+def _problem_list(headline: str, problems: list[str]) -> str:
+    more = "\n  ... and more" if len(problems) > MAX_REPORTED_PROBLEMS else ""
+    return f"{headline}:\n  " + "\n  ".join(problems[:MAX_REPORTED_PROBLEMS]) + more
 
 
 def _where(path: str) -> str:
@@ -193,10 +227,7 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
             "WHERE false"
         )
     if problems:
-        more = "\n  ... and more" if len(problems) > MAX_REPORTED_PROBLEMS else ""
-        raise DataError(
-            "the data breaks the contract:\n  " + "\n  ".join(problems[:MAX_REPORTED_PROBLEMS]) + more
-        )
+        raise DataError(_problem_list("the data breaks the contract", problems))
     con.execute(f"CREATE VIEW {INTERACTIONS_TABLE} AS " + " UNION ALL ".join(selects))
     return con
 
