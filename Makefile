@@ -20,7 +20,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # TensorFlow's C++ info and end-of-data warnings drown the output.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test venv browser store-server lock clean
+.PHONY: demo test test-fast venv browser store-server lock clean
 
 demo: venv
 	$(VENV)/bin/recsys data sample --out $(DEMO)/data
@@ -30,6 +30,11 @@ demo: venv
 
 test: venv browser store-server
 	$(PY) -m pytest
+
+# The fast tier (tests/README.md): under a minute, no pipeline run, no browser.
+# Only the files that hold fast tests are collected, so no other test module's imports (TFX) are paid for.
+test-fast: venv
+	$(PY) -m pytest -m fast $$(grep -l "pytest.mark.fast" tests/test_*.py)
 
 # Installs chromium only where it is missing (a clean CI machine); refreshes the package lists only if needed.
 browser:

@@ -60,6 +60,7 @@ RECOMMEND_SIGNATURE = "serving_default"
 SIMILAR_SIGNATURE = "similar_items"
 TOP_K = 100  # results per query
 # How many items one query may leave out: the API leaves out up to this many of the user's seen items, so a
-# model must fetch TOP_K + MAX_EXCLUSIONS candidates. A version exported with another limit records its own
+# model must fetch TOP_K + MAX_EXCLUSIONS candidates. A smaller limit gave users with many items their older
+# ones back instead of new ones. A version exported with another limit records its own
 # in its export report, which the serving code reads.
 MAX_EXCLUSIONS = 2000

@@ -18,6 +18,9 @@ K = 10
 NDCG = f"ndcg@{K}"
 # The pipeline's pushed model, retrained on every event: the eval split's metrics of it are of seen events.
 REFIT = "refit_on_all_events"
+# How far (a fraction of nDCG@K) a model may fall below the last blessed one and still be blessed: runs on
+# the same data differ by a little, a broken model by much more.
+MAX_REGRESSION = 0.05
 EASE_MAX_ITEMS = 20_000  # EASE inverts an items x items matrix: 1.6 GB and minutes of CPU at this size
 
 
@@ -127,17 +130,19 @@ def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str
     return top_k_unseen(x @ b, x, users, items, k)
 
 
-def compare(train: dict[str, list[str]], test: dict[str, set[str]], models: dict) -> dict[str, dict]:
-    """The metrics of most popular, EASE (catalogs up to EASE_MAX_ITEMS) and each of `models` (name: an
-    object with recommend(), as EmbeddedModel), on the same users."""
+def compare(
+    train: dict[str, list[str]], test: dict[str, set[str]], recommended: dict[str, dict[str, list[str]]]
+) -> dict[str, dict]:
+    """The metrics of most popular, EASE (catalogs up to EASE_MAX_ITEMS) and each model's recommendations
+    (name: {user: top K}, as serving.query.recommendations gives them), on the same users."""
     num_items = len(
         {i for seen in train.values() for i in seen} | {i for items in test.values() for i in items}
     )
     results = {"most_popular": metrics(most_popular(train), test, num_items)}
     if num_items <= EASE_MAX_ITEMS:
         results["ease"] = metrics(ease(train), test, num_items)
-    for name, model in models.items():
-        results[name] = metrics(model_recommendations(model, train), test, num_items)
+    for name, top in recommended.items():
+        results[name] = metrics(top, test, num_items)
     return results
 
 
@@ -166,28 +171,6 @@ def bless(results: dict[str, dict], max_regression: float) -> tuple[bool, str]:
             f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}",
         )
     return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}"
-
-
-def model_recommendations(
-    model, train: dict[str, list[str]], k: int = K, batch: int = 64
-) -> dict[str, list[str]]:
-    """The pushed model's top k per user, as the API asks it: the last HISTORY_LENGTH training items as
-    history and the training items left out (the signature's own exclusion takes the most recent ones; any
-    older ones it returns are dropped here)."""
-    users = sorted(train)
-    out = {}
-    for start in range(0, len(users), batch):
-        chunk = users[start : start + batch]
-        seen_newest_first = [
-            list(dict.fromkeys(reversed(train[u])))[: model.catalog.max_exclusions] for u in chunk
-        ]
-        ranked = model.recommend(
-            chunk, [train[u][-contract.HISTORY_LENGTH :] for u in chunk], seen_newest_first, 100
-        )
-        for user, items in zip(chunk, ranked):
-            seen = set(train[user])
-            out[user] = [i for i, _ in items if i not in seen][:k]
-    return out
 
 
 def report(results: dict[str, dict]) -> str:

@@ -21,7 +21,7 @@ setup(
             "cli.*",
         ]
     ),
-    py_modules=["contract", "evaluation"],
+    py_modules=["contract", "evaluation", "tensorflow_env"],  # setuptools skips those absent (the API image)
     package_data={"proxy": ["static/*"]},  # the web page's files, served by the API
     # Exact versions come from requirements.lock (make venv); these are the direct needs.
     install_requires=[
@@ -37,6 +37,7 @@ setup(
         "pyarrow",
         "google-cloud-bigquery",
         "fastapi",
+        "pydantic-settings",
         "uvicorn[standard]",
         "httpx",
         "prometheus-client",

@@ -12,8 +12,6 @@ import os
 import random
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 from benchmarks.loopback import post_json, served_api, summary  # noqa: E402
 from serving.embedded import EmbeddedModel  # noqa: E402
 from serving.history import HistoryStore  # noqa: E402

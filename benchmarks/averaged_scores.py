@@ -16,7 +16,6 @@ import argparse
 import itertools
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -24,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 import contract  # noqa: E402
 import evaluation  # noqa: E402
-from trainer_module import export  # noqa: E402
+from serving import exported
 
 
 def main():
@@ -45,7 +44,7 @@ def main():
 
     def scores(model_dir):
         """[users, items of the split] scores; an item the model does not know scores lowest."""
-        model = export.load(model_dir)
+        model = exported.load(model_dir)
         t = model.tft_layer(
             {contract.USER_ID: tf.constant(users)[:, None], contract.HISTORY: tf.sparse.from_dense(histories)}
         )

@@ -12,8 +12,6 @@ import os
 import random
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 from benchmarks.loopback import post_json, rss_mib, served_api, summary  # noqa: E402
 from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402

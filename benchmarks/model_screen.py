@@ -104,16 +104,16 @@ def main():
         parser.error(f"unknown option(s) {sorted(unknown)}")
     cfg.update(json.loads(args.config))
     tf.keras.utils.set_random_seed(cfg["seed"])
-    (U, I, Hs), serve_history, NU, NI, evaluate, baselines = load(
+    (U, items, Hs), serve_history, NU, NI, evaluate, baselines = load(
         args.split, cfg["hist_len"], cfg["serve_hist_len"]
     )
     print("baselines nDCG@10", baselines, flush=True)
-    all_events = (U, I, Hs)
+    all_events = (U, items, Hs)
     if cfg["train_share"] < 1:
         eligible = np.bincount(U)[U] >= cfg["holdout_min_events"]
         drop_rate = (1 - cfg["train_share"]) * len(U) / eligible.sum()
         keep = ~eligible | (np.random.default_rng(7).random(len(U)) < 1 - drop_rate)
-        U, I, Hs = U[keep], I[keep], Hs[keep]
+        U, items, Hs = U[keep], items[keep], Hs[keep]
 
     def event_weights(u):
         weights = np.bincount(u)[u].astype(np.float32) ** -cfg["user_weight_pow"]
@@ -175,7 +175,7 @@ def main():
 
     if cfg["mask_seen"]:
         seen = np.zeros((NU, NI), bool)
-        seen[U, I] = True
+        seen[U, items] = True
         seen = tf.constant(seen)
 
     @tf.function
@@ -198,7 +198,7 @@ def main():
             cfg["buffer"] or len(u), seed=cfg["seed"]
         )
 
-    data = shuffled(U, I, Hs, event_weights(U))
+    data = shuffled(U, items, Hs, event_weights(U))
     started, best = time.time(), (0.0, 0)
 
     def evaluate_now():
@@ -207,8 +207,8 @@ def main():
     averages, averaged = list(variables), 0  # the first average is the variables' values: nothing to allocate
     for epoch in range(1, cfg["epochs"] + cfg["refit_epochs"] + 1):
         if epoch == cfg["epochs"] + 1:  # the refit epochs: every event from here on
-            U, I, Hs = all_events
-            data = shuffled(U, I, Hs, event_weights(U))
+            U, items, Hs = all_events
+            data = shuffled(U, items, Hs, event_weights(U))
         total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
         m = evaluate_now()
         best = max(best, (m[evaluation.NDCG], epoch))
@@ -227,7 +227,7 @@ def main():
             for v, c in zip(variables, current):
                 v.assign(c)
             print(f"epoch {epoch} averaged over {averaged} ndcg@10 {m[evaluation.NDCG]:.4f}", flush=True)
-    print("best nDCG@10 %.4f at epoch %d with %s" % (*best, json.dumps(cfg)))
+    print(f"best nDCG@10 {best[0]:.4f} at epoch {best[1]} with {json.dumps(cfg)}")
 
 
 if __name__ == "__main__":

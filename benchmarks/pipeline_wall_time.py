@@ -11,8 +11,6 @@ import platform
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 from tfx_pipeline import local_runner  # noqa: E402
 from tfx_pipeline.data import local_source, movielens  # noqa: E402
 from tfx_pipeline.history_query import history_query  # noqa: E402

@@ -19,8 +19,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 # Runs in a fresh interpreter: TensorFlow imported and warmed up first, then the version loaded and called once.
 MEASURE = """
 import json, os, sys, time
@@ -110,13 +108,14 @@ def main(argv=None):
     )
     parser.add_argument("--dim", type=int, default=512)
     args = parser.parse_args(argv)
+    from serving import exported
     from trainer_module import export
 
     [transform_dir] = glob.glob(
         os.path.join(args.workdir, "**", "Transform", "transform_graph", "*"), recursive=True
     )
     pushed = sorted(glob.glob(os.path.join(args.workdir, "serving", "*", "[0-9]*")))[-1]
-    report = export.read_report(pushed)
+    report = exported.read_report(pushed)
     rows = [
         (
             "pushed",

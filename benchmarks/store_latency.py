@@ -13,8 +13,6 @@ import os
 import random
 import tempfile
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 from benchmarks.api_latency import through_api  # noqa: E402
 from benchmarks.loopback import percentile, served_api  # noqa: E402
 from proxy import redis_store  # noqa: E402

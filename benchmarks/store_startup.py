@@ -15,8 +15,6 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import redis  # noqa: E402
 
 from benchmarks.loopback import rss_mib, served_api  # noqa: E402

@@ -2,7 +2,6 @@
 subcommand groups, and the error a command raises for a wrong argument."""
 
 import argparse
-import os
 import urllib.parse
 
 
@@ -45,10 +44,6 @@ def share(text: str) -> float:
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a share of users from 0 to 1")
     return share
-
-
-def env(name, default=None):
-    return os.environ.get(name, default)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -2,7 +2,8 @@
 
 import json
 
-from cli.args import UsageError, at_least, env, http_url
+from cli.args import UsageError, at_least, http_url
+from cli.serve import api_settings
 
 
 def _predict(args):
@@ -29,7 +30,7 @@ def _predict(args):
 def _recommend(args):
     from proxy.api_client import ApiClient
 
-    with ApiClient(args.api, timeout=args.timeout, api_key=args.api_key or env("RECSYS_API_KEY")) as api:
+    with ApiClient(args.api, timeout=args.timeout, api_key=args.api_key or api_settings().api_key) as api:
         if args.wait:
             api.wait_ready(args.wait)
         answer = api.recommend(args.user_id, args.k)

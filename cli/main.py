@@ -9,10 +9,9 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7.7 needs Keras 2; set before TensorFlow loads
-
-from cli import clients, data, model, monitor, pipeline, serve, store  # noqa: E402
-from cli.args import HelpFormatter, UsageError, commands  # noqa: E402
+import tensorflow_env  # noqa: F401  before anything imports TensorFlow
+from cli import clients, data, model, monitor, pipeline, serve, store
+from cli.args import HelpFormatter, UsageError, commands
 
 DESCRIPTION = "`recsys`: the command line of the project (data, pipeline, model)."
 GROUPS = (data, pipeline, model, serve, store, monitor, clients)
@@ -72,19 +71,33 @@ def quiet():
         logging.getLogger(logger).addFilter(_DropLibraryNoise(texts))
 
 
+# The errors that mean the input or the environment is wrong, not the code: one line, exit 2. By the module
+# that defines each, looked up only once a command imported it, so `recsys serve` in the API image (no
+# pipeline packages) needs none of the others.
+USER_ERRORS = {
+    "tfx_pipeline.data.local_source": "DataError",  # validation.DataAnomalies is one too
+    "tfx_pipeline.cloud_config": "ConfigError",
+    "proxy.api_client": "ApiError",
+    "redis": "RedisError",
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    loaded = [
+        getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules
+    ]
+    return (UsageError, FileNotFoundError, *loaded)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         quiet()
-    from redis import RedisError
-
-    from proxy.api_client import ApiError
-    from tfx_pipeline.cloud_config import ConfigError
-    from tfx_pipeline.data.local_source import DataError  # validation.DataAnomalies is one too
-
     try:
         args.func(args)
-    except (UsageError, DataError, ConfigError, FileNotFoundError, ApiError, RedisError) as e:
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
         print(f"recsys: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -37,12 +37,13 @@ def _model_show(args):
 
 def _evaluate(args) -> dict:
     import evaluation
+    from serving import query
     from serving.embedded import EmbeddedModel
 
     train, test = evaluation.load_split(args.split)
     model = EmbeddedModel.newest(args.model_base) if args.model_base else EmbeddedModel(args.model_dir)
     print(f"model {model.model_version}")
-    results = evaluation.compare(train, test, {"model": model})
+    results = evaluation.compare(train, test, {"model": query.recommendations(model, train, evaluation.K)})
     print(evaluation.report(results))
     with open(os.path.join(args.split, "evaluation.json"), "w") as out:
         json.dump(results, out, indent=2)

@@ -2,7 +2,7 @@
 
 import os
 
-from cli.args import at_least, commands, env
+from cli.args import at_least, commands
 
 
 def _monitor_report(args):
@@ -11,6 +11,9 @@ def _monitor_report(args):
     if args.bigquery_sql:
         print(online_metrics.bigquery_query(args.bigquery_sql))
         return
+    from cli.serve import api_settings
+
+    args.db = args.db or api_settings().feedback_db
     if not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
     report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
@@ -36,8 +39,7 @@ def add_commands(groups):
     )
     p.add_argument(
         "--db",
-        default=env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
-        help="the API's --feedback-db; env RECSYS_FEEDBACK_DB",
+        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
     )
     p.add_argument("--hours", type=float, default=24, help="the window: requests served in the last HOURS")
     p.add_argument("-k", type=at_least(1), default=10, help="positions counted")

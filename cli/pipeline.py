@@ -1,11 +1,10 @@
 """`recsys pipeline`: run the TFX pipeline here, or compile and submit it to Vertex AI Pipelines."""
 
+import argparse
 import json
 import os
 
-import argparse
-
-from cli.args import UsageError, at_least, commands, env
+from cli.args import UsageError, at_least, commands
 
 
 def hyperparameter_overrides(args) -> dict:
@@ -36,7 +35,7 @@ def _pipeline_run(args):
         args.workdir,
         model_name=args.model_name,
         hyperparameters=hyperparameters,
-        max_regression=args.max_regression,
+        **({} if args.max_regression is None else {"max_regression": args.max_regression}),
         drift_thresholds={"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon},
         stop_on_drift=args.stop_on_drift,
     )
@@ -59,9 +58,11 @@ def _pipeline_run(args):
 
 
 def _pipeline_retrain(args):
+    from cli.serve import api_settings
     from proxy.feedback_store import FeedbackStore
     from tfx_pipeline import retrain
 
+    args.feedback_db = args.feedback_db or api_settings().feedback_db
     if not os.path.exists(args.feedback_db):
         raise FileNotFoundError(f"{args.feedback_db}: no feedback database")
     thresholds = {"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon}
@@ -105,8 +106,8 @@ def _run_options(p):
     p.add_argument(
         "--max-regression",
         type=float,
-        default=0.05,
-        help="bless a model at most this fraction of nDCG@10 below the last blessed one",
+        help="bless a model at most this fraction of nDCG@10 below the last blessed one "
+        "(default: evaluation.MAX_REGRESSION)",
     )
     for comparator, text in (
         ("l-infinity", "L-infinity distance"),
@@ -174,8 +175,7 @@ def add_commands(groups):
     _run_options(p)
     p.add_argument(
         "--feedback-db",
-        default=env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
-        help="the API's --feedback-db; env RECSYS_FEEDBACK_DB",
+        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
     )
     p.add_argument(
         "--min-new-events",

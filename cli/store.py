@@ -2,17 +2,21 @@
 
 import os
 
-from cli.args import UsageError, commands, env
+from cli.args import UsageError, commands
+from cli.serve import api_settings
 
 
 def _store_load(args):
     from proxy import redis_store
     from tfx_pipeline.data import local_source
 
+    store = args.store or api_settings().store
+    if not store:
+        raise UsageError("store load: give the store with --store or env RECSYS_STORE")
     events = local_source.recent_user_events(args.data)
     print(
-        f"loaded the recent events of {redis_store.load(args.store, events)} users the store had not seen "
-        f"into {redis_store.address(args.store)}"
+        f"loaded the recent events of {redis_store.load(store, events)} users the store had not seen "
+        f"into {redis_store.address(store)}"
     )
 
 
@@ -21,12 +25,13 @@ def _feedback_export(args):
 
     from proxy.feedback_store import FeedbackStore
 
-    if not os.path.exists(args.db):
-        raise FileNotFoundError(f"{args.db}: no feedback database")
+    db = args.db or api_settings().feedback_db
+    if not os.path.exists(db):
+        raise FileNotFoundError(f"{db}: no feedback database")
     try:
-        store = FeedbackStore(args.db)
+        store = FeedbackStore(db)
     except sqlite3.DatabaseError as e:
-        raise UsageError(f"{args.db}: not a feedback database ({e})") from None
+        raise UsageError(f"{db}: not a feedback database ({e})") from None
     path = store.export(args.out)
     print(f"wrote {len(store.events())} feedback events to {path}")
 
@@ -39,13 +44,7 @@ def add_commands(groups):
         "users it has not seen (once per deployment; running it again changes nothing)",
     )
     p.add_argument("--data", required=True, help="the training data directory")
-    p.add_argument(
-        "--store",
-        default=env("RECSYS_STORE"),
-        required=env("RECSYS_STORE") is None,
-        metavar="URL",
-        help="redis://host:port/db; env RECSYS_STORE",
-    )
+    p.add_argument("--store", metavar="URL", help="redis://host:port/db; env RECSYS_STORE")
     p.set_defaults(func=_store_load)
 
     feedback = commands(groups.add_parser("feedback", help="the API's stored feedback"))
@@ -54,10 +53,6 @@ def add_commands(groups):
         help="write the feedback as DIR/interactions-feedback.csv (the data contract), "
         "so the next `recsys pipeline run --data DIR` trains on it",
     )
-    p.add_argument(
-        "--db",
-        default=env("RECSYS_FEEDBACK_DB", "feedback.sqlite"),
-        help="the API's --feedback-db; env RECSYS_FEEDBACK_DB",
-    )
+    p.add_argument("--db", help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)")
     p.add_argument("--out", required=True, help="the data directory of the next training run")
     p.set_defaults(func=_feedback_export)

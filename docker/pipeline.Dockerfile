@@ -29,7 +29,7 @@ ENV TF_USE_LEGACY_KERAS=1 \
 RUN python3 -m pip install --no-cache-dir uv==0.13.9 && uv venv --python python3.10 /opt/venv
 COPY requirements.lock /build/
 RUN uv pip sync --python /opt/venv/bin/python --compile-bytecode /build/requirements.lock
-COPY setup.py contract.py evaluation.py /build/
+COPY setup.py contract.py evaluation.py tensorflow_env.py /build/
 COPY cli /build/cli
 COPY serving /build/serving
 COPY tfx_pipeline /build/tfx_pipeline

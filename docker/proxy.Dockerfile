@@ -1,6 +1,5 @@
 # The API image (`recsys serve`, Cloud Run): only the API's dependencies (docker/proxy-requirements.in) at
-# requirements.lock's versions; no TFX, Beam or Dataflow. TensorFlow remains (see that file), so the packages
-# still take about 2.1 GB installed (the whole lock: 3.2 GB).
+# requirements.lock's versions; no TFX, Beam, Dataflow, TFRS or DuckDB. TensorFlow remains (see that file).
 #   docker build -f docker/proxy.Dockerfile -t <registry>/proxy:0.1.0 .
 FROM python:3.10-slim-bookworm AS build
 ENV UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never
@@ -8,12 +7,11 @@ RUN pip install --no-cache-dir uv==0.13.9 && uv venv --python python3.10 /opt/ve
 COPY requirements.lock docker/proxy-requirements.in /build/
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode \
         -r /build/proxy-requirements.in -c /build/requirements.lock
-COPY setup.py contract.py evaluation.py /build/
+# Only what `recsys serve` imports (tests/test_layering.py keeps the API and the serving code apart from the
+# pipeline); setup.py packages whichever of the project's packages are present.
+COPY setup.py contract.py tensorflow_env.py /build/
 COPY cli /build/cli
 COPY serving /build/serving
-COPY tfx_pipeline /build/tfx_pipeline
-COPY transform /build/transform
-COPY trainer_module /build/trainer_module
 COPY proxy /build/proxy
 RUN uv pip install --python /opt/venv/bin/python --no-deps --no-build-isolation --compile-bytecode /build
 

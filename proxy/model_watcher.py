@@ -43,7 +43,7 @@ def remote_loader(model_base: str, client) -> Callable[[str], ServingModel]:
 
 
 class ModelWatcher:
-    def __init__(self, model_base: str, load: Callable[[str], ServingModel], interval: float = 5.0):
+    def __init__(self, model_base: str, load: Callable[[str], ServingModel], interval: float):
         self.model_base, self.load, self.interval = model_base, load, interval
         self.current: ServingModel | None = None
         self.failed: set[str] = set()

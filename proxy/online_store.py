@@ -106,10 +106,10 @@ class SharedStore(RedisStore):
 def open_store(
     store_url: str | None,
     feedback_db: str,
-    seed_events: SeedEvents | None = None,
-    bigquery_table: str | None = None,
-    read_timeout: float = 0.05,
-    reclaim_idle: float = 30.0,
+    seed_events: SeedEvents | None,
+    bigquery_table: str | None,
+    read_timeout: float,
+    reclaim_idle: float,
 ):
     """The store `recsys serve` was given: with store_url the shared one, delivering to the BigQuery table if
     one is given, else to the SQLite database feedback_db (for `recsys feedback export`)."""
@@ -117,8 +117,5 @@ def open_store(
         return LocalStore(feedback_db, seed_events, bigquery_table)
     if seed_events:
         raise ValueError(DATA_WITH_STORE)
-    if bigquery_table:
-        sink = BigQueryTable(bigquery_table).write
-    else:
-        sink = FeedbackStore(feedback_db).add_delivered
+    sink = BigQueryTable(bigquery_table).write if bigquery_table else FeedbackStore(feedback_db).add_delivered
     return SharedStore(store_url, read_timeout, sink, reclaim_idle)

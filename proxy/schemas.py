@@ -117,14 +117,8 @@ class SimilarResponse(BaseModel):
     similar: list[Recommendation]
 
 
-class FeedbackType(str, Enum):
-    like = "like"
-    dislike = "dislike"
-    click = "click"
-    purchase = "purchase"
-    view = "view"
-    cart_add = "cart_add"
-    rating = "rating"
+# The contract's interaction types: what the pipeline trains on is what the API accepts.
+FeedbackType = Enum("FeedbackType", {t: t for t in contract.INTERACTION_TYPES}, type=str)
 
 
 class FeedbackEvent(Strict):
@@ -171,7 +165,7 @@ class Error(BaseModel):
     error: str = Field(description="what is wrong, naming the field")
 
 
-# The web page's reads (proxy/web.py).
+# The web page's reads (proxy/routes/web.py).
 
 
 class HistoryItem(BaseModel):

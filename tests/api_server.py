@@ -9,6 +9,7 @@ import httpx
 import uvicorn
 
 from proxy.server import build_app
+from proxy.settings import Settings
 from tfx_pipeline.data import local_source
 
 
@@ -17,7 +18,7 @@ def running_api(data_dir: str | None = None, **build_args):
     """Yields (base_url, app); stops the server on exit. data_dir: seed the histories from it, as `recsys serve
     --data` does."""
     seed_events = local_source.recent_user_events(data_dir) if data_dir else None
-    app = build_app(seed_events=seed_events, **build_args)
+    app = build_app(Settings(**build_args), seed_events)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -54,7 +54,9 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start; see {self.directory}/redis.log")
+                    raise RuntimeError(
+                        f"redis-server did not start; see {self.directory}/redis.log"
+                    ) from None
                 time.sleep(0.02)
         client.close()
         return self

@@ -12,11 +12,11 @@ import sqlite3
 import httpx
 import pytest
 
+import cli.main as cli
 from proxy import ab_report
-from proxy.app import user_bucket
+from proxy.recommender import user_bucket
 from tests.api_server import post, running_api
 from tests.tf_serving_fakes import GrpcModelServer, Servable
-import cli.main as cli
 
 CLICK_RATE = {"stable": 0.10, "canary": 0.25}  # the population's behaviour: it prefers the canary's lists
 CANARY_SHARE = 0.5

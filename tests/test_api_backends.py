@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import cli.main as cli
-from proxy.app import user_bucket
+from proxy.recommender import user_bucket
 from tests.api_server import post, running_api
 from tests.dns_fake import DnsServer
 from tests.tf_serving_fakes import GrpcModelServer, RestModelServer, Servable

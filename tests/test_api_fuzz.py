@@ -162,7 +162,7 @@ def error_names_the_problem(ctx, response, case):
     try:
         body = json.loads(response.content)
     except ValueError:
-        raise AssertionError(f"{response.status_code} body is not JSON: {response.content[:200]!r}")
+        raise AssertionError(f"{response.status_code} body is not JSON: {response.content[:200]!r}") from None
     if not (isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip()):
         raise AssertionError(f'{response.status_code} body has no "error" string: {body!r}')
     message = body["error"]

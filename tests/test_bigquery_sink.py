@@ -14,6 +14,8 @@ from google.cloud import bigquery
 from proxy.bigquery_sink import SINK, BigQuerySink
 from proxy.feedback_store import FeedbackStore
 
+pytestmark = pytest.mark.fast
+
 TABLE = "my-project.recsys.interactions"
 
 

@@ -20,6 +20,8 @@ from kubernetes_validate import utils as kv_utils
 from tensorflow_serving.config import model_server_config_pb2
 
 import cli.main as cli
+from cli import serve as serve_command
+from proxy.settings import Settings
 from tfx_pipeline import cloud_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,13 +95,14 @@ def _normalize(name: str) -> str:
 
 
 def _api_routes() -> set[str]:
-    """The API's paths, from proxy/app.py's decorators (importing the app would import TensorFlow)."""
-    source = (ROOT / "proxy/app.py").read_text()
-    return set(re.findall(r'@app\.(?:get|post|put|patch|delete)\(\s*"([^"]+)"', source))
+    """The API's paths, from the routers' decorators (importing the app would import TensorFlow)."""
+    source = "".join(p.read_text() for p in (ROOT / "proxy/routes").glob("*.py"))
+    return set(re.findall(r'@\w+\.(?:get|post|put|patch|delete)\(\s*"([^"]+)"', source))
 
 
 def _cli_env_names() -> set[str]:
-    return set(re.findall(r'\benv\("([A-Z_]+)"', "".join(p.read_text() for p in (ROOT / "cli").glob("*.py"))))
+    """The environment variables the API's settings read."""
+    return {Settings.env_name(name) for name in Settings.model_fields}
 
 
 # --- Kubernetes manifests ---
@@ -311,7 +314,7 @@ def test_cloud_run_service_agrees_with_config_and_cli(monkeypatch):
     assert service["metadata"]["labels"]["cloud.googleapis.com/location"] == CONFIG.region
     assert container["image"] == CONFIG.proxy_image
     monkeypatch.delenv("PORT", raising=False)
-    cli_port = cli.build_parser().parse_args(["serve", "--model-base", "x"]).port
+    cli_port = serve_command.settings(cli.build_parser().parse_args(["serve", "--model-base", "x"])).port
     assert [p["containerPort"] for p in container["ports"]] == [CONFIG.proxy_port] == [cli_port]
     assert env.keys() <= _cli_env_names() - {"PORT"}  # PORT belongs to Cloud Run
     assert env["RECSYS_MODEL_BASE"] == CONFIG.serving_base
@@ -358,7 +361,7 @@ def test_cloud_run_probes_use_api_routes():
     # Traffic once the model is loaded and its backend answers; a restart only when the process hangs.
     for probe, path in (("startupProbe", "/readyz"), ("livenessProbe", "/healthz")):
         assert container[probe]["httpGet"] == {"path": path, "port": CONFIG.proxy_port}
-        assert path in routes, f"proxy/app.py has no route {path}"
+        assert path in routes, f"proxy/routes/ has no route {path}"
 
 
 # --- Dockerfiles ---
@@ -575,7 +578,7 @@ SERVE_WITHOUT_TFX = textwrap.dedent("""
     import cli.main as cli
     with mock.patch.object(server, "serve") as serve:
         assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "0"]) == 0
-    assert serve.call_args.kwargs["model_base"] == "gs://bucket/serving/recsys"
+    assert serve.call_args.args[1].model_base == "gs://bucket/serving/recsys"
     print("imported tfx:", any(name == "tfx" or name.startswith("tfx.") for name in sys.modules if sys.modules[name]))
 """)
 

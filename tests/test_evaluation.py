@@ -8,8 +8,11 @@ import types
 import pytest
 
 import evaluation
+from serving import query
 from tfx_pipeline.components.ranking_evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
+
+pytestmark = pytest.mark.fast
 
 
 def test_metrics_by_hand():
@@ -95,7 +98,8 @@ class _Ranks:
 def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_catalogs(monkeypatch):
     train = {f"u{n}": ["a", "b"] for n in range(5)} | {"w": ["a"]}
     test = {"w": {"b"}, "u0": {"c"}}
-    results = evaluation.compare(train, test, {"model": _Ranks(["c", "b", "a"])})
+    model = query.recommendations(_Ranks(["c", "b", "a"]), train, evaluation.K)
+    results = evaluation.compare(train, test, {"model": model})
     assert set(results) == {"most_popular", "ease", "model"}
     assert results["model"]["hit@10"] == 1.0 and all(r["users"] == 2 for r in results.values())
     monkeypatch.setattr(evaluation, "EASE_MAX_ITEMS", 2)
@@ -105,7 +109,7 @@ def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_cat
 def test_a_model_is_asked_to_leave_out_no_more_than_its_own_limit_and_older_seen_items_are_dropped():
     # An older pushed model may take fewer exclusions than this code's default (its export hyperparameters).
     model = _Ranks(["a", "b", "c", "d", "e"], max_exclusions=2)
-    recommended = evaluation.model_recommendations(model, {"u": ["a", "b", "c"]})  # oldest first
+    recommended = query.recommendations(model, {"u": ["a", "b", "c"]}, evaluation.K)  # oldest first
     assert model.excluded == [["c", "b"]]  # the two most recent
     assert recommended == {"u": ["d", "e"]}  # "a", seen but not excluded, is dropped from the answer
 

@@ -9,6 +9,8 @@ import pytest
 from proxy.feedback_store import FeedbackStore
 from tfx_pipeline.data import local_source
 
+pytestmark = pytest.mark.fast
+
 
 def event(user, item, kind="click", **extra):
     return {"user_id": user, "item_id": item, "interaction_type": kind, "category": "c", **extra}

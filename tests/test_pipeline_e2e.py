@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import contract
 import evaluation
+from serving import query
 from serving.embedded import EmbeddedModel
 from serving.history import HistoryStore
 from tfx_pipeline import local_runner
@@ -169,7 +170,7 @@ def test_model_beats_popularity_on_held_out_events(model, sample_split, train_ev
     _, held_out = sample_split
     num_items = len(model.catalog.items)
     model_recall = evaluation.metrics(
-        evaluation.model_recommendations(model, train_events), held_out, num_items
+        query.recommendations(model, train_events, evaluation.K), held_out, num_items
     )["recall@10"]
     popular_recall = evaluation.metrics(evaluation.most_popular(train_events), held_out, num_items)[
         "recall@10"

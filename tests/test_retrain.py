@@ -5,8 +5,8 @@ run`."""
 import csv
 import os
 
-from proxy.feedback_store import FeedbackStore
 import cli.main as cli
+from proxy.feedback_store import FeedbackStore
 from tfx_pipeline import retrain
 
 

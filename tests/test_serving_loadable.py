@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import contract
+from serving import exported
 from tests.test_deploy_artifacts import CONFIG, OBJECTS, _container, _one, model_config
 from trainer_module import export
 
@@ -75,7 +76,7 @@ def test_models_config_the_image_and_the_pushed_layout_agree(pipeline_run):
 
 def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run):
     pushed = pipeline_run["pushed"]
-    report = export.read_report(pushed)
+    report = exported.read_report(pushed)
     sizes = (
         report["num_users"],
         report["num_items"],

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import contract
+from serving import exported
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, mean_history_embedding
 
@@ -71,7 +72,8 @@ MIRRORED = textwrap.dedent("""
     data = tf.data.Dataset.from_tensor_slices({
         contract.USER_IDX: rng.integers(0, 10, n), contract.ITEM_IDX: rng.integers(0, 20, n),
         contract.CATEGORY_IDX: rng.integers(0, 4, n), contract.HISTORY_IDX: history,
-        contract.RATING: rng.uniform(1, 5, n).astype("float32"), contract.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
+        contract.RATING: rng.uniform(1, 5, n).astype("float32"),
+        contract.RATING_WEIGHT: np.ones(n, "float32")}).batch(32)
     with strategy.scope():
         model = TwoTowerModel(HParams(embedding_dim=8), 11, 21, 5, np.ones(21), np.arange(21) % 5)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
@@ -250,7 +252,6 @@ def _exported(path: str, seed: int, item_ids=ITEMS):
 
 
 def _save(path, parts, item_ids=ITEMS):
-    from serving import exported
     from trainer_module import export
 
     hp = HParams()

@@ -1,4 +1,4 @@
-"""The web page (proxy/static/, proxy/web.py) in a real headless Chromium against the real API over the
+"""The web page (proxy/static/, proxy/routes/web.py) in a real headless Chromium against the real API over the
 pipeline's model, and its JSON endpoints over plain HTTP. The API runs with a key, as it would for browsers,
 so every page test also goes through the page asking for it."""
 
@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 import contract
-from proxy import web
+from proxy.routes import web
 from serving.history import SEEN_LIMIT
 from tests.api_server import post, running_api
 

@@ -122,7 +122,8 @@ class Servable:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 (
-                    f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
+                    f"input size does not match signature: {len(sent)}!={len(expected)} "
+                    f"len({{{','.join(sorted(sent))}}})"
                     f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(sorted(sent - expected))}}}."
                     f" Missing but required: {{{','.join(sorted(expected - sent))}}}."
                 ),
@@ -141,13 +142,13 @@ class Servable:
             try:
                 inputs[alias] = tf.io.parse_tensor(proto.SerializeToString(), tf.as_dtype(proto.dtype))
             except (tf.errors.InvalidArgumentError, TypeError):
-                raise ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
+                raise ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}") from None
         try:
             outputs = version.model.signatures[name](**inputs)
         except (
             tf.errors.OpError
         ) as e:  # what the session run reports, e.g. a dtype mismatch or a failed assert
-            raise ServingError(_CODES[e.error_code], e.message)
+            raise ServingError(_CODES[e.error_code], e.message) from e
         response = predict_pb2.PredictResponse(model_spec=self.spec(resolved, signature_name=name))
         for alias in request.output_filter or signature.outputs:
             response.outputs[alias].CopyFrom(_as_proto_field(outputs[alias]))
@@ -350,7 +351,7 @@ def _rest_predict(servable: Servable, spec: model_pb2.ModelSpec, body: bytes) ->
     try:
         doc = json.loads(body)
     except ValueError as e:
-        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}") from e
     if not isinstance(doc, dict):
         raise ServingError(Code.INVALID_ARGUMENT, f"JSON Value: {body.decode()} Is not object")
     signature_name = doc.get("signature_name", "")
@@ -422,7 +423,8 @@ def _tensors_from_instances(instances, infos) -> dict:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 (
-                    f"Failed to process element: {i} of 'instances' list. JSON object: {json.dumps(instance)} keys must "
+                    f"Failed to process element: {i} of 'instances' list. "
+                    f"JSON object: {json.dumps(instance)} keys must "
                     f"be equal to: {','.join(sorted(infos))}"
                 ),
             )

@@ -4,7 +4,7 @@ Each event gets up to HISTORY_LENGTH of the user's other items through a window 
 a fixed pseudo-random order (a fingerprint of user, item and time), so the history is computed where the
 data lives, by the engine that holds it. Not time order: trained on the items just before each event, the
 history bag learned the order in which users happened to log items (the next item of a session) instead of
-their taste, and ranked held-out items far worse (BENCHMARKS.md, J against Q). At serving time the history
+their taste, and ranked held-out items far worse (docs/experiments.md). At serving time the history
 is the user's most recent items: a sample of their taste that follows what they just did. Dislikes are neither
 training targets nor history: every other interaction counts as a positive. Duplicate rows (the same
 user, item, type, rating, time and category: an event logged twice) count once.
@@ -22,9 +22,11 @@ SELECT
   COALESCE({contract.CATEGORY}, '') AS {contract.CATEGORY},
   ARRAY_AGG({contract.ITEM_ID}) OVER (
     PARTITION BY {contract.USER_ID}
-    ORDER BY FARM_FINGERPRINT(CONCAT({contract.USER_ID}, '|', {contract.ITEM_ID}, '|', CAST(UNIX_SECONDS({contract.TIMESTAMP}) AS STRING)))
+    ORDER BY FARM_FINGERPRINT(CONCAT(
+      {contract.USER_ID}, '|', {contract.ITEM_ID}, '|', CAST(UNIX_SECONDS({contract.TIMESTAMP}) AS STRING)))
     ROWS BETWEEN {history_length} PRECEDING AND 1 PRECEDING) AS {contract.HISTORY}
-FROM (SELECT DISTINCT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE}, {contract.RATING}, {contract.TIMESTAMP}, {contract.CATEGORY}
+FROM (SELECT DISTINCT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE}, {contract.RATING},
+        {contract.TIMESTAMP}, {contract.CATEGORY}
       FROM {table})
 WHERE {contract.INTERACTION_TYPE} != 'dislike'
 """

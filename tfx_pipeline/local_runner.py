@@ -11,6 +11,7 @@ from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
 
 import contract
+import evaluation
 from serving.catalog import pushed_versions
 from tfx_pipeline import history_query
 from tfx_pipeline.components import drift, example_gen
@@ -50,7 +51,7 @@ def run(
     model_name: str = PIPELINE_NAME,
     hyperparameters: dict | None = None,
     echo=print,
-    max_regression: float = 0.05,
+    max_regression: float = evaluation.MAX_REGRESSION,
     drift_thresholds: dict | None = None,
     stop_on_drift: bool = False,
 ) -> dict:

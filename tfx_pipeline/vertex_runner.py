@@ -13,7 +13,6 @@ from tfx_pipeline.components.ranking_evaluator import PIPELINE_PROPERTY
 from tfx_pipeline.history_query import recent_events_source
 from tfx_pipeline.pipeline import create_pipeline
 
-HYPERPARAMETERS = {"epochs": 10}
 # No task is cached on Vertex: BigQueryExampleGen's inputs (the query text) are the same on every run, so a
 # cached run would train on the first run's rows forever. An unchanged table pushes nothing all the same: the
 # Evaluator does not bless a model made from the last blessed model's events and recipe.
@@ -69,7 +68,6 @@ def cloud_pipeline(config: CloudConfig):
         pipeline_root=config.pipeline_root,
         example_gen=example_gen.bigquery_example_gen(source),
         serving_model_dir=config.serving_base,
-        hyperparameters=HYPERPARAMETERS,
         items_uri=config.catalog_uri,
         beam_pipeline_args=beam_args(config),
         enable_cache=CACHING,

@@ -163,8 +163,7 @@ def averaged(models, dim: int):
     1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and an
     item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
     principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
-    does: on MovieLens, 512 of 1024 directions hold 99.5% of the variance and the mean of two 512-dimensional
-    models keeps its nDCG@10 (BENCHMARKS.md, RE*, RP*)."""
+    does; when they span more, the leading directions hold nearly all of the variance (docs/experiments.md)."""
     towers, embeddings, offsets = zip(*models)
     scale = 1 / math.sqrt(len(models))
     side_by_side = scale * np.hstack(embeddings)
@@ -208,8 +207,8 @@ def checkpoint_bytes(model_dir: str) -> int:
     return sum(int(np.prod(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
 
 
-# serving_memory's calibration: a fresh process's resident memory after loading and calling exports of 300 to
-# 200,000 users grew by at most these (benchmarks/serving_memory.py, BENCHMARKS.md "Serving memory").
+# serving_memory's calibration, measured by benchmarks/serving_memory.py: a fresh process's resident memory
+# after loading and calling an export grew by at most these, over exports of a few hundred to 200,000 users.
 RESIDENT_PER_VARIABLE_BYTE = 1.1  # the restored variables, with the ids' strings and lookup tables
 RESIDENT_PER_VERSION = 64 * 2**20  # the graph, its functions and the session, whatever the sizes
 

@@ -13,9 +13,8 @@ PositiveInt = Annotated[int, pydantic.Field(ge=1)]
 # A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on construction.
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(strict=True))
 class HParams:
-    # 512 dimensions reach nDCG@10 0.399 on MovieLens after 10 epochs, where 256 reach 0.396 after 18
-    # (benchmarks/model_screen.py, BENCHMARKS.md D512, S3), at the same cost as 256 for 20 epochs: the Trainer
-    # takes 409 s on MovieLens against 404 s (benchmarks/pipeline_wall_time.py).
+    # Wide embeddings trained briefly ranked better than narrow ones trained longer, at about the same training
+    # time (docs/experiments.md).
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 1024
     embedding_dim: PositiveInt = 512
@@ -30,22 +29,20 @@ class HParams:
     history_dropout: float = 0.5
     # The history's weight beside a known user's embedding in the query (a new user's history weighs 1):
     # the embedding is learned from all of the user's events, the history is their latest few. At 1 the
-    # recent items pulled known users away from their taste (MovieLens nDCG@10 0.385 against 0.396 at 0.25
-    # in benchmarks/model_screen.py, BENCHMARKS.md H6/S3); above 0 a click still changes the next recommendations.
+    # recent items pulled known users away from their taste (docs/experiments.md); above 0 a click still
+    # changes the next recommendations.
     known_user_history_weight: float = 0.25
     # A learned bias per item beside the cosine (in serving: cosine + temperature * bias).
     item_bias: bool = True
     # Loss weights: retrieval (softmax, negatives below) and rating head.
     retrieval_weight: float = 1.0
-    rating_weight: float = 0.0  # 0.1 cost nDCG@10 0.370 -> 0.365 on MovieLens (BENCHMARKS.md, AC/AD)
+    rating_weight: float = 0.0  # the rating head cost ranking quality (docs/experiments.md)
     # "all_items": softmax over the whole catalog each step (exact; for catalogs up to ~1e5 items);
     # "in_batch": the other targets of the batch are the negatives (scales to any catalog), with the logQ
     # popularity correction unless logq_correction is off.
     negatives: str = "all_items"
     logq_correction: bool = True
-    # Export: results per query, and how many items a query may ask to leave out (the API leaves out up to this
-    # many of the user's seen items). At 400, MovieLens users with more training items got their older ones
-    # back and fewer than 10 new ones: nDCG@10 0.369 against 0.381 with all seen items left out (BENCHMARKS.md).
+    # Export: results per query, and how many items a query may ask to leave out (contract.py says why).
     top_k: int = contract.TOP_K
     max_exclusions: int = contract.MAX_EXCLUSIONS
     # ScaNN index (leaves are sqrt(#items) unless set); the check against brute force uses this many queries.

@@ -4,7 +4,7 @@ Query tower: user id embedding + mean of the history items' embeddings, so a use
 (the out-of-vocabulary bucket) still gets personal results from their history, and a new interaction
 changes the next query without retraining. Candidate tower: item id + category embeddings. The history
 items are embedded by the candidate tower's item table: one vector per item, trained by every event it is
-the target of, where a separate history table overfitted (BENCHMARKS.md). No dense layers on top: they
+the target of, where a separate history table overfitted (docs/experiments.md). No dense layers on top: they
 lost too. Both towers end in L2-normalized vectors; a score is their cosine plus (hp.item_bias) a learned
 item bias.
 """

@@ -33,9 +33,9 @@ def training_strategy(devices: list[str] | None = None) -> tf.distribute.Strateg
 
 
 # ExampleGen writes each user's events together: a buffer of TFXIO's default 10,000 events fills batches
-# with a few dozen users at a time (the same model on MovieLens: nDCG@10 0.383 against 0.389 with the events
-# fully shuffled, in a one-off run described in docs/experiments.md). 100,000 transformed events take a few
-# tens of MB. Only for data larger than IN_MEMORY_EVENTS: smaller data is shuffled whole.
+# with a few dozen users at a time, which trained a worse model than fully shuffled events
+# (docs/experiments.md). 100,000 transformed events take a few tens of MB. Only for data larger than
+# IN_MEMORY_EVENTS: smaller data is shuffled whole.
 SHUFFLE_BUFFER = 100_000
 # Up to this many events (about 200 bytes each with a 20-item history: 400 MB) are read and parsed once, then
 # batched from memory every epoch, where reading and parsing the files again each epoch took CPU from the
@@ -199,7 +199,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     query_tower, averaged_with = model.query_tower, None
     if (
         fn_args.base_model
-    ):  # the refit: it serves the mean of its scores and the candidate's (BENCHMARKS.md, RP*)
+    ):  # the refit: it serves the mean of its scores and the candidate's (export.averaged)
         with _timed(seconds, "average_with_base_model"):
             query_tower, item_embeddings, item_offsets = export.averaged(
                 [
@@ -262,8 +262,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
             "scann_check_queries": len(users),
             "num_items": len(item_ids),
             "num_users": num_users - contract.NUM_OOV_BUCKETS,
-            # One loaded version of the brute-force SavedModel (what TF Serving holds per version;
-            # docs/deployment.md, sizing).
+            # One loaded version of the brute-force SavedModel: what TF Serving holds per version
+            # (docs/deployment.md, sizing).
             "serving": {
                 "num_models": num_models,
                 "variable_bytes": export.variable_bytes(*sizes),

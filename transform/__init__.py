@@ -1,1 +1,1 @@
-"""Transform: the feature names and the preprocessing_fn that builds the vocabularies."""
+"""Transform: the preprocessing_fn that builds the vocabularies (the feature names are contract.py's)."""

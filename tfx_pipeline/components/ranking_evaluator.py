@@ -33,6 +33,7 @@ from tfx.utils import path_utils
 
 import contract
 import evaluation
+from serving import query
 from serving.embedded import EmbeddedModel  # the serving code's model wrapper: evaluated as it is served
 
 MAX_USERS = 10_000  # users evaluated per run (a seeded sample beyond that): minutes, not hours, at scale
@@ -139,7 +140,10 @@ class Executor(tfx_evaluator.Executor):
         }
         if baseline_model is not None:
             models["baseline_model"] = EmbeddedModel(path_utils.serving_model_path(baseline_model.uri))
-        results = evaluation.compare(users_train, test, models)
+        recommended = {
+            name: query.recommendations(m, users_train, evaluation.K) for name, m in models.items()
+        }
+        results = evaluation.compare(users_train, test, recommended)
         if (
             baseline_blessing is not None
             and baseline_blessing.get_string_custom_property(INPUTS_PROPERTY) == fingerprint

@@ -150,7 +150,8 @@ def _check_interactions(con, path: str, table: str) -> list[str]:
             ),
             (
                 contract.RATING,
-                f"{contract.INTERACTION_TYPE} = 'rating' AND NULLIF(TRIM(CAST({contract.RATING} AS VARCHAR)), '') IS NULL",
+                f"{contract.INTERACTION_TYPE} = 'rating' "
+                f"AND NULLIF(TRIM(CAST({contract.RATING} AS VARCHAR)), '') IS NULL",
                 "empty on a 'rating' event",
             ),
         ]
@@ -175,7 +176,8 @@ def _typed_select(table: str, has_rating: bool) -> str:
         f"TRY_CAST(CAST({contract.RATING} AS VARCHAR) AS DOUBLE)" if has_rating else "CAST(NULL AS DOUBLE)"
     )
     return (
-        f"SELECT CAST({contract.USER_ID} AS VARCHAR) AS {contract.USER_ID}, CAST({contract.ITEM_ID} AS VARCHAR) AS {contract.ITEM_ID}, "
+        f"SELECT CAST({contract.USER_ID} AS VARCHAR) AS {contract.USER_ID}, "
+        f"CAST({contract.ITEM_ID} AS VARCHAR) AS {contract.ITEM_ID}, "
         f"CAST({contract.INTERACTION_TYPE} AS VARCHAR) AS {contract.INTERACTION_TYPE}, {rating} AS {contract.RATING}, "
         f"CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {contract.TIMESTAMP}, "
         f"CAST({contract.CATEGORY} AS VARCHAR) AS {contract.CATEGORY} FROM {table}"
@@ -220,7 +222,8 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE VIEW {ITEMS_TABLE} AS SELECT {', '.join(contract.ITEM_COLUMNS)} FROM raw_items")
     else:
         con.execute(
-            f"CREATE VIEW {ITEMS_TABLE} AS SELECT '' AS {contract.ITEM_ID}, '' AS {contract.TITLE}, '' AS {contract.CATEGORY} "
+            f"CREATE VIEW {ITEMS_TABLE} AS "
+            f"SELECT '' AS {contract.ITEM_ID}, '' AS {contract.TITLE}, '' AS {contract.CATEGORY} "
             "WHERE false"
         )
     if problems:
@@ -234,7 +237,8 @@ def recent_events(con, per_user: int, chunk: int = 10_000):
     time order; `chunk` rows in memory at a time."""
     cursor = con.execute(f"""
         SELECT {contract.USER_ID}, {contract.ITEM_ID}, {contract.INTERACTION_TYPE} FROM (
-          SELECT *, row_number() OVER (PARTITION BY {contract.USER_ID} ORDER BY {contract.TIMESTAMP} DESC, {contract.ITEM_ID} DESC) AS r
+          SELECT *, row_number() OVER (
+            PARTITION BY {contract.USER_ID} ORDER BY {contract.TIMESTAMP} DESC, {contract.ITEM_ID} DESC) AS r
           FROM {INTERACTIONS_TABLE}) WHERE r <= {per_user}
         ORDER BY {contract.USER_ID}, {contract.TIMESTAMP}, {contract.ITEM_ID}""")
     while rows := cursor.fetchmany(chunk):

@@ -1,0 +1,1 @@
+"""The API's endpoints, one APIRouter per module; proxy/app.py includes them."""
