@@ -51,7 +51,59 @@ def contract_row(event: dict) -> dict:
     }
 
 
-class FeedbackStore:
+class SequencedTable:
+    """The BigQuery sink's view of a table whose rows carry an increasing `seq`: its rows in arrival order,
+    and how far each sink has them (the `delivered` table). Subclasses open `_db` and `_lock` and name the
+    table and the columns the sink reads."""
+
+    TABLE: str
+    COLUMNS: tuple[str, ...]
+
+    def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
+        """Stored rows in arrival order, after `after_seq`."""
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT seq, {', '.join(self.COLUMNS)} FROM {self.TABLE} WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def count_after(self, after_seq: int) -> int:
+        """How many stored rows came after `after_seq`."""
+        with self._lock:
+            return self._db.execute(
+                f"SELECT count(*) FROM {self.TABLE} WHERE seq > ?", (after_seq,)
+            ).fetchone()[0]
+
+    def delivered(self, sink: str) -> int:
+        """The seq up to which `sink` has every row."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM delivered WHERE sink = ?", (sink,)).fetchone()
+        return row[0] if row else 0
+
+    def mark_delivered(self, sink: str, seq: int):
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO delivered (sink, seq) VALUES (?, ?) "
+                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+                (sink, seq),
+            )
+
+
+class FeedbackStore(SequencedTable):
+    TABLE = "feedback"
+    COLUMNS = (
+        "event_id",
+        "user_id",
+        "item_id",
+        "interaction_type",
+        "rating",
+        "timestamp",
+        "category",
+        "request_id",
+    )
+
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
@@ -145,36 +197,6 @@ class FeedbackStore:
         returns each request's (event_id, stored) pairs."""
         accepted = iter(self.accept([event for group in groups for event in group]))
         return [[next(accepted) for _ in group] for group in groups]
-
-    def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
-        """Stored events in arrival order, after `after_seq`."""
-        with self._lock:
-            cursor = self._db.execute(
-                "SELECT seq, event_id, user_id, item_id, interaction_type, rating, timestamp, category, request_id "
-                "FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    def count_after(self, after_seq: int) -> int:
-        """How many stored events came after `after_seq`."""
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM feedback WHERE seq > ?", (after_seq,)).fetchone()[0]
-
-    def delivered(self, sink: str) -> int:
-        """The seq up to which `sink` has every event."""
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM delivered WHERE sink = ?", (sink,)).fetchone()
-        return row[0] if row else 0
-
-    def mark_delivered(self, sink: str, seq: int):
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO delivered (sink, seq) VALUES (?, ?) "
-                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
-                (sink, seq),
-            )
 
     def count_by_type(self) -> dict[str, int]:
         with self._lock:

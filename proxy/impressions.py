@@ -18,7 +18,7 @@ import threading
 from datetime import datetime, timezone
 
 from proxy.batcher import Batcher
-from proxy.feedback_store import utc_iso
+from proxy.feedback_store import SequencedTable, utc_iso
 
 log = logging.getLogger(__name__)
 TABLE = "impressions"
@@ -91,8 +91,11 @@ def bigquery_table(feedback_table: str) -> str:
     return feedback_table.rsplit(".", 1)[0] + "." + TABLE
 
 
-class ImpressionLog:
+class ImpressionLog(SequencedTable):
     """The impressions table of the SQLite file at `path`; record() is for the API's event loop."""
+
+    TABLE = "impressions"
+    COLUMNS = COLUMNS
 
     def __init__(self, path: str, sample_rate: float = 1.0, bigquery_feedback_table: str | None = None):
         if not 0.0 <= sample_rate <= 1.0:
@@ -151,36 +154,6 @@ class ImpressionLog:
                 self._db.execute("ROLLBACK")
                 raise
         return [None] * len(groups)
-
-    # The BigQuery sink's interface (as FeedbackStore's): rows in arrival order and how far a sink has them.
-
-    def events(self, after_seq: int = 0, limit: int = -1) -> list[dict]:
-        with self._lock:
-            cursor = self._db.execute(
-                f"SELECT seq, {', '.join(COLUMNS)} FROM impressions WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def count_after(self, after_seq: int) -> int:
-        with self._lock:
-            return self._db.execute(
-                "SELECT count(*) FROM impressions WHERE seq > ?", (after_seq,)
-            ).fetchone()[0]
-
-    def delivered(self, sink: str) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM delivered WHERE sink = ?", (sink,)).fetchone()
-        return row[0] if row else 0
-
-    def mark_delivered(self, sink: str, seq: int):
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO delivered (sink, seq) VALUES (?, ?) "
-                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
-                (sink, seq),
-            )
 
     def close(self):
         self._db.close()

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import contract
 from serving import exported
+from tests.tiny_model import Vocabularies
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, mean_history_embedding
 
@@ -182,19 +183,37 @@ class _FakeAccessor:
         return tf.data.Dataset.from_tensor_slices(self.events).batch(options.batch_size)
 
 
+def _in_arrival_order(events: dict, order) -> dict:
+    """The events as files would deliver them in another order: every tensor's rows permuted by `order`."""
+    history = tf.gather(tf.sparse.to_dense(events[contract.HISTORY_IDX], default_value=-1), order)
+    shifted = tf.sparse.from_dense(history + 1)  # from_dense leaves out the zeros: the padding
+    permuted = {
+        name: tf.gather(values, order) for name, values in events.items() if name != contract.HISTORY_IDX
+    }
+    return permuted | {
+        contract.HISTORY_IDX: tf.SparseTensor(shifted.indices, shifted.values - 1, shifted.dense_shape)
+    }
+
+
 def test_the_training_events_are_read_once_and_each_epoch_is_every_event_in_a_new_order(monkeypatch):
     from types import SimpleNamespace
 
     from trainer_module import task
 
     events = _ragged_history_batch(50)
-    fn_args = SimpleNamespace(data_accessor=_FakeAccessor(events))
     transform_output = SimpleNamespace(transformed_metadata=SimpleNamespace(schema=None))
-    in_memory = task.read_in_memory(fn_args, ["train"], transform_output)
-    np.testing.assert_array_equal(
-        in_memory[contract.HISTORY_IDX].numpy(),
-        tf.sparse.to_dense(events[contract.HISTORY_IDX], default_value=-1).numpy(),
+    in_memory = task.read_in_memory(
+        SimpleNamespace(data_accessor=_FakeAccessor(events)), ["train"], transform_output
     )
+    # Every event once, the history dense (padded with -1), whatever order the files' records arrive in: the
+    # seeded shuffle below then starts from the same order on every run.
+    dense = tf.sparse.to_dense(events[contract.HISTORY_IDX], default_value=-1).numpy()
+    assert sorted(map(tuple, in_memory[contract.HISTORY_IDX].numpy())) == sorted(map(tuple, dense))
+    shuffled = _in_arrival_order(events, np.random.default_rng(0).permutation(50))
+    fn_args = SimpleNamespace(data_accessor=_FakeAccessor(shuffled))
+    again = task.read_in_memory(fn_args, ["train"], transform_output)
+    for name, values in in_memory.items():
+        np.testing.assert_array_equal(values.numpy(), again[name].numpy())
     dataset = task.in_memory_batches(in_memory, batch_size=16, shuffle=True, seed=1)
     epochs = [[b[contract.ITEM_IDX].numpy() for b in dataset] for _ in range(2)]
     assert [len(b) for b in epochs[0]] == [16, 16, 16, 2]
@@ -205,29 +224,6 @@ def test_the_training_events_are_read_once_and_each_epoch_is_every_event_in_a_ne
     # More events than fit: None, and the Trainer reads the files every epoch instead.
     monkeypatch.setattr(task, "IN_MEMORY_EVENTS", 49)
     assert task.read_in_memory(fn_args, ["train"], transform_output) is None
-
-
-class _Vocabularies(tf.Module):
-    """Stands in for the Transform layer: raw user and history ids to indices (unknown: the last index)."""
-
-    def __init__(self, users, items):
-        super().__init__()
-        self.users, self.items = (
-            tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
-                len(ids),
-            )
-            for ids in (users, items)
-        )
-
-    def __call__(self, features):
-        history = features[contract.HISTORY]
-        return {
-            contract.USER_IDX: self.users.lookup(features[contract.USER_ID][:, 0]),
-            contract.HISTORY_IDX: tf.SparseTensor(
-                history.indices, self.items.lookup(history.values), history.dense_shape
-            ),
-        }
 
 
 USERS, ITEMS = ["u0", "u1", "u2"], np.array(["i0", "i1", "i2", "i3", "i4", "i5"])
@@ -256,7 +252,7 @@ def _save(path, parts, item_ids=ITEMS):
 
     hp = HParams()
     module = export.ServingModule(
-        _Vocabularies(USERS, list(ITEMS)),
+        Vocabularies(USERS, list(ITEMS)),
         *parts[:1],
         item_ids,
         *parts[1:],
