@@ -42,6 +42,9 @@ LIBRARY_NOISE = {
         "Tables initialized inside a tf.function",  # TF, on the Transform layer inside the serving signatures
         "Examples artifact does not have payload_format",  # tfx-bsl: then tf.Examples, which they are
         "`custom_executor_spec` is deprecated",  # TFX 1.16 still documents it for a component's own executor
+        # A first run has no earlier statistics to compare with: TFX 1.16's LatestArtifactStrategy then returns
+        # None, which the local runner logs with a traceback before resolving the input as empty.
+        "Error while resolving inputs for previous_statistics",
     ),
     "tensorflow": (
         "arguments contain non-serializable objects",  # tf-keras saving a subclassed model's config (unused)

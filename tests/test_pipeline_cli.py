@@ -11,9 +11,11 @@ import pytest
 
 RECSYS = os.path.join(os.path.dirname(sys.executable), "recsys")
 # What must not reach a user at the default verbosity: Python warnings, library log lines at warning level
-# or above, TensorFlow's C++ log lines ("2026-... E external/..."), deprecation notices, loss companions.
+# or above, error logs and tracebacks, TensorFlow's C++ log lines ("2026-... E external/..."), deprecation
+# notices, loss companions.
 NOISE = re.compile(
-    r"warning|^\S+ \S+: [IWEF] |^[IWEF]\d{4} |Instructions for updating|regularization_loss|total_loss",
+    r"warning|^\S+ \S+: [IWEF] |^[IWEF]\d{4} |^ERROR:|Traceback|Instructions for updating|regularization_loss"
+    r"|total_loss",
     re.IGNORECASE | re.MULTILINE,
 )
 
