@@ -25,6 +25,8 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.
 COMPONENTS = {
     "BigQueryExampleGen",
     "StatisticsGen",
+    "DriftCheck",
+    "DriftGate",
     "ContractSchemaGen",
     "ExampleValidator",
     "AnomaliesGate",
@@ -34,7 +36,11 @@ COMPONENTS = {
     "Evaluator",
     "Pusher",
 }
-RESOLVERS = {"last_blessed_model-model-blessing-resolver", "last_blessed_model-model-resolver"}
+RESOLVERS = {
+    "last_blessed_model-model-blessing-resolver",
+    "last_blessed_model-model-resolver",
+    "previous_statistics",
+}
 
 
 @pytest.fixture(scope="module")
