@@ -6,6 +6,8 @@ import os
 import time
 from unittest import mock
 
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
@@ -22,10 +24,10 @@ PIPELINE_NAME = "recsys"
 
 
 @contextlib.contextmanager
-def _component_progress(echo, timings: dict, outputs: dict):
-    """Prints each component as it starts and ends, with its wall time, and keeps its output artifacts (new
-    or from the cache). It wraps the launcher rather than reading the runner's log lines, because TensorFlow
-    silences absl logging while it saves a model."""
+def _component_progress(echo, timings: dict, executions: dict):
+    """Prints each component as it starts and ends, with its wall time, and keeps its execution's id. It
+    wraps the launcher rather than reading the runner's log lines, because TensorFlow silences absl logging
+    while it saves a model."""
     launch = launcher.Launcher.launch
 
     def timed_launch(self):
@@ -33,12 +35,33 @@ def _component_progress(echo, timings: dict, outputs: dict):
         echo(f"[pipeline] {name}: started")
         result = launch(self)
         timings[name] = time.time() - started
-        outputs[name] = result.output_dict if result else {}
+        if result:
+            executions[name] = result.execution_id
         echo(f"[pipeline] {name}: done in {timings[name]:.1f} s")
         return result
 
     with mock.patch.object(launcher.Launcher, "launch", timed_launch):
         yield
+
+
+def _recorded_outputs(metadata_path: str, executions: dict) -> dict:
+    """{component: {output key: [artifact]}} as the metadata recorded each execution of this run: for a cached
+    execution the cached artifacts, which the launcher's own result does not name."""
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    )
+    outputs = {}
+    for name, execution_id in executions.items():
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution_id])
+            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+        ]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        outputs[name] = {}
+        for e in events:
+            outputs[name].setdefault(e.path.steps[0].key, []).append(artifacts[e.artifact_id])
+    return outputs
 
 
 def serving_dir(workdir: str, model_name: str) -> str:
@@ -80,9 +103,10 @@ def run(
         stop_on_drift=stop_on_drift,
     )
     before = set(pushed_versions(serving_dir(workdir, model_name)))
-    timings, outputs = {}, {}
-    with _component_progress(echo, timings, outputs):
+    timings, executions = {}, {}
+    with _component_progress(echo, timings, executions):
         tfx.orchestration.LocalDagRunner().run(pipeline)
+    outputs = _recorded_outputs(os.path.join(workdir, "metadata.sqlite"), executions)
     new = [v for v in pushed_versions(serving_dir(workdir, model_name)) if v not in before]
     [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, contract.EVALUATION_FILE)) as fh:

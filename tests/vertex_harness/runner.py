@@ -247,6 +247,7 @@ class VertexHarness:
         )
         for [artifact] in outputs.values():  # any gs:// path is writable: an object store has no directories
             os.makedirs(artifact["uri"], exist_ok=True)
+        os.makedirs(task_root, exist_ok=True)  # a task without outputs (a gate) has its log there too
         with open(os.path.join(task_root, "log.txt"), "w") as log:
             done = subprocess.run(
                 container["command"] + dataflow_to_direct_runner(args),
