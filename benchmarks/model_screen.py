@@ -1,13 +1,18 @@
-"""Fast screening of two-tower variants on a `recsys benchmark quality` split, outside the pipeline.
+"""Fast screening of training recipes on a `recsys benchmark quality` split, outside the pipeline.
 
-Usage: .venv/bin/python benchmarks/model_screen.py [--split build/q1/split] ['{"dim": 128, ...}']
-Prints nDCG@10 after every epoch (the same metrics code and protocol as the pipeline's evaluation: each
-user's training items left out, the latest 20 training items as the query's history) and the baselines'.
+Usage: .venv/bin/python -m benchmarks.model_screen [--split build/q1/split] [--hparams JSON] [--no-determinism]
+Trains the product's model (trainer_module.model.TwoTowerModel, fitted by the Trainer's own code on its
+in-memory batches) with the given hyperparameters, and prints nDCG@10 after every epoch of the candidate and
+of the refit, with the same metrics code and protocol as `recsys evaluate` (each user's training items left
+out, the latest 20 training items as the query's history) and the baselines'.
 
-Why: a pipeline run costs about 5 minutes; this trains a stripped-down model (ids only: no category, no
-rating head, no export) in about 5 s per epoch, so a variant's learning curve is cheap. It is a screen, not
-the product: variants that win here are then run through the real pipeline (`recsys benchmark quality`),
-and only those numbers count as results (BENCHMARKS.md).
+What it leaves out of the pipeline, to be fast: ExampleGen, Transform and the export. It builds the examples
+the way they do (each event's history: up to 20 of the user's other items in a fixed pseudo-random order;
+1 event in 20 held out by its timestamp, as the eval split) with its own hash (md5 where the pipeline has
+FARM_FINGERPRINT and TFX's split hash), so the held-out events differ from a pipeline run's. It scores every
+item with the model's vectors where the pipeline goes through the serving signature (and, when averaged, a
+projection). It is a screen: recipes that win here are then run through the pipeline (`recsys benchmark
+quality`), and only those numbers count as results (BENCHMARKS.md).
 """
 
 import argparse
@@ -15,68 +20,78 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import contract  # noqa: E402
 import evaluation  # noqa: E402
+from trainer_module.hparams import HParams  # noqa: E402
+from trainer_module.model import compiled_model  # noqa: E402
+from trainer_module.task import in_memory_batches  # noqa: E402
 
-DEFAULTS = dict(
-    dim=64,
-    epochs=2,
-    batch=1024,
-    lr=0.05,
-    opt="adagrad",
-    seed=42,
-    temp=0.2,
-    norm=True,  # cosine / temp (norm) or a plain dot product
-    bias=True,  # a learned bias per item
-    user=True,
-    hist=True,
-    hist_len=contract.HISTORY_LENGTH,
-    serve_hist_len=contract.HISTORY_LENGTH,
-    hist_drop=0.5,
-    user_drop=0.1,
-    known_hist_weight=1.0,  # the history's weight in the queries of known users (new users: 1)
-    dense=True,  # a dense layer on each tower (the old model); off: embeddings straight to the cosine
-    sum=False,  # user + history summed instead of concatenated (needs dense off or keeps the dense layer)
-    tie=False,  # history items embedded by the candidate item table instead of their own table
-    hidden=0,
-    act=None,  # an extra hidden layer on the query side
-    l2=0.0,  # on the gathered user and item embeddings of each batch
-    query_drop=0.0,  # dropout on the query vector before it is normalized (training only)
-    mask_seen=False,  # leave the user's other training items out of each event's softmax
-    average_from=0,  # from this epoch on, also evaluate the mean of the weights after each epoch (0: off)
-    user_weight_pow=0.0,  # each event's loss weighs (the user's event count)^-pow, normalized to mean 1
-    buffer=0,  # shuffle buffer (0: the whole data set)
-    train_share=1.0,  # train on this share of the events (TFX's default 2:1 split: 2/3; ours: 0.95)
-    holdout_min_events=0,  # leave the share out only of the events of users with at least this many
-    refit_epochs=0,  # after the epochs on the share, this many more on all events (a warm-started refit)
-)
+EVAL_BUCKETS = 20  # ExampleGen's split: 19 hash buckets train, 1 eval
 
 
-def load(split: str, hist_len: int, serve_hist_len: int):
+def _hash(text: str) -> int:
+    return int(hashlib.md5(text.encode()).hexdigest()[:15], 16)
+
+
+def load(split: str):
+    """The split's training events as the Trainer's in-memory tensors (train and eval parts), the model's
+    vocabulary sizes, each item's category, and the evaluation of a [users, items] score matrix."""
     train, test = evaluation.load_split(split)
     users, items, seen = evaluation.train_matrix(train)
-    uidx, iidx = {u: n for n, u in enumerate(users)}, {i: n for n, i in enumerate(items)}
+    with open(os.path.join(split, "train", "interactions.csv"), newline="", encoding="utf-8") as fh:
+        import csv
 
-    def pad(seq, n):
-        return seq + [-1] * (n - len(seq))
+        rows = {
+            (r[contract.USER_ID], r[contract.ITEM_ID], r[contract.TIMESTAMP], r[contract.CATEGORY])
+            for r in csv.DictReader(fh)
+            if r[contract.INTERACTION_TYPE] != "dislike"
+        }
+    user_index = {u: n for n, u in enumerate(users)}
+    item_index = {i: n for n, i in enumerate(items)}
+    category_index = {c: n for n, c in enumerate(sorted({r[3] for r in rows}))}
+    by_user = {}
+    for row in rows:
+        by_user.setdefault(row[0], []).append(row)
+    columns = {name: [] for name in (contract.USER_IDX, contract.ITEM_IDX, contract.CATEGORY_IDX)}
+    history, held_out = [], []
+    for user, events in sorted(by_user.items()):
+        events.sort(key=lambda r: _hash("|".join(r[:3])))
+        for n, (_, item, timestamp, category) in enumerate(events):
+            columns[contract.USER_IDX].append(user_index[user])
+            columns[contract.ITEM_IDX].append(item_index[item])
+            columns[contract.CATEGORY_IDX].append(category_index[category])
+            before = [item_index[r[1]] for r in events[max(0, n - contract.HISTORY_LENGTH) : n]]
+            history.append(before + [-1] * (contract.HISTORY_LENGTH - len(before)))
+            held_out.append(_hash(timestamp) % EVAL_BUCKETS == 0)
+    events = {name: np.array(values, np.int64) for name, values in columns.items()}
+    events[contract.HISTORY_IDX] = np.array(history, np.int64)
+    events[contract.RATING] = np.zeros(len(history), np.float32)
+    events[contract.RATING_WEIGHT] = np.zeros(len(history), np.float32)
+    held_out = np.array(held_out)
+    everything = {name: tf.constant(values) for name, values in events.items()}
+    candidate_part = {name: tf.constant(values[~held_out]) for name, values in events.items()}
+    eval_part = {name: tf.constant(values[held_out]) for name, values in events.items()}
 
-    # As history_query.py: each event's history is up to hist_len of the user's other items in a fixed
-    # shuffled order (here md5 instead of FARM_FINGERPRINT).
-    rows_u, rows_i, rows_h = [], [], []
-    for u in users:
-        seq = sorted(set(train[u]), key=lambda i: hashlib.md5(f"{u}|{i}".encode()).hexdigest())
-        for n, i in enumerate(seq):
-            rows_u.append(uidx[u])
-            rows_i.append(iidx[i])
-            rows_h.append(pad([iidx[x] for x in seq[max(0, n - hist_len) : n]], hist_len))
+    item_categories = np.zeros(len(items) + 1, np.int64)
+    for (item, category), _ in Counter(
+        zip(events[contract.ITEM_IDX].tolist(), events[contract.CATEGORY_IDX].tolist())
+    ).most_common()[::-1]:
+        item_categories[item] = category  # the most frequent pair is written last
     serve_history = np.array(
-        [pad([iidx[i] for i in train[u][-serve_hist_len:]], serve_hist_len) for u in users], np.int32
+        [
+            [item_index[i] for i in train[u][-contract.HISTORY_LENGTH :]]
+            + [-1] * (contract.HISTORY_LENGTH - len(train[u][-contract.HISTORY_LENGTH :]))
+            for u in users
+        ],
+        np.int64,
     )
     num_items = len(set(items) | {i for s in test.values() for i in s})
 
@@ -89,145 +104,92 @@ def load(split: str, hist_len: int, serve_hist_len: int):
         "most_popular": evaluation.metrics(evaluation.most_popular(train), test, num_items)[evaluation.NDCG],
         "ease": evaluation.metrics(evaluation.ease(train), test, num_items)[evaluation.NDCG],
     }
-    examples = (np.array(rows_u), np.array(rows_i), np.array(rows_h, np.int32))
-    return examples, serve_history, len(users), len(items), evaluate, baselines
+    sizes = dict(
+        num_users=len(users) + contract.NUM_OOV_BUCKETS,
+        num_items=len(items) + contract.NUM_OOV_BUCKETS,
+        num_categories=len(category_index) + contract.NUM_OOV_BUCKETS,
+        item_categories=item_categories,
+    )
+    return candidate_part, eval_part, everything, sizes, serve_history, evaluate, baselines
+
+
+def scores(model, serve_history: np.ndarray) -> np.ndarray:
+    """Every known user's score of every known item (the OOV item left out), as the serving signature scores:
+    cosine + temperature * bias."""
+    num_users, num_items = serve_history.shape[0], model.item_bias.input_dim - contract.NUM_OOV_BUCKETS
+    queries = model.query_tower(tf.range(num_users, dtype=tf.int64), tf.constant(serve_history))
+    items = tf.range(num_items, dtype=tf.int64)
+    candidates = model.candidate_tower(items, tf.gather(model.all_item_categories, items))
+    return (
+        tf.matmul(queries, candidates, transpose_b=True)
+        + model.hp.temperature * tf.transpose(model.item_bias(items))
+    ).numpy()
+
+
+class _EveryEpoch(tf.keras.callbacks.Callback):
+    def __init__(self, name, serve_history, evaluate, started, averaged_with=None):
+        super().__init__()
+        self.name, self.serve_history, self.evaluate, self.started = name, serve_history, evaluate, started
+        self.averaged_with = averaged_with
+        self.results = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        s = scores(self.model, self.serve_history)
+        line = f"{self.name} epoch {epoch + 1} loss {logs['loss']:.4f}"
+        ndcg = self.evaluate(s)[evaluation.NDCG]
+        line += f" ndcg@10 {ndcg:.4f}"
+        if self.averaged_with is not None:
+            averaged = self.evaluate((s + self.averaged_with) / 2)[evaluation.NDCG]
+            line += f" averaged with the candidate {averaged:.4f}"
+            ndcg = averaged
+        self.results.append(ndcg)
+        print(f"{line} {time.time() - self.started:.0f}s", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("config", nargs="?", default="{}", help="JSON overrides of DEFAULTS")
     parser.add_argument("--split", default=os.path.join("build", "q1", "split"))
+    parser.add_argument("--hparams", default="{}", help="JSON overrides of trainer_module.hparams.HParams")
+    parser.add_argument(
+        "--no-determinism", action="store_true", help="without TensorFlow's op determinism (the Trainer's)"
+    )
     args = parser.parse_args()
-    cfg = dict(DEFAULTS)
-    unknown = set(json.loads(args.config)) - set(cfg)
-    if unknown:
-        parser.error(f"unknown option(s) {sorted(unknown)}")
-    cfg.update(json.loads(args.config))
-    tf.keras.utils.set_random_seed(cfg["seed"])
-    (U, items, Hs), serve_history, NU, NI, evaluate, baselines = load(
-        args.split, cfg["hist_len"], cfg["serve_hist_len"]
+    hp = HParams.from_overrides(json.loads(args.hparams))
+    tf.keras.utils.set_random_seed(hp.seed)
+    if not args.no_determinism:
+        tf.config.experimental.enable_op_determinism()
+    candidate_part, eval_part, everything, sizes, serve_history, evaluate, baselines = load(args.split)
+    print(
+        f"baselines nDCG@10 {baselines}; {candidate_part[contract.ITEM_IDX].shape[0]} events train the "
+        f"candidate, {everything[contract.ITEM_IDX].shape[0]} the refit",
+        flush=True,
     )
-    print("baselines nDCG@10", baselines, flush=True)
-    all_events = (U, items, Hs)
-    if cfg["train_share"] < 1:
-        eligible = np.bincount(U)[U] >= cfg["holdout_min_events"]
-        drop_rate = (1 - cfg["train_share"]) * len(U) / eligible.sum()
-        keep = ~eligible | (np.random.default_rng(7).random(len(U)) < 1 - drop_rate)
-        U, items, Hs = U[keep], items[keep], Hs[keep]
+    started = time.time()
 
-    def event_weights(u):
-        weights = np.bincount(u)[u].astype(np.float32) ** -cfg["user_weight_pow"]
-        return weights / weights.mean()
+    def counts(events):
+        return np.bincount(events[contract.ITEM_IDX].numpy(), minlength=sizes["num_items"])
 
-    D = cfg["dim"]
-    init = tf.keras.initializers.RandomUniform(-0.05, 0.05)  # Keras' Embedding default
-    user_emb = tf.Variable(init((NU + 1, D)))  # the last row: the out-of-vocabulary user
-    item_emb = tf.Variable(init((NI, D)))
-    hist_emb = item_emb if cfg["tie"] else tf.Variable(init((NI, D)))
-    item_bias = tf.Variable(tf.zeros((NI,)))
-    query_layers = (
-        [tf.keras.layers.Dense(cfg["hidden"], activation=cfg["act"])] if cfg["hidden"] else []
-    ) + ([tf.keras.layers.Dense(D)] if cfg["dense"] else [])
-    query_dense = tf.keras.Sequential(query_layers) if query_layers else None
-    item_dense = tf.keras.layers.Dense(D) if cfg["dense"] else None
-    if query_dense:
-        query_dense.build((None, D if cfg["sum"] else D * (cfg["user"] + cfg["hist"])))
-    if item_dense:
-        item_dense.build((None, D))
-    variables = (
-        [user_emb, item_emb] + ([] if cfg["tie"] else [hist_emb]) + ([item_bias] if cfg["bias"] else [])
-    )
-    variables += (query_dense.trainable_variables if query_dense else []) + (
-        item_dense.trainable_variables if item_dense else []
-    )
-
-    def query(u, h, training):
-        parts = []
-        if cfg["user"]:
-            if training and cfg["user_drop"] > 0:
-                u = tf.where(tf.random.uniform(tf.shape(u)) < cfg["user_drop"], tf.cast(NU, u.dtype), u)
-            parts.append(tf.gather(user_emb, u))
-        if cfg["hist"]:
-            mask = tf.cast(h >= 0, tf.float32)
-            if training and cfg["hist_drop"] > 0:
-                mask *= tf.cast(tf.random.uniform((tf.shape(h)[0], 1)) >= cfg["hist_drop"], tf.float32)
-            v = tf.gather(hist_emb, tf.maximum(h, 0)) * mask[..., None]
-            v = tf.math.divide_no_nan(tf.reduce_sum(v, 1), tf.reduce_sum(mask, 1, keepdims=True))
-            if cfg["user"]:
-                v *= tf.where(u == NU, 1.0, cfg["known_hist_weight"])[:, None]
-            parts.append(v)
-        x = tf.add_n(parts) if cfg["sum"] else tf.concat(parts, 1)
-        x = query_dense(x) if query_dense else x
-        x = tf.nn.dropout(x, cfg["query_drop"]) if training and cfg["query_drop"] else x
-        return tf.math.l2_normalize(x, 1) if cfg["norm"] else x
-
-    def logits(q):
-        candidates = item_dense(item_emb) if item_dense else item_emb
-        out = tf.matmul(
-            q, tf.math.l2_normalize(candidates, 1) if cfg["norm"] else candidates, transpose_b=True
+    def fit(name, model, events, epochs, averaged_with=None):
+        every_epoch = _EveryEpoch(name, serve_history, evaluate, started, averaged_with)
+        model.fit(
+            in_memory_batches(events, hp.batch_size, True, hp.seed),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[every_epoch],
         )
-        out = out / cfg["temp"] if cfg["norm"] else out
-        return out + item_bias[None, :] if cfg["bias"] else out
+        return every_epoch.results
 
-    optimizer = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}[cfg["opt"]](
-        cfg["lr"]
-    )
-
-    if cfg["mask_seen"]:
-        seen = np.zeros((NU, NI), bool)
-        seen[U, items] = True
-        seen = tf.constant(seen)
-
-    @tf.function
-    def step(u, i, h, w):
-        with tf.GradientTape() as tape:
-            out = logits(query(u, h, True))
-            if cfg["mask_seen"]:
-                out = tf.where(tf.gather(seen, u) & ~tf.cast(tf.one_hot(i, NI), tf.bool), -1e9, out)
-            loss = tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=out))
-            if cfg["l2"]:
-                loss += cfg["l2"] * (
-                    tf.reduce_sum(tf.square(tf.gather(user_emb, u)))
-                    + tf.reduce_sum(tf.square(tf.gather(item_emb, i)))
-                )
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    def shuffled(u, i, h, w):
-        return tf.data.Dataset.from_tensor_slices((u, i, h, w)).shuffle(
-            cfg["buffer"] or len(u), seed=cfg["seed"]
-        )
-
-    data = shuffled(U, items, Hs, event_weights(U))
-    started, best = time.time(), (0.0, 0)
-
-    def evaluate_now():
-        return evaluate(logits(query(tf.range(NU), tf.constant(serve_history), False)).numpy())
-
-    averages, averaged = list(variables), 0  # the first average is the variables' values: nothing to allocate
-    for epoch in range(1, cfg["epochs"] + cfg["refit_epochs"] + 1):
-        if epoch == cfg["epochs"] + 1:  # the refit epochs: every event from here on
-            U, items, Hs = all_events
-            data = shuffled(U, items, Hs, event_weights(U))
-        total = sum(float(step(u, i, h, w)) for u, i, h, w in data.batch(cfg["batch"]))
-        m = evaluate_now()
-        best = max(best, (m[evaluation.NDCG], epoch))
-        print(
-            f"epoch {epoch} loss {total / len(U):.4f} ndcg@10 {m[evaluation.NDCG]:.4f} "
-            f"recall@10 {m['recall@10']:.4f} coverage {m['coverage']:.3f} {time.time() - started:.0f}s",
-            flush=True,
-        )
-        if cfg["average_from"] and epoch >= cfg["average_from"]:
-            averaged += 1
-            averages = [a + (v - a) / averaged for a, v in zip(averages, variables)]
-            current = [tf.identity(v) for v in variables]
-            for v, a in zip(variables, averages):
-                v.assign(a)
-            m = evaluate_now()
-            for v, c in zip(variables, current):
-                v.assign(c)
-            print(f"epoch {epoch} averaged over {averaged} ndcg@10 {m[evaluation.NDCG]:.4f}", flush=True)
-    print(f"best nDCG@10 {best[0]:.4f} at epoch {best[1]} with {json.dumps(cfg)}")
+    candidate = compiled_model(hp, counts(candidate_part), **sizes)
+    results = {"candidate": fit("candidate", candidate, candidate_part, hp.epochs)}
+    if hp.refit != "none":
+        candidate_scores = scores(candidate, serve_history)
+        if hp.refit == "warm_start":
+            model, epochs = candidate, hp.refit_epochs
+        else:
+            model, epochs = compiled_model(hp, counts(everything), **sizes), hp.epochs
+        results["refit"] = fit("refit", model, everything, epochs, candidate_scores)
+    seconds = round(time.time() - started)
+    print(json.dumps({"hparams": json.loads(args.hparams), "seconds": seconds, "ndcg@10": results}))
 
 
 if __name__ == "__main__":

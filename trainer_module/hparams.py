@@ -1,7 +1,7 @@
 """Every training hyperparameter, in one place, with the defaults the pipeline uses."""
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 
@@ -42,6 +42,8 @@ class HParams:
     # popularity correction unless logq_correction is off.
     negatives: str = "all_items"
     logq_correction: bool = True
+    # The all-items softmax's matmuls (most of a step's work) in bfloat16, on CPUs and GPUs that have it.
+    bfloat16_softmax: bool = False
     # Export: results per query, and how many items a query may ask to leave out (contract.py says why).
     top_k: int = contract.TOP_K
     max_exclusions: int = contract.MAX_EXCLUSIONS
@@ -50,6 +52,11 @@ class HParams:
     scann_check_queries: int = 200
     min_scann_recall: float = 0.9  # below it the Trainer fails and nothing is pushed
     seed: int = 42
+    # How the pushed model is made once the candidate (trained without the eval split) is judged:
+    # "none": the candidate is pushed; "warm_start": the candidate trained refit_epochs more on every event;
+    # "full": the recipe trained again on every event, serving the mean of its scores and the candidate's.
+    refit: Literal["none", "warm_start", "full"] = "full"
+    refit_epochs: PositiveInt = 2
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "HParams":

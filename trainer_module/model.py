@@ -126,12 +126,15 @@ class TwoTowerModel(tfrs.Model):
         item_idx = features[contract.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
         if self.hp.negatives == "all_items":
-            logits = (
-                tf.matmul(
-                    query, self.candidate_tower(self.all_items, self.all_item_categories), transpose_b=True
+            candidates = self.candidate_tower(self.all_items, self.all_item_categories)
+            if self.hp.bfloat16_softmax:
+                cosines = tf.cast(
+                    tf.matmul(tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True),
+                    tf.float32,
                 )
-                / self.hp.temperature
-            )
+            else:
+                cosines = tf.matmul(query, candidates, transpose_b=True)
+            logits = cosines / self.hp.temperature
             logits += tf.transpose(self.item_bias(self.all_items))
             loss = self.hp.retrieval_weight * tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits)
@@ -155,3 +158,12 @@ class TwoTowerModel(tfrs.Model):
                 compute_metrics=False,
             )
         return loss
+
+
+def compiled_model(
+    hp: HParams, item_counts, num_users: int, num_items: int, num_categories: int, item_categories
+) -> TwoTowerModel:
+    """A new TwoTowerModel with its optimizer, ready for fit."""
+    model = TwoTowerModel(hp, num_users, num_items, num_categories, item_counts, item_categories)
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
+    return model
