@@ -58,7 +58,7 @@ def synthetic_export(transform_dir: str, users: int, items: int, dim: int, out_d
     import tensorflow_transform as tft
 
     import contract
-    from trainer_module import export
+    from trainer_module import export, refit
     from trainer_module.hparams import HParams
     from trainer_module.model import QueryTower
 
@@ -87,7 +87,7 @@ def synthetic_export(transform_dir: str, users: int, items: int, dim: int, out_d
                 rng.normal(size=items).astype(np.float32),
             )
         )
-    query_tower, embeddings, offsets = export.averaged(models, dim)
+    query_tower, embeddings, offsets = refit.averaged(models, dim)
     export.ServingModule(
         tft_output.transform_features_layer(),
         query_tower,

@@ -132,6 +132,51 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
     np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)
 
 
+def test_the_bfloat16_softmax_gives_the_float32_loss_to_bfloat16_precision():
+    batch = _batch(16)
+    losses = []
+    for bfloat16 in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        hp = HParams(embedding_dim=8, rating_weight=0.0, bfloat16_softmax=bfloat16)
+        losses.append(
+            TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5).compute_loss(batch).numpy()
+        )
+    assert losses[1] == pytest.approx(losses[0], rel=1e-2)  # bfloat16 keeps 8 bits of the mantissa
+    assert losses[1] != losses[0]  # but the matmul did run in bfloat16
+
+
+def test_a_warm_started_refit_starts_from_the_candidates_weights_and_optimizer_state(tmp_path):
+    from trainer_module import refit
+    from trainer_module.model import compiled_model
+
+    hp = HParams(embedding_dim=8, rating_weight=0.0, refit="warm_start", refit_epochs=3)
+    data = tf.data.Dataset.from_tensor_slices(_batch(64)).batch(16)
+    candidate = compiled_model(hp, np.ones(21), 11, 21, 5, np.arange(21) % 5)
+    candidate.fit(data, epochs=1, verbose=0)
+    candidate_dir = str(tmp_path / "model" / "Format-Serving")
+    refit.after_candidate(candidate, hp, candidate_dir)
+
+    warm = compiled_model(hp, np.ones(21), 11, 21, 5, np.arange(21) % 5)
+    assert refit.refit_epochs(warm, hp, candidate_dir) == 3
+    warm.compute_loss(_batch(4))  # creates the variables: the candidate's values are restored into them
+    for name in ("user_embedding", "item_embedding"):
+        layer = getattr(warm.query_tower, name)
+        np.testing.assert_array_equal(
+            layer.get_weights()[0], getattr(candidate.query_tower, name).get_weights()[0]
+        )
+    np.testing.assert_array_equal(warm.item_bias.get_weights()[0], candidate.item_bias.get_weights()[0])
+    warm.fit(data, epochs=1, verbose=0)
+    assert (
+        warm.optimizer.iterations.numpy() == 2 * candidate.optimizer.iterations.numpy()
+    )  # its state went on
+
+    full = HParams(embedding_dim=8, rating_weight=0.0, refit="full")
+    fresh = compiled_model(full, np.ones(21), 11, 21, 5, np.arange(21) % 5)
+    assert refit.refit_epochs(fresh, full, candidate_dir) == full.epochs
+    fresh.compute_loss(_batch(4))
+    assert not np.array_equal(fresh.item_bias.get_weights()[0], candidate.item_bias.get_weights()[0])
+
+
 @pytest.mark.parametrize("dropout, same", [(1.0, True), (0.0, False)])
 def test_history_dropout_leaves_the_history_out_of_training_queries(dropout, same):
     hp = HParams(embedding_dim=8, rating_weight=0.0, user_id_dropout=0.0, history_dropout=dropout)
@@ -272,14 +317,14 @@ def _scores(model, method: str, inputs: dict) -> list[dict]:
 
 
 def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_items(tmp_path):
-    from trainer_module import export
+    from trainer_module import refit
 
-    refit, refit_loaded = _exported(str(tmp_path / "refit"), seed=1)
+    refitted, refit_loaded = _exported(str(tmp_path / "refit"), seed=1)
     _, candidate_loaded = _exported(str(tmp_path / "candidate"), seed=2)
     # Two 4-dimensional models side by side: 8 dimensions, of which 6 items span only 6; projected onto those.
     averaged = _save(
         str(tmp_path / "averaged"),
-        export.averaged([refit, export.exported_model(str(tmp_path / "candidate"), ITEMS)], dim=len(ITEMS)),
+        refit.averaged([refitted, refit.exported_model(str(tmp_path / "candidate"), ITEMS)], dim=len(ITEMS)),
     )
     assert averaged.index.candidates.shape == (len(ITEMS), len(ITEMS) + 1)  # + the offset
     queries = dict(
@@ -298,11 +343,11 @@ def test_an_averaged_model_scores_the_mean_of_its_models_scores_for_users_and_it
 
 
 def test_a_model_of_another_vocabulary_is_not_averaged_in(tmp_path):
-    from trainer_module import export
+    from trainer_module import refit
 
     _exported(str(tmp_path / "candidate"), seed=2, item_ids=ITEMS[::-1])
     with pytest.raises(ValueError, match="not this model's items"):
-        export.exported_model(str(tmp_path / "candidate"), ITEMS)
+        refit.exported_model(str(tmp_path / "candidate"), ITEMS)
 
 
 def test_the_loss_is_reported_per_example_so_training_and_validation_compare():

@@ -79,9 +79,10 @@ def run(
     stop_on_drift: bool = False,
 ) -> dict:
     """Runs the pipeline; returns {"pushed": path of the new version or None, "timings": {component: s},
-    "model": the directory of the model pushed if blessed (the RefitTrainer's), "evaluation": the Evaluator's
-    report (evaluator.py), "drift": the DriftCheck's report against the previous run (drift.py)}; with
-    stop_on_drift, a drift over a threshold raises drift.DataDrift and nothing is pushed."""
+    "model": the directory of the model pushed if blessed (the RefitTrainer's, or without a refit the
+    Trainer's), "evaluation": the Evaluator's report (evaluator.py), "drift": the DriftCheck's report against
+    the previous run (drift.py)}; with stop_on_drift, a drift over a threshold raises drift.DataDrift and
+    nothing is pushed."""
     local_source.open_data_dir(data_dir).close()  # a contract violation stops here, before any component
     workdir = os.path.abspath(workdir)
     items = local_source.find_files(data_dir).items_file
@@ -108,7 +109,8 @@ def run(
         tfx.orchestration.LocalDagRunner().run(pipeline)
     outputs = _recorded_outputs(os.path.join(workdir, "metadata.sqlite"), executions)
     new = [v for v in pushed_versions(serving_dir(workdir, model_name)) if v not in before]
-    [model], [blessing] = outputs["RefitTrainer"]["model"], outputs["Evaluator"]["blessing"]
+    [model] = outputs.get("RefitTrainer", outputs["Trainer"])["model"]
+    [blessing] = outputs["Evaluator"]["blessing"]
     with open(os.path.join(blessing.uri, contract.EVALUATION_FILE)) as fh:
         report = json.load(fh)
     drift_report = drift.read_report(outputs["DriftCheck"]["drift"][0].uri)

@@ -16,6 +16,8 @@ import serving
 import trainer_module
 from tfx_pipeline.components import drift, ranking_evaluator, validation
 from tfx_pipeline.components import pusher as pusher_executor
+from trainer_module import refit
+from trainer_module.hparams import HParams
 from transform import preprocessing
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
@@ -56,7 +58,7 @@ def create_pipeline(
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
     run) → Transform → Trainer (without the eval split) → Evaluator
     (against the last blessed model, which a Resolver finds) → Pusher (blessed models only: the RefitTrainer's,
-    the same recipe trained on every event, serving the mean of its scores and the candidate's).
+    trained on every event as hyperparameters' `refit` says (trainer_module/refit.py), or the candidate's).
 
     example_gen: the data source component (tfx_pipeline.components.example_gen: local files or BigQuery).
     serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).
@@ -73,10 +75,12 @@ def create_pipeline(
     checks = _data_checks(example_gen, drift_thresholds, stop_on_drift)
     transform = _transform(example_gen, checks)
     trainer_config = _trainer_config(hyperparameters, items_uri, vertex_training)
-    candidate_trainer, refit_trainer = _training(transform, checks, trainer_config, bool(vertex_training))
+    hp = HParams.from_overrides(hyperparameters)
+    candidate_trainer, refit_trainer = _training(transform, checks, trainer_config, bool(vertex_training), hp)
     last_blessed, evaluator = _evaluation(
         example_gen, candidate_trainer, refit_trainer, trainer_config, pipeline_name, max_regression
     )
+    pushed_trainer = refit_trainer or candidate_trainer
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -85,10 +89,10 @@ def create_pipeline(
             *checks.components(),
             transform,
             candidate_trainer,
-            refit_trainer,
+            *([refit_trainer] if refit_trainer else []),
             last_blessed,
             evaluator,
-            _push(refit_trainer, evaluator, serving_model_dir),
+            _push(pushed_trainer, evaluator, serving_model_dir),
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
@@ -180,8 +184,9 @@ def _trainer_config(
     return config
 
 
-def _training(transform, checks: _DataChecks, trainer_config: dict, on_vertex: bool):
-    """(the candidate Trainer, the RefitTrainer); on_vertex: they train on Vertex AI Training."""
+def _training(transform, checks: _DataChecks, trainer_config: dict, on_vertex: bool, hp: HParams):
+    """(the candidate Trainer, the RefitTrainer or None: trainer_module/refit.py says how the pushed model is
+    made); on_vertex: they train on Vertex AI Training."""
     vertex = tfx.extensions.google_cloud_ai_platform
     trainer_class = vertex.Trainer if on_vertex else tfx.components.Trainer
 
@@ -198,10 +203,11 @@ def _training(transform, checks: _DataChecks, trainer_config: dict, on_vertex: b
         )
 
     # The candidate the Evaluator judges trains without the eval split; the model pushed when it is blessed is
-    # the same recipe retrained on every event, so the pushed model does not pay for the held-out events. The
-    # refit serves the mean of its scores and the candidate's (its base_model), because two models' errors
-    # partly cancel (docs/experiments.md measures both gains).
+    # the RefitTrainer's, trained on every event from its base_model, the candidate, so the pushed model does
+    # not pay for the held-out events.
     candidate_trainer = trainer(["train"]).with_id("Trainer")
+    if not refit.has_refit_trainer(hp):
+        return candidate_trainer, None
     refit_trainer = trainer(["train", "eval"], base_model=candidate_trainer.outputs["model"]).with_id(
         "RefitTrainer"
     )
@@ -218,7 +224,7 @@ def _evaluation(example_gen, candidate_trainer, refit_trainer, trainer_config, p
     evaluator = ranking_evaluator.RankingEvaluator(
         examples=example_gen.outputs["examples"],
         model=candidate_trainer.outputs["model"],
-        refit_model=refit_trainer.outputs["model"],
+        refit_model=refit_trainer.outputs["model"] if refit_trainer else None,
         baseline_model=last_blessed.outputs["model"],
         baseline_blessing=last_blessed.outputs["model_blessing"],
         max_regression=max_regression,
@@ -229,10 +235,11 @@ def _evaluation(example_gen, candidate_trainer, refit_trainer, trainer_config, p
     return last_blessed, evaluator
 
 
-def _push(refit_trainer, evaluator, serving_model_dir: str) -> tfx.components.Pusher:
-    """Pushes the RefitTrainer's model when the Evaluator blessed the candidate."""
+def _push(pushed_trainer, evaluator, serving_model_dir: str) -> tfx.components.Pusher:
+    """Pushes the given Trainer's model (the RefitTrainer's, or the candidate's when there is no refit) when the
+    Evaluator blessed the candidate."""
     return tfx.components.Pusher(
-        model=refit_trainer.outputs["model"],
+        model=pushed_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
         push_destination=tfx.proto.PushDestination(

@@ -131,60 +131,6 @@ class ServingModule(tf.Module):
         )
 
 
-class AveragedQueryTower(tf.Module):
-    """Several models' query towers as one: their query vectors side by side, scaled, then projected."""
-
-    def __init__(self, towers, scale: float, projection: np.ndarray):
-        super().__init__()
-        self.towers = list(towers)
-        self.scale = scale
-        self.projection = tf.Variable(projection.astype(np.float32), trainable=False)
-
-    def __call__(self, user_idx, history_idx):
-        side_by_side = self.scale * tf.concat([tower(user_idx, history_idx) for tower in self.towers], 1)
-        return tf.matmul(side_by_side, self.projection)
-
-
-class ExportedQueryTower(tf.Module):
-    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its variables."""
-
-    def __init__(self, loaded):
-        super().__init__()
-        self.tower = loaded.query_tower
-        self.query = loaded.query
-
-    def __call__(self, user_idx, history_idx):
-        return self.query(user_idx, history_idx)
-
-
-def averaged(models, dim: int):
-    """One model whose scores are the mean of the given models' scores, as ServingModule's (query_tower,
-    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled by
-    1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and an
-    item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
-    principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
-    does; when they span more, the leading directions hold nearly all of the variance (docs/experiments.md)."""
-    towers, embeddings, offsets = zip(*models)
-    scale = 1 / math.sqrt(len(models))
-    side_by_side = scale * np.hstack(embeddings)
-    _, _, directions = np.linalg.svd(side_by_side, full_matrices=False)
-    projection = directions[:dim].T
-    return (
-        AveragedQueryTower(towers, scale, projection),
-        side_by_side @ projection,
-        np.mean(offsets, axis=0),
-    )
-
-
-def exported_model(model_dir: str, item_ids: np.ndarray):
-    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates must be
-    `item_ids` in this order (the same vocabulary)."""
-    loaded = exported.load(model_dir)
-    if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
-        raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")
-    return ExportedQueryTower(loaded), loaded.item_embeddings.numpy()[:-1, :-1], loaded.item_offsets.numpy()
-
-
 def variable_bytes(num_users: int, num_items: int, dim: int, num_models: int) -> int:
     """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model a
     user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is embedded

@@ -129,7 +129,9 @@ class TwoTowerModel(tfrs.Model):
             candidates = self.candidate_tower(self.all_items, self.all_item_categories)
             if self.hp.bfloat16_softmax:
                 cosines = tf.cast(
-                    tf.matmul(tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True),
+                    tf.matmul(
+                        tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True
+                    ),
                     tf.float32,
                 )
             else:

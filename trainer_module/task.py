@@ -15,10 +15,9 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 import contract
-from serving import exported
-from trainer_module import export
+from trainer_module import export, refit
 from trainer_module.hparams import HParams
-from trainer_module.model import TwoTowerModel, dense_history
+from trainer_module.model import compiled_model, dense_history
 
 
 class ExportCheckError(RuntimeError):
@@ -198,18 +197,21 @@ def _read_input(fn_args, tf_transform_output, hp: HParams, seconds: dict):
     return train, evaluation, statistics_input
 
 
-def _train(hp: HParams, sizes: _Vocabularies, counts, categories, train, evaluation, seconds: dict):
-    """The fitted model, its Keras history, the seconds of each epoch and the strategy it trained under."""
+def _train(fn_args, hp: HParams, sizes: _Vocabularies, counts, categories, train, evaluation, seconds: dict):
+    """The fitted model, its Keras history, the seconds of each epoch and the strategy it trained under. The
+    RefitTrainer (given a base_model) starts and trains as refit.py says."""
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
     with strategy.scope():
-        model = TwoTowerModel(hp, sizes.num_users, sizes.num_items, sizes.num_categories, counts, categories)
-        model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
+        model = compiled_model(hp, counts, sizes.num_users, sizes.num_items, sizes.num_categories, categories)
+    epochs = refit.refit_epochs(model, hp, fn_args.base_model) if fn_args.base_model else hp.epochs
     epoch_seconds = _EpochSeconds()
     with _timed(seconds, "fit"):
         history = model.fit(
-            train, epochs=hp.epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
+            train, epochs=epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
         )
+    if not fn_args.base_model:
+        refit.after_candidate(model, hp, fn_args.serving_model_dir)
     return model, history, epoch_seconds.seconds, strategy
 
 
@@ -228,23 +230,19 @@ def _embed_candidates(model, tf_transform_output, hp: HParams, counts, categorie
 
 
 def _average_with_base_model(fn_args, hp: HParams, query_tower, candidates: _Candidates, seconds: dict):
-    """The refit (a Trainer given a base_model) serves the mean of its scores and the candidate's
-    (export.averaged): returns the query tower and candidates to export and what they were averaged with
-    (None for the candidate itself)."""
+    """The query tower and candidates to export, and what they were averaged with (refit.py decides; None for
+    the candidate itself)."""
     if not fn_args.base_model:
         return query_tower, candidates, None
     with _timed(seconds, "average_with_base_model"):
-        query_tower, embeddings, offsets = export.averaged(
-            [
-                (query_tower, candidates.embeddings, candidates.offsets),
-                export.exported_model(fn_args.base_model, candidates.item_ids),
-            ],
-            hp.embedding_dim,
+        query_tower, embeddings, offsets, averaged_with = refit.averaged_with_candidate(
+            hp,
+            fn_args.base_model,
+            query_tower,
+            candidates.item_ids,
+            candidates.embeddings,
+            candidates.offsets,
         )
-        averaged_with = {
-            "model_dir": fn_args.base_model,
-            "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
-        }
     return query_tower, dataclasses.replace(candidates, embeddings=embeddings, offsets=offsets), averaged_with
 
 
@@ -323,7 +321,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
     with _timed(seconds, "item_statistics"):
         counts, categories = item_statistics(statistics_input, sizes.num_items)
     model, history, epoch_seconds, strategy = _train(
-        hp, sizes, counts, categories, train, evaluation, seconds
+        fn_args, hp, sizes, counts, categories, train, evaluation, seconds
     )
     candidates = _embed_candidates(model, tf_transform_output, hp, counts, categories)
     query_tower, candidates, averaged_with = _average_with_base_model(

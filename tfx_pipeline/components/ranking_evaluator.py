@@ -108,7 +108,7 @@ class RankingEvaluatorSpec(ComponentSpec):
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
-        "refit_model": ChannelParameter(type=standard_artifacts.Model),
+        "refit_model": ChannelParameter(type=standard_artifacts.Model, optional=True),  # none: no refit
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),  # none blessed yet
         "baseline_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
@@ -134,10 +134,9 @@ class Executor(tfx_evaluator.Executor):
         train, held_out = items_by_user(train_events), items_by_user(held_out_events)
         test = eval_users(train, held_out, MAX_USERS)
         users_train = {u: train[u] for u in test}
-        models = {
-            "model": EmbeddedModel(path_utils.serving_model_path(model.uri)),
-            evaluation.REFIT: EmbeddedModel(path_utils.serving_model_path(refit_model.uri)),
-        }
+        models = {"model": EmbeddedModel(path_utils.serving_model_path(model.uri))}
+        if refit_model is not None:
+            models[evaluation.REFIT] = EmbeddedModel(path_utils.serving_model_path(refit_model.uri))
         if baseline_model is not None:
             models["baseline_model"] = EmbeddedModel(path_utils.serving_model_path(baseline_model.uri))
         recommended = {
