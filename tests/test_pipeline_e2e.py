@@ -84,11 +84,12 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
         "train",
         "eval",
     ]  # the refit on every event, not the evaluated candidate
-    # ... serving the mean of its scores and the candidate's: the Trainer's model of this run.
+    # ... warm-started from the Trainer's model of this run (the default refit), and serving its own scores.
     [candidate] = glob.glob(
         os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"), recursive=True
     )
-    assert report["averaged_with"] == {"model_dir": candidate, "train_splits": ["train"]}
+    assert report["warm_started_from"] == {"model_dir": candidate, "train_splits": ["train"]}
+    assert report["averaged_with"] is None
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
 
 

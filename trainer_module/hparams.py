@@ -42,8 +42,10 @@ class HParams:
     # popularity correction unless logq_correction is off.
     negatives: str = "all_items"
     logq_correction: bool = True
-    # The all-items softmax's matmuls (most of a step's work) in bfloat16, on CPUs and GPUs that have it.
-    bfloat16_softmax: bool = False
+    # The all-items softmax's matmuls, most of a step's work, in bfloat16 where the hardware computes it
+    # natively (model.native_bfloat16; elsewhere it is emulated, slower, and float32 is kept): it ranked as
+    # float32 did at a fraction of the time (docs/experiments.md).
+    bfloat16_softmax: bool = True
     # Export: results per query, and how many items a query may ask to leave out (contract.py says why).
     top_k: int = contract.TOP_K
     max_exclusions: int = contract.MAX_EXCLUSIONS
@@ -52,10 +54,12 @@ class HParams:
     scann_check_queries: int = 200
     min_scann_recall: float = 0.9  # below it the Trainer fails and nothing is pushed
     seed: int = 42
-    # How the pushed model is made once the candidate (trained without the eval split) is judged:
-    # "none": the candidate is pushed; "warm_start": the candidate trained refit_epochs more on every event;
-    # "full": the recipe trained again on every event, serving the mean of its scores and the candidate's.
-    refit: Literal["none", "warm_start", "full"] = "full"
+    # How the pushed model is made once the candidate (trained without the eval split) is judged
+    # (trainer_module/refit.py): "none": the candidate is pushed; "warm_start": the candidate trained
+    # refit_epochs more on every event; "full": the recipe trained again on every event, serving the mean of its
+    # scores and the candidate's. A short warm start gains what the full refit and the mean did, for a fraction
+    # of a second training run (docs/experiments.md).
+    refit: Literal["none", "warm_start", "full"] = "warm_start"
     refit_epochs: PositiveInt = 2
 
     @classmethod

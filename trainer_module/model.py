@@ -9,11 +9,31 @@ lost too. Both towers end in L2-normalized vectors; a score is their cosine plus
 item bias.
 """
 
+import functools
+
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import contract
 from trainer_module.hparams import HParams
+
+
+@functools.cache
+def native_bfloat16() -> bool:
+    """Whether this machine multiplies bfloat16 matrices natively: GPUs from Ampere on (compute capability 8),
+    or, without GPUs, a CPU with AVX512-BF16 or AMX (Linux's /proc/cpuinfo). Elsewhere TensorFlow emulates it."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return all(
+            tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)
+            for gpu in gpus
+        )
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def dense_history(history_idx) -> tf.Tensor:
@@ -127,7 +147,7 @@ class TwoTowerModel(tfrs.Model):
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
         if self.hp.negatives == "all_items":
             candidates = self.candidate_tower(self.all_items, self.all_item_categories)
-            if self.hp.bfloat16_softmax:
+            if self.hp.bfloat16_softmax and native_bfloat16():
                 cosines = tf.cast(
                     tf.matmul(
                         tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True

@@ -51,6 +51,14 @@ def refit_epochs(model: tf.keras.Model, hp: HParams, base_model: str) -> int:
     return hp.epochs
 
 
+def warm_started_from(hp: HParams, base_model: str | None) -> dict | None:
+    """The candidate a RefitTrainer's weights started from, for its report (as averaged_with names the model
+    averaged in), or None."""
+    if not base_model or hp.refit != "warm_start":
+        return None
+    return {"model_dir": base_model, "train_splits": exported.read_report(base_model)["train_splits"]}
+
+
 def averaged_with_candidate(hp: HParams, base_model: str, query_tower, item_ids, embeddings, offsets):
     """(query_tower, embeddings, offsets, what they were averaged with) of the model the RefitTrainer exports:
     its own, or the mean of its scores and the candidate's (its base_model) when hp.refit averages."""

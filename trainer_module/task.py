@@ -338,6 +338,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
         "serving": _serving_size(sizes, hp, num_models=2 if averaged_with else 1),
         "train_splits": fn_args.custom_config["train_splits"],
         "averaged_with": averaged_with,
+        "warm_started_from": refit.warm_started_from(hp, fn_args.base_model),
     }
     export.write_report(
         model_dir, dict(report, **_training_report(hp, seconds, history, epoch_seconds, strategy))

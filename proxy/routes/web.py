@@ -45,8 +45,9 @@ class VersionReports:
                 for name in (contract.REPORT_FILE, contract.EVALUATION_FILE)
             )
             # The artifact locations they name are the pipeline's storage, not the API's to show.
-            if report and report.get("averaged_with"):
-                report["averaged_with"].pop("model_dir", None)
+            for other_model in ("averaged_with", "warm_started_from"):
+                if report and report.get(other_model):
+                    report[other_model].pop("model_dir", None)
             if evaluation:
                 evaluation.pop("baseline_model", None)
             self._reports[version] = report, evaluation

@@ -236,6 +236,8 @@ function exportView(report) {
           meter("scann-recall", report.scann_recall_at_10_vs_exact),
           h("h2", {}, "Training"),
           table([["trained on", splits(report.train_splits)],
+                 ...(report.warm_started_from ? [["started from", "a model trained on " +
+                                                  splits(report.warm_started_from.train_splits)]] : []),
                  ...(report.averaged_with ? [["scores", "the mean of this model's and one trained on " +
                                               splits(report.averaged_with.train_splits)]] : []),
                  ["training time", `${fixed(report.train_seconds, 1)} s`], ["users", report.num_users],
