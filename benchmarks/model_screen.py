@@ -1,10 +1,13 @@
 """Fast screening of training recipes on a `recsys benchmark quality` split, outside the pipeline.
 
 Usage: .venv/bin/python -m benchmarks.model_screen [--split build/q1/split] [--hparams JSON] [--no-determinism]
-Trains the product's model (trainer_module.model.TwoTowerModel, fitted by the Trainer's own code on its
-in-memory batches) with the given hyperparameters, and prints nDCG@10 after every epoch of the candidate and
-of the refit, with the same metrics code and protocol as `recsys evaluate` (each user's training items left
-out, the latest 20 training items as the query's history) and the baselines'.
+Trains the product's model (trainer_module.model.compiled_model: TwoTowerModel with its optimizer, fitted on
+the Trainer's in-memory batches) with the given hyperparameters, the candidate and then the refit as
+HParams.refit says (a warm start goes on with the candidate's model object, where the pipeline restores it
+from a checkpoint), and prints nDCG@10 after every epoch of each, the refit's also averaged with the
+candidate's scores (what refit "full" serves), with the same metrics code and protocol as `recsys evaluate`
+(each user's training items left out, the latest 20 training items as the query's history), and the
+baselines'.
 
 What it leaves out of the pipeline, to be fast: ExampleGen, Transform and the export. It builds the examples
 the way they do (each event's history: up to 20 of the user's other items in a fixed pseudo-random order;
@@ -16,6 +19,7 @@ quality`), and only those numbers count as results (BENCHMARKS.md).
 """
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -42,13 +46,12 @@ def _hash(text: str) -> int:
 
 
 def load(split: str):
-    """The split's training events as the Trainer's in-memory tensors (train and eval parts), the model's
-    vocabulary sizes, each item's category, and the evaluation of a [users, items] score matrix."""
+    """The split's training events as the Trainer's in-memory tensors (the candidate's part, without the
+    held-out events, and all of them), the model's vocabulary sizes with each item's category, the known
+    users' serving histories, and the evaluation of a [users, items] score matrix."""
     train, test = evaluation.load_split(split)
     users, items, seen = evaluation.train_matrix(train)
     with open(os.path.join(split, "train", "interactions.csv"), newline="", encoding="utf-8") as fh:
-        import csv
-
         rows = {
             (r[contract.USER_ID], r[contract.ITEM_ID], r[contract.TIMESTAMP], r[contract.CATEGORY])
             for r in csv.DictReader(fh)
@@ -78,7 +81,6 @@ def load(split: str):
     held_out = np.array(held_out)
     everything = {name: tf.constant(values) for name, values in events.items()}
     candidate_part = {name: tf.constant(values[~held_out]) for name, values in events.items()}
-    eval_part = {name: tf.constant(values[held_out]) for name, values in events.items()}
 
     item_categories = np.zeros(len(items) + 1, np.int64)
     for (item, category), _ in Counter(
@@ -100,17 +102,23 @@ def load(split: str):
             evaluation.top_k_unseen(scores, seen, users, items, evaluation.K), test, num_items
         )
 
-    baselines = {
-        "most_popular": evaluation.metrics(evaluation.most_popular(train), test, num_items)[evaluation.NDCG],
-        "ease": evaluation.metrics(evaluation.ease(train), test, num_items)[evaluation.NDCG],
-    }
     sizes = dict(
         num_users=len(users) + contract.NUM_OOV_BUCKETS,
         num_items=len(items) + contract.NUM_OOV_BUCKETS,
         num_categories=len(category_index) + contract.NUM_OOV_BUCKETS,
         item_categories=item_categories,
     )
-    return candidate_part, eval_part, everything, sizes, serve_history, evaluate, baselines
+    return candidate_part, everything, sizes, serve_history, evaluate
+
+
+def baselines(split: str) -> dict:
+    """nDCG@10 of most popular and EASE on the split."""
+    train, test = evaluation.load_split(split)
+    num_items = len({i for s in train.values() for i in s} | {i for s in test.values() for i in s})
+    return {
+        name: evaluation.metrics(method(train), test, num_items)[evaluation.NDCG]
+        for name, method in (("most_popular", evaluation.most_popular), ("ease", evaluation.ease))
+    }
 
 
 def scores(model, serve_history: np.ndarray) -> np.ndarray:
@@ -135,14 +143,12 @@ class _EveryEpoch(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         s = scores(self.model, self.serve_history)
-        line = f"{self.name} epoch {epoch + 1} loss {logs['loss']:.4f}"
-        ndcg = self.evaluate(s)[evaluation.NDCG]
-        line += f" ndcg@10 {ndcg:.4f}"
+        result = {"alone": self.evaluate(s)[evaluation.NDCG]}
+        line = f"{self.name} epoch {epoch + 1} loss {logs['loss']:.4f} ndcg@10 {result['alone']:.4f}"
         if self.averaged_with is not None:
-            averaged = self.evaluate((s + self.averaged_with) / 2)[evaluation.NDCG]
-            line += f" averaged with the candidate {averaged:.4f}"
-            ndcg = averaged
-        self.results.append(ndcg)
+            result["averaged"] = self.evaluate((s + self.averaged_with) / 2)[evaluation.NDCG]
+            line += f" averaged with the candidate {result['averaged']:.4f}"
+        self.results.append(result)
         print(f"{line} {time.time() - self.started:.0f}s", flush=True)
 
 
@@ -158,9 +164,9 @@ def main():
     tf.keras.utils.set_random_seed(hp.seed)
     if not args.no_determinism:
         tf.config.experimental.enable_op_determinism()
-    candidate_part, eval_part, everything, sizes, serve_history, evaluate, baselines = load(args.split)
+    candidate_part, everything, sizes, serve_history, evaluate = load(args.split)
     print(
-        f"baselines nDCG@10 {baselines}; {candidate_part[contract.ITEM_IDX].shape[0]} events train the "
+        f"baselines nDCG@10 {baselines(args.split)}; {candidate_part[contract.ITEM_IDX].shape[0]} events train the "
         f"candidate, {everything[contract.ITEM_IDX].shape[0]} the refit",
         flush=True,
     )

@@ -336,3 +336,25 @@ def test_the_dataflow_subnetwork_must_be_in_the_pipelines_region(tmp_path):
         cloud_config.ConfigError, match="in region europe-west4, not the pipeline's region us-central1"
     ):
         cloud_config.load(str(bad))
+
+
+@pytest.mark.parametrize("refit", ["none", "warm_start", "full"])
+def test_the_refit_switch_says_which_trainer_makes_the_pushed_model(tmp_path, refit):
+    from tfx_pipeline.components import example_gen
+    from tfx_pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(
+        pipeline_name="recsys",
+        pipeline_root=str(tmp_path / "root"),
+        example_gen=example_gen.local_example_gen(str(tmp_path), "code"),
+        serving_model_dir=str(tmp_path / "serving"),
+        hyperparameters={"refit": refit},
+    )
+    components = {c.id: c for c in pipeline.components}
+    pushed = components["Pusher"].inputs["model"].producer_component_id
+    evaluated_refit = components["Evaluator"].inputs.get("refit_model")
+    if refit == "none":  # the candidate is pushed: no second Trainer, nothing else for the Evaluator to check
+        assert "RefitTrainer" not in components and pushed == "Trainer" and evaluated_refit is None
+    else:
+        assert pushed == evaluated_refit.producer_component_id == "RefitTrainer"
+        assert components["RefitTrainer"].inputs["base_model"].producer_component_id == "Trainer"
