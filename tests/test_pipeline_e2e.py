@@ -84,12 +84,12 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
         "train",
         "eval",
     ]  # the refit on every event, not the evaluated candidate
-    # ... warm-started from the Trainer's model of this run (the default refit), and serving its own scores.
+    # ... serving the mean of its scores and the candidate's (the default refit): the Trainer's model of this run.
     [candidate] = glob.glob(
         os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"), recursive=True
     )
-    assert report["warm_started_from"] == {"model_dir": candidate, "train_splits": ["train"]}
-    assert report["averaged_with"] is None
+    assert report["averaged_with"] == {"model_dir": candidate, "train_splits": ["train"]}
+    assert report["warm_started_from"] is None
     assert report["scann_recall_at_10_vs_exact"] >= 0.9
 
 

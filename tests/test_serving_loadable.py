@@ -83,7 +83,7 @@ def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run
         report["hyperparameters"]["embedding_dim"],
         report["serving"]["num_models"],
     )
-    assert report["serving"]["num_models"] == 1  # the warm-started refit alone (the default refit)
+    assert report["serving"]["num_models"] == 2  # the refit averaged with the candidate
     # The formula counts exactly the numeric variables the SavedModel's checkpoint holds.
     assert (
         report["serving"]["variable_bytes"]

@@ -347,7 +347,7 @@ def test_model_page_charts_the_evaluation_and_lists_the_versions(page, api, vers
     expect(page.get_by_text(f"{report['train_seconds']:.1f} s")).to_be_visible()
     row = lambda label: page.locator("tr", has_text=re.compile(f"^{label}"))  # noqa: E731
     expect(row("trained on")).to_contain_text("train + eval")  # the refit is pushed
-    expect(row("started from")).to_contain_text("a model trained on train")  # the warm-started refit
+    expect(row("scores")).to_contain_text("the mean of this model's and one trained on train")
     expect(page.locator("#evaluation-legend")).to_contain_text("this model (saw the eval events)")
     rows = page.locator("#versions tr")
     expect(rows).to_have_count(3)
