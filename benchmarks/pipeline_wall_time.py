@@ -1,11 +1,12 @@
 """Wall time of `recsys pipeline run` per component on MovieLens, as a Markdown table for BENCHMARKS.md.
 
-Usage: .venv/bin/python benchmarks/pipeline_wall_time.py [MOVIELENS_DIR] [--epochs N]
+Usage: .venv/bin/python benchmarks/pipeline_wall_time.py [MOVIELENS_DIR] [--epochs N] [--hparams JSON]
 Baseline measured in the same run: the history SQL alone in DuckDB over the same files (what ExampleGen
 adds on top of it is TFX/Beam overhead and tf.Example encoding).
 """
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -22,6 +23,7 @@ def main():
         "src", nargs="?", default=os.path.join("..", "shared", "data", "movielens-latest-small")
     )
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--hparams", default="{}", help="JSON object of hyperparameter overrides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
@@ -29,7 +31,7 @@ def main():
         started = time.time()
         rows = len(local_source.open_data_dir(data).execute(history_query("interactions")).fetchall())
         baseline = time.time() - started
-        hparams = {"epochs": args.epochs} if args.epochs else None
+        hparams = json.loads(args.hparams) | ({"epochs": args.epochs} if args.epochs else {})
         started = time.time()
         result = local_runner.run(
             data, os.path.join(tmp, "work"), hyperparameters=hparams, echo=lambda _: None
