@@ -49,19 +49,16 @@ def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -
 
 def last_statistics(workdir: str):
     """The train split's statistics of the newest StatisticsGen output in WORKDIR's metadata, or None."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.types import standard_artifacts
     from tfx.types.artifact_utils import deserialize_artifact
 
+    from tfx_pipeline.metadata import open_store
+
     path = os.path.join(workdir, "metadata.sqlite")
     if not os.path.exists(path):
         return None
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = open_store(path, read_only=True)
     # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
     found = [
         a
