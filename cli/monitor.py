@@ -1,8 +1,7 @@
 """`recsys monitor report`: the online metrics per model version and variant, and the A/B report."""
 
-import os
-
 from cli.args import at_least, commands
+from cli.serve import FEEDBACK_DB_HELP, feedback_db_path
 
 
 def _monitor_report(args):
@@ -11,12 +10,7 @@ def _monitor_report(args):
     if args.bigquery_sql:
         print(online_metrics.bigquery_query(args.bigquery_sql))
         return
-    from cli.serve import api_settings
-
-    args.db = args.db or api_settings().feedback_db
-    if not os.path.exists(args.db):
-        raise FileNotFoundError(f"{args.db}: no feedback database")
-    report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
+    report = monitor_api.online_report(feedback_db_path(args.db), args.hours, args.k, args.metric, None)
     print(f"served {report['since']} .. {report['until']}, k = {args.k}")
     head = ("version", "variant", "requests", "ctr@k", "conv@k", "fallback", "items")
     print("{:>12} {:>8} {:>9} {:>7} {:>7} {:>8} {:>6}".format(*head))
@@ -37,10 +31,7 @@ def add_commands(groups):
         help="click-through and conversion at k, coverage and fallbacks per model version and variant, "
         "from the API's impressions and feedback, and the A/B report between stable and canary",
     )
-    p.add_argument(
-        "--db",
-        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
-    )
+    p.add_argument("--db", help=FEEDBACK_DB_HELP)
     p.add_argument("--hours", type=float, default=24, help="the window: requests served in the last HOURS")
     p.add_argument("-k", type=at_least(1), default=10, help="positions counted")
     p.add_argument("--metric", choices=("ctr", "conversion"), default="ctr", help="the A/B report's metric")

@@ -5,6 +5,7 @@ import json
 import os
 
 from cli.args import UsageError, at_least, commands
+from cli.serve import FEEDBACK_DB_HELP
 
 
 def hyperparameter_overrides(args) -> dict:
@@ -58,15 +59,11 @@ def _pipeline_run(args):
 
 
 def _pipeline_retrain(args):
-    from cli.serve import api_settings
-    from proxy.feedback_store import FeedbackStore
+    from cli.serve import open_feedback_store
     from tfx_pipeline import retrain
 
-    args.feedback_db = args.feedback_db or api_settings().feedback_db
-    if not os.path.exists(args.feedback_db):
-        raise FileNotFoundError(f"{args.feedback_db}: no feedback database")
     thresholds = {"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon}
-    store = FeedbackStore(args.feedback_db)
+    store = open_feedback_store(args.feedback_db)
     try:
         events = store.events(after_seq=retrain.read_state(args.workdir))
         decision = retrain.decide_on(events, args.workdir, args.min_new_events, thresholds)
@@ -173,10 +170,7 @@ def add_commands(groups):
         "the last run this started or it drifted from that run's data; else do nothing",
     )
     _run_options(p)
-    p.add_argument(
-        "--feedback-db",
-        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
-    )
+    p.add_argument("--feedback-db", help=FEEDBACK_DB_HELP)
     p.add_argument(
         "--min-new-events",
         type=at_least(1),

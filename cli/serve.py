@@ -30,6 +30,30 @@ OPTIONS = {
 }
 
 
+FEEDBACK_DB_HELP = "the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)"
+
+
+def feedback_db_path(given: str | None) -> str:
+    """The API's feedback database: the one given, else the API's setting. It must exist."""
+    db = given or api_settings().feedback_db
+    if not os.path.exists(db):
+        raise FileNotFoundError(f"{db}: no feedback database")
+    return db
+
+
+def open_feedback_store(given: str | None):
+    """The FeedbackStore of feedback_db_path(given); a file that is no feedback database is a usage error."""
+    import sqlite3
+
+    from proxy.feedback_store import FeedbackStore
+
+    db = feedback_db_path(given)
+    try:
+        return FeedbackStore(db)
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"{db}: not a feedback database ({e})") from None
+
+
 def _flag(name: str) -> str:
     return OPTIONS[name].get("flag", "--" + name.replace("_", "-"))
 
