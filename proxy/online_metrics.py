@@ -108,24 +108,22 @@ class VersionMetrics:
 
 def metrics_from_rows(rows: list[tuple], catalog_size: int | None) -> list[VersionMetrics]:
     """VersionMetrics from METRICS_SQL's rows."""
-    out = []
-    for version, variant, requests, clicks, conversions, fallbacks, items in rows:
-        out.append(
-            VersionMetrics(
-                model_version=str(version),
-                variant=variant,
-                requests=requests,
-                clicks=clicks,
-                conversions=conversions,
-                fallbacks=fallbacks,
-                items=items,
-                ctr=clicks / requests,
-                conversion=conversions / requests,
-                fallback_share=fallbacks / requests,
-                coverage=items / catalog_size if catalog_size else None,
-            )
+    return [
+        VersionMetrics(
+            str(version),
+            variant,
+            requests,
+            clicks,
+            conversions,
+            fallbacks,
+            items,
+            ctr=clicks / requests,
+            conversion=conversions / requests,
+            fallback_share=fallbacks / requests,
+            coverage=items / catalog_size if catalog_size else None,
         )
-    return out
+        for version, variant, requests, clicks, conversions, fallbacks, items in rows
+    ]
 
 
 def local_metrics(
