@@ -168,14 +168,15 @@ def bless(results: dict[str, dict], max_regression: float) -> tuple[bool, str]:
             )
         return (
             True,
-            f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}",
+            f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had "
+            f"{baseline:.4f}",
         )
     return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}"
 
 
 def report(results: dict[str, dict]) -> str:
-    """A Markdown table of the metrics of each method, with the other methods' ratios to the baselines (none for
-    REFIT, which was trained on the events it is scored on)."""
+    """A Markdown table of the metrics of each method, with the other methods' ratios to the baselines (none
+    for REFIT, which was trained on the events it is scored on)."""
     baselines = [name for name in ("most_popular", "ease") if name in results]
     keys = [m for m in next(iter(results.values())) if m != "users"]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]

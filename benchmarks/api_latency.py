@@ -88,7 +88,8 @@ def main():
     base = rows[0][2]
     print(f"{os.cpu_count()} cores; {len(users)} users; model {args.model_base}")
     print(
-        "| path | concurrency | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | p50 overhead |"
+        "| path | concurrency | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s "
+        "| p50 overhead |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c, r in rows:

@@ -38,6 +38,7 @@ def add_commands(groups):
     p.add_argument(
         "--bigquery-sql",
         metavar="FEEDBACK_TABLE",
-        help="print the same query for BigQuery over project.dataset.table and the impressions table beside it",
+        help="print the same query for BigQuery over project.dataset.table and the impressions table "
+        "beside it",
     )
     p.set_defaults(func=_monitor_report)

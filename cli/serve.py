@@ -1,5 +1,5 @@
-"""`recsys serve`: the recommendation API on a port. Its options are proxy/settings.py's fields, whose defaults
-and environment variables are stated there once; an option given here overrides the environment."""
+"""`recsys serve`: the recommendation API on a port. Its options are proxy/settings.py's fields, whose
+defaults and environment variables are stated there once; an option given here overrides the environment."""
 
 import argparse
 import os

@@ -12,8 +12,8 @@ coverage@k = items / the catalog's items.
 
 METRICS_SQL is one query for both stores: SQLite here (named @parameters, which SQLite binds) and BigQuery
 (query parameters of the same names). Only the two relations it reads differ: `impressions` is a table of the
-same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a view over
-the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
+same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a view
+over the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
 """
 
 import contextlib

@@ -1,12 +1,13 @@
-"""The shared online store: every API instance reads and writes the same Redis-protocol server (Memorystore for
-Redis or Valkey in the cloud, Debian's redis-server in the tests), so an event accepted by one instance steers
-the next answer of all of them, and an event is acknowledged only once the server holds it.
+"""The shared online store: every API instance reads and writes the same Redis-protocol server (Memorystore
+for Redis or Valkey in the cloud, Debian's redis-server in the tests), so an event accepted by one instance
+steers the next answer of all of them, and an event is acknowledged only once the server holds it.
 
 Keys (one non-cluster server: the scripts name keys they derive from their arguments):
   recsys:history:<user>      list, newest first: the last HISTORY_LENGTH positive items (the query's history)
   recsys:seen:<user>         list, newest first: the items of the last SEEN_LIMIT events (what is left out)
   recsys:idempotency:<key>   the event id stored under a client's idempotency key, for IDEMPOTENCY_TTL
-  recsys:feedback            stream: every accepted event until the delivery (proxy/feedback_delivery.py) moved it
+  recsys:feedback            stream: every accepted event until the delivery (proxy/feedback_delivery.py)
+                             moved it
   recsys:feedback:count:<p>  hash, interaction type -> events whose timestamp starts with the period prefix p
   recsys:feedback:totals     hash, interaction type -> every accepted event
 A user's keys expire USER_TTL after their last event; the model still knows a user it trained on.
@@ -34,8 +35,8 @@ USER_TTL = 180 * 86400  # seconds: the retraining window (config/cloud.example.y
 WRITE_TIMEOUT = 2.0  # seconds for an append (with appendfsync always, the server's fsync is in it)
 
 # Appends events to the stream and to their users' lists in one atomic step, each at most once per idempotency
-# key. ARGV: the TTLs, the list caps, the period retention, then (idempotency key or "", event JSON) per event.
-# Returns (event id, 1 if stored now | 0 if a retry of an event stored before) per event.
+# key. ARGV: the TTLs, the list caps, the period retention, then (idempotency key or "", event JSON) per
+# event. Returns (event id, 1 if stored now | 0 if a retry of an event stored before) per event.
 ACCEPT = """
 local key_ttl, user_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local history_length, seen_limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -104,8 +105,8 @@ class StoreUnavailable(Exception):
 
 
 def client(url: str, timeout: float, asynchronous: bool = True):
-    """A client of the store at url (redis://[:password@]host:port/db, rediss:// for TLS) whose every call fails
-    after `timeout` seconds instead of retrying: the caller decides what a failure means."""
+    """A client of the store at url (redis://[:password@]host:port/db, rediss:// for TLS) whose every call
+    fails after `timeout` seconds instead of retrying: the caller decides what a failure means."""
     module = redis.asyncio if asynchronous else redis
     return module.Redis.from_url(
         url,
@@ -125,7 +126,10 @@ def address(url: str) -> str:
 def durability_problem(info: dict) -> str | None:
     """What makes the server unfit to acknowledge feedback (from INFO persistence), or None."""
     if not info.get("aof_enabled"):
-        return "the store has no append-only file (appendonly no): an acknowledged event would not survive a restart"
+        return (
+            "the store has no append-only file (appendonly no): an acknowledged event would not survive "
+            "a restart"
+        )
     return None
 
 

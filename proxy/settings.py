@@ -31,8 +31,8 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         le=1,
-        description='TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the "canary" '
-        'version label, the others "stable"',
+        description="TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the "
+        '"canary" version label, the others "stable"',
     )
     feedback_db: str = Field("feedback.sqlite", description="SQLite file the feedback is stored in")
     bigquery_table: str | None = Field(
@@ -72,8 +72,8 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         le=1,
-        description="the share of /recommend answers (0..1, by a hash of the request id) recorded as impressions "
-        "for the online metrics",
+        description="the share of /recommend answers (0..1, by a hash of the request id) recorded as "
+        "impressions for the online metrics",
     )
     max_body_bytes: int = Field(1 << 20, ge=1, description="the largest request body accepted")
 

@@ -77,8 +77,8 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
         "outputArtifactKey": "blessing",
     }
     assert source("Evaluator", "model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
-    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event, averaged
-    # with the candidate (its base model).
+    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event,
+    # averaged with the candidate (its base model).
     assert source("Evaluator", "refit_model") == {
         "producerTask": "RefitTrainer",
         "outputArtifactKey": "model",

@@ -24,7 +24,8 @@ CONTAINER_TASKS = {pipeline_nodes.BIGQUERY_EXAMPLE_GEN, *pipeline_nodes.COMPONEN
 
 
 def scheduled_pipeline_job(config, template) -> dict:
-    """What `recsys pipeline submit --schedule` sends: the PipelineJob each scheduled run creates (REST form)."""
+    """What `recsys pipeline submit --schedule` sends: the PipelineJob each scheduled run creates (REST
+    form)."""
     sent = {}
 
     def create_schedule(**request):
@@ -142,8 +143,8 @@ def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and
 
     os.replace(later, feedback)  # what users did since, streamed by the API
     # Submitted with caching on (as this project did before), the run reuses run 1's results from ExampleGen
-    # to both Trainers: the query text, ExampleGen's only input, never changes. Nothing new is trained, and the
-    # Evaluator (its baseline is new) finds run 1's model again.
+    # to both Trainers: the query text, ExampleGen's only input, never changes. Nothing new is trained, and
+    # the Evaluator (its baseline is new) finds run 1's model again.
     cached_job = copy.deepcopy(job)
     for task in cached_job["pipelineSpec"]["root"]["dag"]["tasks"].values():
         task["cachingOptions"] = {"enableCache": True}

@@ -85,7 +85,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, api):
-    """A fresh browser context on the page. It must ask for the API key exactly once and raise no script error."""
+    """A fresh browser context on the page. It must ask for the API key exactly once and raise no script
+    error."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     prompts, errors = [], []
@@ -117,7 +118,8 @@ def stored(db: str, sql: str, *args):
 
 
 def history_in_data(data_dir: str, user: str) -> list[str]:
-    """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest first."""
+    """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest
+    first."""
     with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
         events = sorted(
             (r["timestamp"], r["item_id"], r["interaction_type"])

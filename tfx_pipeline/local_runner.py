@@ -1,4 +1,5 @@
-"""Runs create_pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite metadata, push to a directory."""
+"""Runs create_pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite metadata, push to a
+directory."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""The local runner's ML Metadata store (SQLite): opening it, and following one run's executions in it while the
-runner writes them."""
+"""The local runner's ML Metadata store (SQLite): opening it, and following one run's executions in it while
+the runner writes them."""
 
 import contextlib
 import os

@@ -56,7 +56,8 @@ async def similar(
     k: int = Query(10, ge=1, le=100),
     label: LabelHeader = None,
 ):
-    """The items closest to item_id in the model's item space (the "stable" version unless asked otherwise)."""
+    """The items closest to item_id in the model's item space (the "stable" version unless asked
+    otherwise)."""
     if item_id not in model.catalog.items:
         raise HTTPException(404, f"item_id: unknown item {item_id!r}")
     similar_items, version, label = await recommender.similar(model, item_id, k, label)

@@ -5,14 +5,15 @@ as the API asks it: the user's latest training items as history, all their train
 against most popular and EASE computed on the same split (evaluation.py), and against the
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
 `max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
-trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval split
-as a check that it works: it trained on those events, so it only has to beat most popular there. The report is
-written into the blessing as evaluation.json; the Pusher ships it inside the pushed version (assets.extra/),
-where the API's model page reads it.
+trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval
+split as a check that it works: it trained on those events, so it only has to beat most popular there. The
+report is written into the blessing as evaluation.json; the Pusher ships it inside the pushed version
+(assets.extra/), where the API's model page reads it.
 
 A run whose events and training recipe are those of the last blessed model is not blessed again: its model
 would replace an equal one. Vertex AI Pipelines re-runs every task on each scheduled run (BigQuery's rows are
-not part of any cache key), so this, not the cache, is what keeps an unchanged table from pushing a new version.
+not part of any cache key), so this, not the cache, is what keeps an unchanged table from pushing a new
+version.
 
 Not TFX's stock Evaluator: TFMA scores examples one by one and has no full-catalog ranking metrics.
 """
@@ -51,7 +52,8 @@ _COLUMNS = {
 
 
 def read_events(examples: standard_artifacts.Examples, split: str) -> list[tuple]:
-    """The events of one split of ExampleGen's output as (user, timestamp, item, type, rating, category), sorted."""
+    """The events of one split of ExampleGen's output as (user, timestamp, item, type, rating, category),
+    sorted."""
     files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -82,7 +84,8 @@ def items_by_user(events: list[tuple]) -> dict[str, list[str]]:
 
 
 def inputs_fingerprint(events: list[tuple], recipe: str) -> str:
-    """What a model was made from: its events (in any order, files and shards aside) and its training recipe."""
+    """What a model was made from: its events (in any order, files and shards aside) and its training
+    recipe."""
     digest = hashlib.sha256(recipe.encode())
     for event in sorted(events):
         digest.update(repr(event).encode())
@@ -171,7 +174,8 @@ class Executor(tfx_evaluator.Executor):
                 out,
                 indent=2,
             )
-        # The properties TFX's own Evaluator sets (the Pusher and LatestBlessedModelStrategy read them), and ours.
+        # The properties TFX's own Evaluator sets (the Pusher and LatestBlessedModelStrategy read them), and
+        # ours.
         blessing.set_int_custom_property("blessed", int(blessed))
         blessing.set_string_custom_property("current_model", model.uri)
         blessing.set_int_custom_property("current_model_id", model.id)
