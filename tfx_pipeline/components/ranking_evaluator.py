@@ -18,7 +18,6 @@ version.
 Not TFX's stock Evaluator: TFMA scores examples one by one and has no full-catalog ranking metrics.
 """
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -83,15 +82,6 @@ def items_by_user(events: list[tuple]) -> dict[str, list[str]]:
     return dict(by_user)
 
 
-def inputs_fingerprint(events: list[tuple], recipe: str) -> str:
-    """What a model was made from: its events (in any order, files and shards aside) and its training
-    recipe."""
-    digest = hashlib.sha256(recipe.encode())
-    for event in sorted(events):
-        digest.update(repr(event).encode())
-    return digest.hexdigest()
-
-
 def eval_users(train: dict[str, list[str]], held_out: dict[str, list[str]], max_users: int, seed: int = 42):
     """{user: items to find}: users with training events and held-out items they had not seen in training."""
     test = {u: set(items) - set(train[u]) for u, items in held_out.items() if u in train}
@@ -133,7 +123,7 @@ class Executor(tfx_evaluator.Executor):
         max_regression = exec_properties["max_regression"]
 
         train_events, held_out_events = read_events(examples, "train"), read_events(examples, "eval")
-        fingerprint = inputs_fingerprint(train_events + held_out_events, exec_properties["recipe"])
+        fingerprint = evaluation.inputs_fingerprint(train_events + held_out_events, exec_properties["recipe"])
         train, held_out = items_by_user(train_events), items_by_user(held_out_events)
         test = eval_users(train, held_out, MAX_USERS)
         users_train = {u: train[u] for u in test}
