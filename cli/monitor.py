@@ -1,4 +1,5 @@
-"""`recsys monitor report`: the online metrics per model version and variant, and the A/B report."""
+"""`recsys monitor report`: the online metrics per model version and variant, the A/B report, and the skew
+of the served traffic from the newest pushed version's training data."""
 
 import os
 
@@ -13,7 +14,8 @@ def _monitor_report(args):
         return
     from cli.serve import api_settings
 
-    args.db = args.db or api_settings().feedback_db
+    settings = api_settings()
+    args.db = args.db or settings.feedback_db
     if not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
     report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
@@ -28,6 +30,16 @@ def _monitor_report(args):
     if not report["versions"]:
         print("no impressions recorded in the window")
     print(report["ab"]["summary"])
+    model_base = args.model_base or settings.model_base
+    if model_base:
+        from serving.catalog import Catalog, newest_version
+
+        catalog = Catalog(os.path.join(model_base, newest_version(model_base)))
+        skew = monitor_api.skew_report(args.db, catalog, args.hours, settings.skew_thresholds)
+        print(skew["summary"])
+        for s in skew["sources"]:
+            for d in s["distances"]:
+                print(f"  {s['source']:>8} {d['feature']:>9} {d['comparator']:>14} {d['distance']:.4f}")
 
 
 def add_commands(groups):
@@ -40,6 +52,11 @@ def add_commands(groups):
     p.add_argument(
         "--db",
         help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
+    )
+    p.add_argument(
+        "--model-base",
+        help="the API's --model-base: the skew is from its newest version's training data (env "
+        "RECSYS_MODEL_BASE; thresholds RECSYS_DRIFT_L_INFINITY, RECSYS_DRIFT_JENSEN_SHANNON)",
     )
     p.add_argument("--hours", type=float, default=24, help="the window: requests served in the last HOURS")
     p.add_argument("-k", type=at_least(1), default=10, help="positions counted")

@@ -60,11 +60,13 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         metrics,
     )
     app.state.recommender = Recommender(settings, watcher, store, metrics, impressions)
-    catalog_size = lambda: len(watcher.current.catalog.items) if watcher.current else None  # noqa: E731
-    metrics.registry.register(monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog_size))
+    catalog = lambda: watcher.current.catalog if watcher.current else None  # noqa: E731
+    metrics.registry.register(
+        monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog, settings.skew_thresholds)
+    )
     app.state.reports = web.VersionReports(settings.model_base)
     keyed = [Security(require_key)] if settings.api_key else []  # not the probes, the page and the docs
-    monitor = monitor_api.router(settings.feedback_db, catalog_size)
+    monitor = monitor_api.router(settings.feedback_db, catalog, settings.skew_thresholds)
     for router in (recommend.router, feedback.router, web.router, monitor):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.probes)
