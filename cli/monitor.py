@@ -16,9 +16,10 @@ def _monitor_report(args):
 
     settings = api_settings()
     args.db = args.db or settings.feedback_db
-    if not os.path.exists(args.db):
+    if not args.store and not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
-    report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
+    metrics = online_metrics.source(args.db, args.store)
+    report = monitor_api.online_report(metrics, args.hours, args.k, args.metric, None)
     print(f"served {report['since']} .. {report['until']}, k = {args.k}")
     head = ("version", "variant", "requests", "ctr@k", "conv@k", "fallback", "items")
     print("{:>12} {:>8} {:>9} {:>7} {:>7} {:>8} {:>6}".format(*head))
@@ -52,6 +53,12 @@ def add_commands(groups):
     p.add_argument(
         "--db",
         help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="the API's --store: the metrics over every instance's answers in the shared store (the last "
+        "48 h at most)",
     )
     p.add_argument(
         "--model-base",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 
-from proxy import ab_report, online_metrics, skew
+from proxy import ab_report, skew
 from proxy.feedback_store import utc_iso
 from serving.catalog import Catalog
 
@@ -22,10 +22,11 @@ def window(hours: float, until: datetime | None = None) -> tuple[str, str]:
     return utc_iso(until - timedelta(hours=hours)), utc_iso(until + timedelta(seconds=1))
 
 
-def online_report(db_path: str, hours: float, k: int, metric: str, catalog_size: int | None) -> dict:
-    """The metrics per version and variant over the last `hours`, and the A/B report between the variants."""
+def online_report(metrics, hours: float, k: int, metric: str, catalog_size: int | None) -> dict:
+    """The metrics per version and variant over the last `hours`, and the A/B report between the variants;
+    metrics: online_metrics.source's."""
     since, until = window(hours)
-    rows = online_metrics.local_metrics(db_path, since, until, k, catalog_size)
+    rows = metrics(since, until, k, catalog_size)
     ab = ab_report.report(rows, metric=metric)
     return {
         "since": since,
@@ -43,8 +44,8 @@ def skew_report(db_path: str, catalog: Catalog, hours: float, thresholds: dict) 
     return dict(report, since=since, until=until, summary=skew.describe(report))
 
 
-def router(db_path: str, catalog: Callable[[], Catalog | None], skew_thresholds: dict) -> APIRouter:
-    """catalog(): the serving model's, or None before one is loaded."""
+def router(db_path: str, metrics, catalog: Callable[[], Catalog | None], skew_thresholds: dict) -> APIRouter:
+    """metrics: online_metrics.source's; catalog(): the serving model's, or None before one is loaded."""
     api = APIRouter()
     catalog_size = lambda: len(catalog().items) if catalog() else None  # noqa: E731
 
@@ -56,7 +57,7 @@ def router(db_path: str, catalog: Callable[[], Catalog | None], skew_thresholds:
     ):
         """Click-through and conversion at k, coverage and share of fallbacks per model version and variant
         (the served lists joined with the feedback naming their request_id), and the A/B report."""
-        return await run_in_threadpool(online_report, db_path, hours, k, metric, catalog_size())
+        return await run_in_threadpool(online_report, metrics, hours, k, metric, catalog_size())
 
     @api.get("/monitor/skew")
     async def skew_from_training(hours: float = Query(DEFAULT_HOURS, gt=0, le=24 * 90)):
@@ -75,8 +76,13 @@ class OnlineMetricsCollector:
     computed at each scrape over the last DEFAULT_HOURS at k DEFAULT_K, and
     recsys_skew_distance{model_version,source,feature,comparator} with recsys_skew_threshold{comparator}."""
 
-    def __init__(self, db_path: str, catalog: Callable[[], Catalog | None], skew_thresholds: dict):
-        self.db_path, self.catalog, self.skew_thresholds = db_path, catalog, skew_thresholds
+    def __init__(self, db_path: str, metrics, catalog: Callable[[], Catalog | None], skew_thresholds: dict):
+        self.db_path, self.metrics, self.catalog, self.skew_thresholds = (
+            db_path,
+            metrics,
+            catalog,
+            skew_thresholds,
+        )
 
     def collect(self):
         yield from self._online()
@@ -109,7 +115,7 @@ class OnlineMetricsCollector:
         since, until = window(DEFAULT_HOURS)
         serving = self.catalog()
         catalog_size = len(serving.items) if serving else None
-        rows = online_metrics.local_metrics(self.db_path, since, until, DEFAULT_K, catalog_size)
+        rows = self.metrics(since, until, DEFAULT_K, catalog_size)
         gauges = {
             "requests": "recorded requests",
             "ctr": f"click-through at {DEFAULT_K}",
