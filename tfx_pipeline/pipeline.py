@@ -1,5 +1,6 @@
 """create_pipeline: the one definition of the pipeline; runners only configure it."""
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -69,6 +70,51 @@ def create_pipeline(
         statistics (tfx_pipeline/components/drift.py); stop_on_drift: a distance over its threshold fails the
         run before Transform, so nothing is pushed.
     """
+    checks = _data_checks(example_gen, drift_thresholds, stop_on_drift)
+    transform = _transform(example_gen, checks)
+    trainer_config = _trainer_config(hyperparameters, items_uri, vertex_training)
+    candidate_trainer, refit_trainer = _training(transform, checks, trainer_config, bool(vertex_training))
+    last_blessed, evaluator = _evaluation(
+        example_gen, candidate_trainer, refit_trainer, trainer_config, pipeline_name, max_regression
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[
+            example_gen,
+            *checks.components(),
+            transform,
+            candidate_trainer,
+            refit_trainer,
+            last_blessed,
+            evaluator,
+            _push(refit_trainer, evaluator, serving_model_dir),
+        ],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+@dataclasses.dataclass
+class _DataChecks:
+    """The components between ExampleGen and Transform, in the order the pipeline lists them."""
+
+    previous_statistics: tfx.dsl.Resolver
+    statistics_gen: tfx.components.StatisticsGen
+    drift_check: drift.DriftCheck
+    drift_gate: drift.DriftGate
+    schema_gen: validation.ContractSchemaGen
+    example_validator: tfx.components.ExampleValidator
+    gate: validation.AnomaliesGate
+
+    def components(self) -> list:
+        return [getattr(self, field.name) for field in dataclasses.fields(self)]
+
+
+def _data_checks(example_gen, drift_thresholds: dict | None, stop_on_drift: bool) -> _DataChecks:
+    """Statistics, the drift against the previous run's statistics, and validation against the contract's
+    schema (anomalies stop the run)."""
     # The previous run's statistics: resolved before this run's StatisticsGen writes its own.
     previous_statistics = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
@@ -94,39 +140,57 @@ def create_pipeline(
     gate = validation.AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"]
     )
+    return _DataChecks(
+        previous_statistics, statistics_gen, drift_check, drift_gate, schema_gen, example_validator, gate
+    )
+
+
+def _transform(example_gen, checks: _DataChecks) -> tfx.components.Transform:
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
-        schema=gate.outputs["validated_schema"],
+        schema=checks.gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code": code_fingerprint(preprocessing, contract)},
         # no pre/post-transform statistics: nothing reads them, and StatisticsGen's must be the only ones a
         # Resolver by type finds (on Vertex it filters by type alone)
         disable_statistics=True,
     )
-    transform.add_upstream_node(drift_gate)  # a drift that stops the run stops it before training
-    trainer_config = {
+    transform.add_upstream_node(checks.drift_gate)  # a drift that stops the run stops it before training
+    return transform
+
+
+def _trainer_config(
+    hyperparameters: dict | None, items_uri: str | None, vertex_training: dict | None
+) -> dict:
+    """The Trainers' custom_config, whose hash is the recipe the Evaluator records."""
+    config = {
         "hyperparameters": hyperparameters or {},
         "items_uri": items_uri,
         "code": code_fingerprint(trainer_module, preprocessing, contract, serving),
     }
-    trainer_class = tfx.components.Trainer
     if vertex_training:
         vertex = tfx.extensions.google_cloud_ai_platform
-        trainer_class = vertex.Trainer
-        trainer_config.update(
+        config.update(
             {
                 vertex.ENABLE_VERTEX_KEY: True,
                 vertex.VERTEX_REGION_KEY: vertex_training["region"],
                 vertex.TRAINING_ARGS_KEY: {k: v for k, v in vertex_training.items() if k != "region"},
             }
         )
+    return config
+
+
+def _training(transform, checks: _DataChecks, trainer_config: dict, on_vertex: bool):
+    """(the candidate Trainer, the RefitTrainer); on_vertex: they train on Vertex AI Training."""
+    vertex = tfx.extensions.google_cloud_ai_platform
+    trainer_class = vertex.Trainer if on_vertex else tfx.components.Trainer
 
     def trainer(train_splits: list[str], base_model=None):
         return trainer_class(
             run_fn=RUN_FN,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            schema=gate.outputs["validated_schema"],
+            schema=checks.gate.outputs["validated_schema"],
             base_model=base_model,
             train_args=tfx.proto.TrainArgs(splits=train_splits),  # epochs are a hyperparameter
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
@@ -141,6 +205,11 @@ def create_pipeline(
     refit_trainer = trainer(["train", "eval"], base_model=candidate_trainer.outputs["model"]).with_id(
         "RefitTrainer"
     )
+    return candidate_trainer, refit_trainer
+
+
+def _evaluation(example_gen, candidate_trainer, refit_trainer, trainer_config, pipeline_name, max_regression):
+    """(the Resolver of the last blessed model, the Evaluator judging the candidate against it)."""
     last_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -157,34 +226,16 @@ def create_pipeline(
         recipe=hashlib.sha256(json.dumps(trainer_config, sort_keys=True).encode()).hexdigest(),
         code=code_fingerprint(ranking_evaluator, evaluation, serving),
     ).with_id("Evaluator")
-    pusher = tfx.components.Pusher(
+    return last_blessed, evaluator
+
+
+def _push(refit_trainer, evaluator, serving_model_dir: str) -> tfx.components.Pusher:
+    """Pushes the RefitTrainer's model when the Evaluator blessed the candidate."""
+    return tfx.components.Pusher(
         model=refit_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
-    )
-    return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name,
-        pipeline_root=pipeline_root,
-        components=[
-            example_gen,
-            previous_statistics,
-            statistics_gen,
-            drift_check,
-            drift_gate,
-            schema_gen,
-            example_validator,
-            gate,
-            transform,
-            candidate_trainer,
-            refit_trainer,
-            last_blessed,
-            evaluator,
-            pusher,
-        ],
-        enable_cache=enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args or [],
     )

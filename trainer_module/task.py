@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -142,26 +143,49 @@ def _sample_queries(dataset, n: int, tf_transform_output):
     return users[batch[contract.USER_IDX].numpy()].tolist(), items[history].tolist()
 
 
-def run_fn(fn_args: tfx.components.FnArgs):
-    hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
-    # The same data and seed train the same model: seeded Python, NumPy and TensorFlow, the events in a fixed
-    # order (canonical_order), and TensorFlow's multi-threaded reductions in a fixed order. On CPU only: some
-    # GPU kernels have no deterministic version and would fail under it.
+@dataclasses.dataclass
+class _Vocabularies:
+    """Sizes of the Transform's vocabularies as the model's embedding tables count them (OOV buckets included)."""
+
+    num_users: int
+    num_items: int
+    num_categories: int
+
+    @classmethod
+    def of(cls, tf_transform_output):
+        def size(vocab):
+            return tf_transform_output.vocabulary_size_by_name(vocab) + contract.NUM_OOV_BUCKETS
+
+        return cls(size(contract.USER_VOCAB), size(contract.ITEM_VOCAB), size(contract.CATEGORY_VOCAB))
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """What the index serves: every item of the vocabulary (the OOV bucket is not a candidate)."""
+
+    item_ids: np.ndarray
+    categories: np.ndarray  # category index per candidate
+    counts: np.ndarray  # training events per candidate
+    embeddings: np.ndarray
+    offsets: np.ndarray  # temperature * item bias, added to every score
+
+
+def _make_deterministic(hp: HParams):
+    """The same data and seed train the same model: seeded Python, NumPy and TensorFlow, the events in a fixed
+    order (canonical_order), and TensorFlow's multi-threaded reductions in a fixed order. On CPU only: some
+    GPU kernels have no deterministic version and would fail under it."""
     tf.keras.utils.set_random_seed(hp.seed)
     if not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    num_users = tf_transform_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
-    num_items = tf_transform_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
-    num_categories = (
-        tf_transform_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
-    )
 
-    seconds = {}
+
+def _read_input(fn_args, tf_transform_output, hp: HParams, seconds: dict):
+    """(training batches, evaluation batches, the training events item_statistics reads): from memory when the
+    split fits IN_MEMORY_EVENTS, else read from the files every epoch."""
     with _timed(seconds, "read_input"):
         train_events = read_in_memory(fn_args, fn_args.train_files, tf_transform_output)
         eval_events = read_in_memory(fn_args, fn_args.eval_files, tf_transform_output)
-    if train_events is None:  # too large for memory: read from the files every epoch
+    if train_events is None:
         train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
         statistics_input = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed)
     else:
@@ -171,115 +195,154 @@ def run_fn(fn_args: tfx.components.FnArgs):
         evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
     else:
         evaluation = in_memory_batches(eval_events, hp.batch_size, False, hp.seed)
-    with _timed(seconds, "item_statistics"):
-        counts, categories = item_statistics(statistics_input, num_items)
+    return train, evaluation, statistics_input
 
+
+def _train(hp: HParams, sizes: _Vocabularies, counts, categories, train, evaluation, seconds: dict):
+    """The fitted model, its Keras history, the seconds of each epoch and the strategy it trained under."""
     strategy = training_strategy()
     logging.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync, hp)
     with strategy.scope():
-        model = TwoTowerModel(hp, num_users, num_items, num_categories, counts, categories)
+        model = TwoTowerModel(hp, sizes.num_users, sizes.num_items, sizes.num_categories, counts, categories)
         model.compile(optimizer=tf.keras.optimizers.Adagrad(hp.learning_rate))
     epoch_seconds = _EpochSeconds()
     with _timed(seconds, "fit"):
         history = model.fit(
             train, epochs=hp.epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
         )
+    return model, history, epoch_seconds.seconds, strategy
 
-    # Candidates: every item of the vocabulary (the OOV bucket is not a candidate).
+
+def _embed_candidates(model, tf_transform_output, hp: HParams, counts, categories) -> _Candidates:
     item_ids = np.array(tf_transform_output.vocabulary_by_name(contract.ITEM_VOCAB)).astype(str)
-    category_names = np.array(tf_transform_output.vocabulary_by_name(contract.CATEGORY_VOCAB) + [b""]).astype(
-        str
-    )
     item_index = np.arange(len(item_ids))
-    item_embeddings = model.candidate_tower(
-        tf.constant(item_index), tf.constant(categories[item_index])
-    ).numpy()
-    item_offsets = hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0]
+    return _Candidates(
+        item_ids=item_ids,
+        categories=categories[item_index],
+        counts=counts[item_index],
+        embeddings=model.candidate_tower(
+            tf.constant(item_index), tf.constant(categories[item_index])
+        ).numpy(),
+        offsets=hp.temperature * model.item_bias(tf.constant(item_index)).numpy()[:, 0],
+    )
 
-    query_tower, averaged_with = model.query_tower, None
-    if (
-        fn_args.base_model
-    ):  # the refit: it serves the mean of its scores and the candidate's (export.averaged)
-        with _timed(seconds, "average_with_base_model"):
-            query_tower, item_embeddings, item_offsets = export.averaged(
-                [
-                    (model.query_tower, item_embeddings, item_offsets),
-                    export.exported_model(fn_args.base_model, item_ids),
-                ],
-                hp.embedding_dim,
-            )
-            averaged_with = {
-                "model_dir": fn_args.base_model,
-                "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
-            }
 
+def _average_with_base_model(fn_args, hp: HParams, query_tower, candidates: _Candidates, seconds: dict):
+    """The refit (a Trainer given a base_model) serves the mean of its scores and the candidate's
+    (export.averaged): returns the query tower and candidates to export and what they were averaged with
+    (None for the candidate itself)."""
+    if not fn_args.base_model:
+        return query_tower, candidates, None
+    with _timed(seconds, "average_with_base_model"):
+        query_tower, embeddings, offsets = export.averaged(
+            [
+                (query_tower, candidates.embeddings, candidates.offsets),
+                export.exported_model(fn_args.base_model, candidates.item_ids),
+            ],
+            hp.embedding_dim,
+        )
+        averaged_with = {
+            "model_dir": fn_args.base_model,
+            "train_splits": exported.read_report(fn_args.base_model)["train_splits"],
+        }
+    return query_tower, dataclasses.replace(candidates, embeddings=embeddings, offsets=offsets), averaged_with
+
+
+def _export(fn_args, hp: HParams, tf_transform_output, query_tower, candidates: _Candidates, seconds: dict):
+    """Writes the brute-force SavedModel, the ScaNN one (contract.SCANN_DIR) and the items file."""
     tft_layer = tf_transform_output.transform_features_layer()
     model_dir = fn_args.serving_model_dir
-    brute_force = export.ServingModule(
-        tft_layer,
-        query_tower,
-        item_ids,
-        item_embeddings,
-        item_offsets,
-        export.brute_force_index(hp, len(item_ids)),
-        hp,
-    )
-    with _timed(seconds, "export_brute_force"):
-        brute_force.save(model_dir)
-    with _timed(seconds, "export_scann"):
-        scann = export.ServingModule(
-            tft_layer,
-            query_tower,
-            item_ids,
-            item_embeddings,
-            item_offsets,
-            export.scann_index(hp, len(item_ids)),
-            hp,
+    num_items = len(candidates.item_ids)
+
+    def serving_module(index):
+        return export.ServingModule(
+            tft_layer, query_tower, candidates.item_ids, candidates.embeddings, candidates.offsets, index, hp
         )
-        scann.save(
+
+    with _timed(seconds, "export_brute_force"):
+        serving_module(export.brute_force_index(hp, num_items)).save(model_dir)
+    with _timed(seconds, "export_scann"):
+        serving_module(export.scann_index(hp, num_items)).save(
             os.path.join(model_dir, contract.SCANN_DIR),
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
         )
+    category_names = np.array(tf_transform_output.vocabulary_by_name(contract.CATEGORY_VOCAB) + [b""]).astype(
+        str
+    )
     tf.io.gfile.makedirs(os.path.join(model_dir, contract.EXTRA_DIR))
     export.write_items(
         os.path.join(model_dir, contract.EXTRA_DIR, contract.ITEMS_FILE),
-        item_ids,
-        category_names[categories[item_index]],
-        counts[item_index],
+        candidates.item_ids,
+        category_names[candidates.categories],
+        candidates.counts,
         _read_catalog(fn_args.custom_config.get("items_uri")),
     )
 
-    # Fresh loads of both SavedModels: a model whose signatures do not load fails here and is never pushed.
+
+def _check_export(model_dir: str, hp: HParams, evaluation, tf_transform_output, seconds: dict):
+    """Fresh loads of both SavedModels, so that a model whose signatures do not load fails here and is never
+    pushed: (ScaNN's recall@10 against exact search, the number of queries it was measured on)."""
     users, histories = _sample_queries(evaluation, hp.scann_check_queries, tf_transform_output)
     with _timed(seconds, "fresh_load_check"):
         recall = export.recall_against_exact(model_dir, users, histories)
-    num_models = 2 if averaged_with else 1
-    sizes = (num_users - contract.NUM_OOV_BUCKETS, len(item_ids), hp.embedding_dim, num_models)
+    return recall, len(users)
+
+
+def _serving_size(sizes: _Vocabularies, hp: HParams, num_models: int) -> dict:
+    """One loaded version of the brute-force SavedModel: what TF Serving holds per version
+    (docs/deployment.md, sizing)."""
+    shape = (sizes.num_users - contract.NUM_OOV_BUCKETS, sizes.num_items - contract.NUM_OOV_BUCKETS)
+    shape += (hp.embedding_dim, num_models)
+    return {
+        "num_models": num_models,
+        "variable_bytes": export.variable_bytes(*shape),
+        "memory_bytes": export.serving_memory(*shape),
+    }
+
+
+def _training_report(hp: HParams, seconds: dict, history, epoch_seconds: list, strategy) -> dict:
+    return {
+        "train_seconds": seconds["fit"],
+        # Where the Trainer's time went (benchmarks/trainer_breakdown.py reads it).
+        "seconds": seconds,
+        "epoch_seconds": epoch_seconds,
+        "final_loss": float(history.history["loss"][-1]),
+        "final_val_loss": float(history.history["val_loss"][-1]),
+        "replicas": strategy.num_replicas_in_sync,
+        "hyperparameters": json.loads(json.dumps(hp.__dict__)),
+    }
+
+
+def run_fn(fn_args: tfx.components.FnArgs):
+    hp = HParams.from_overrides(fn_args.custom_config.get("hyperparameters"))
+    _make_deterministic(hp)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    sizes = _Vocabularies.of(tf_transform_output)
+    seconds = {}
+    train, evaluation, statistics_input = _read_input(fn_args, tf_transform_output, hp, seconds)
+    with _timed(seconds, "item_statistics"):
+        counts, categories = item_statistics(statistics_input, sizes.num_items)
+    model, history, epoch_seconds, strategy = _train(
+        hp, sizes, counts, categories, train, evaluation, seconds
+    )
+    candidates = _embed_candidates(model, tf_transform_output, hp, counts, categories)
+    query_tower, candidates, averaged_with = _average_with_base_model(
+        fn_args, hp, model.query_tower, candidates, seconds
+    )
+    model_dir = fn_args.serving_model_dir
+    _export(fn_args, hp, tf_transform_output, query_tower, candidates, seconds)
+    recall, check_queries = _check_export(model_dir, hp, evaluation, tf_transform_output, seconds)
+    report = {
+        "scann_recall_at_10_vs_exact": recall,
+        "scann_check_queries": check_queries,
+        "num_items": len(candidates.item_ids),
+        "num_users": sizes.num_users - contract.NUM_OOV_BUCKETS,
+        "serving": _serving_size(sizes, hp, num_models=2 if averaged_with else 1),
+        "train_splits": fn_args.custom_config["train_splits"],
+        "averaged_with": averaged_with,
+    }
     export.write_report(
-        model_dir,
-        {
-            "scann_recall_at_10_vs_exact": recall,
-            "scann_check_queries": len(users),
-            "num_items": len(item_ids),
-            "num_users": num_users - contract.NUM_OOV_BUCKETS,
-            # One loaded version of the brute-force SavedModel: what TF Serving holds per version
-            # (docs/deployment.md, sizing).
-            "serving": {
-                "num_models": num_models,
-                "variable_bytes": export.variable_bytes(*sizes),
-                "memory_bytes": export.serving_memory(*sizes),
-            },
-            "train_splits": fn_args.custom_config["train_splits"],
-            "averaged_with": averaged_with,
-            "train_seconds": seconds["fit"],
-            # Where the Trainer's time went (benchmarks/trainer_breakdown.py reads it).
-            "seconds": seconds,
-            "epoch_seconds": epoch_seconds.seconds,
-            "final_loss": float(history.history["loss"][-1]),
-            "final_val_loss": float(history.history["val_loss"][-1]),
-            "replicas": strategy.num_replicas_in_sync,
-            "hyperparameters": json.loads(json.dumps(hp.__dict__)),
-        },
+        model_dir, dict(report, **_training_report(hp, seconds, history, epoch_seconds, strategy))
     )
     logging.info("Exported to %s; ScaNN recall@10 vs exact: %.3f", model_dir, recall)
     if recall < hp.min_scann_recall:  # the Trainer fails, so the Pusher never sees this model
