@@ -33,10 +33,12 @@ def _monitor_report(args):
     print(report["ab"]["summary"])
     model_base = args.model_base or settings.model_base
     if model_base:
+        from proxy.skew import source as skew_source
         from serving.catalog import Catalog, newest_version
 
         catalog = Catalog(os.path.join(model_base, newest_version(model_base)))
-        skew = monitor_api.skew_report(args.db, catalog, args.hours, settings.skew_thresholds)
+        traffic = skew_source(args.db, args.store)
+        skew = monitor_api.skew_report(traffic, catalog, args.hours, settings.skew_thresholds)
         print(skew["summary"])
         for s in skew["sources"]:
             for d in s["distances"]:

@@ -37,15 +37,17 @@ def online_report(metrics, hours: float, k: int, metric: str, catalog_size: int 
     }
 
 
-def skew_report(db_path: str, catalog: Catalog, hours: float, thresholds: dict) -> dict:
-    """The skew of the last `hours`' traffic from the training data of the version `catalog` belongs to."""
+def skew_report(traffic, catalog: Catalog, hours: float, thresholds: dict) -> dict:
+    """The skew of the last `hours`' traffic from the training data of the version `catalog` belongs to;
+    traffic: skew.source's."""
     since, until = window(hours)
-    report = skew.report(catalog, skew.traffic(db_path, catalog.version, since, until), thresholds)
+    report = skew.report(catalog, traffic(catalog.version, since, until), thresholds)
     return dict(report, since=since, until=until, summary=skew.describe(report))
 
 
-def router(db_path: str, metrics, catalog: Callable[[], Catalog | None], skew_thresholds: dict) -> APIRouter:
-    """metrics: online_metrics.source's; catalog(): the serving model's, or None before one is loaded."""
+def router(metrics, traffic, catalog: Callable[[], Catalog | None], skew_thresholds: dict) -> APIRouter:
+    """metrics: online_metrics.source's; traffic: skew.source's; catalog(): the serving model's, or None
+    before one is loaded."""
     api = APIRouter()
     catalog_size = lambda: len(catalog().items) if catalog() else None  # noqa: E731
 
@@ -66,7 +68,7 @@ def router(db_path: str, metrics, catalog: Callable[[], Catalog | None], skew_th
         serving = catalog()
         if serving is None:
             raise HTTPException(503, "no model version loaded yet")
-        return await run_in_threadpool(skew_report, db_path, serving, hours, skew_thresholds)
+        return await run_in_threadpool(skew_report, traffic, serving, hours, skew_thresholds)
 
     return api
 
@@ -76,10 +78,10 @@ class OnlineMetricsCollector:
     computed at each scrape over the last DEFAULT_HOURS at k DEFAULT_K, and
     recsys_skew_distance{model_version,source,feature,comparator} with recsys_skew_threshold{comparator}."""
 
-    def __init__(self, db_path: str, metrics, catalog: Callable[[], Catalog | None], skew_thresholds: dict):
-        self.db_path, self.metrics, self.catalog, self.skew_thresholds = (
-            db_path,
+    def __init__(self, metrics, traffic, catalog: Callable[[], Catalog | None], skew_thresholds: dict):
+        self.metrics, self.traffic, self.catalog, self.skew_thresholds = (
             metrics,
+            traffic,
             catalog,
             skew_thresholds,
         )
@@ -91,7 +93,7 @@ class OnlineMetricsCollector:
             yield from self._skew(serving)
 
     def _skew(self, serving: Catalog):
-        report = skew_report(self.db_path, serving, DEFAULT_HOURS, self.skew_thresholds)
+        report = skew_report(self.traffic, serving, DEFAULT_HOURS, self.skew_thresholds)
         distance = GaugeMetricFamily(
             "recsys_skew_distance",
             f"distance of the last {DEFAULT_HOURS} h's served items (source served) or feedback (source "

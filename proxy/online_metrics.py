@@ -142,9 +142,11 @@ def source(db_path: str, store_url: str | None):
 def shared_metrics(
     store_url: str, since: str, until: str, k: int = 10, catalog_size: int | None = None
 ) -> list[VersionMetrics]:
-    """The metrics over every instance's answers and the events naming them, read from the shared store's
-    monitor streams into an in-memory SQLite database and computed by the same SQL."""
-    rows, responses = redis_store.monitor_rows(store_url, _milliseconds(since), _milliseconds(until))
+    """The metrics over every instance's answers and the events naming them (received up to now, as the
+    feedback table is read), from the shared store's monitor streams in an in-memory SQLite database, by the
+    same SQL."""
+    rows, events = redis_store.monitor_rows(store_url, milliseconds(since), milliseconds(until))
+    responses = [(e["request_id"], e["item_id"], e["interaction_type"]) for e in events if e["request_id"]]
     with contextlib.closing(sqlite3.connect(":memory:")) as db:
         db.executescript(impressions.SCHEMA)
         db.executemany(impressions.INSERT_SQL, [tuple(r[c] for c in impressions.COLUMNS) for r in rows])
@@ -157,7 +159,7 @@ def shared_metrics(
     return metrics_from_rows(result, catalog_size)
 
 
-def _milliseconds(iso: str) -> int:
+def milliseconds(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 

@@ -10,10 +10,10 @@ Keys (one non-cluster server: the scripts name keys they derive from their argum
   recsys:feedback:count:<p>  hash, interaction type -> events whose timestamp starts with the period prefix p
   recsys:feedback:totals     hash, interaction type -> every accepted event
   recsys:monitor:impressions stream, one entry per recorded answer (its impression rows), kept MONITOR_RETENTION
-  recsys:monitor:responses   stream, (request_id, item_id, interaction_type) of each event naming a request,
-                             kept MONITOR_RETENTION
-The two monitor streams are where every instance's answers meet the feedback that names them: the online
-metrics (proxy/online_metrics.py) of any instance read them, not the instance's own impressions.
+  recsys:monitor:events      stream, (request_id or "", item_id, interaction_type, category) of each accepted
+                             event, kept MONITOR_RETENTION
+The two monitor streams are where every instance's answers meet the feedback: the online metrics
+(proxy/online_metrics.py) and the skew (proxy/skew.py) of any instance read them, not its own files.
 A user's keys expire USER_TTL after their last event; the model still knows a user it trained on.
 """
 
@@ -39,7 +39,7 @@ IDEMPOTENCY_TTL = 7 * 86400  # seconds: a client's retry of a lost 202 comes wel
 USER_TTL = 180 * 86400  # seconds: the retraining window (config/cloud.example.yaml, bigquery.window_days)
 WRITE_TIMEOUT = 2.0  # seconds for an append (with appendfsync always, the server's fsync is in it)
 MONITOR_IMPRESSIONS = PREFIX + "monitor:impressions"
-MONITOR_RESPONSES = PREFIX + "monitor:responses"
+MONITOR_EVENTS = PREFIX + "monitor:events"
 MONITOR_RETENTION = (
     48 * 3600
 )  # seconds: the online metrics' windows over the shared store reach this far back
@@ -80,10 +80,12 @@ for i = 7, #ARGV, 2 do
       redis.call('EXPIRE', counts, period[2])
     end
     redis.call('HINCRBY', 'recsys:feedback:totals', event.interaction_type, 1)
-    if event.request_id ~= cjson.null then
-      redis.call('XADD', 'recsys:monitor:responses', 'MINID', '~', monitor_min_id, '*', 'request_id',
-                 event.request_id, 'item_id', event.item_id, 'interaction_type', event.interaction_type)
+    local request_id = event.request_id
+    if request_id == cjson.null then
+      request_id = ''
     end
+    redis.call('XADD', 'recsys:monitor:events', 'MINID', '~', monitor_min_id, '*', 'request_id', request_id,
+               'item_id', event.item_id, 'interaction_type', event.interaction_type, 'category', event.category)
     table.insert(answers, {event.event_id, 1})
   end
 end
@@ -259,9 +261,10 @@ def monitor_min_id(now: float | None = None) -> str:
     return f"{int((now - MONITOR_RETENTION) * 1000)}-0"
 
 
-def monitor_rows(url: str, since_ms: int, until_ms: int) -> tuple[list[dict], list[tuple[str, str, str]]]:
-    """The impression rows of the answers recorded in [since_ms, until_ms) by every instance, and the
-    (request_id, item_id, interaction_type) of the events naming a request received since since_ms."""
+def monitor_rows(url: str, since_ms: int, until_ms: int) -> tuple[list[dict], list[dict]]:
+    """The impression rows of the answers recorded in [since_ms, until_ms) by every instance, and the events
+    accepted since since_ms ({"received_ms", "request_id" ("" for none), "item_id", "interaction_type",
+    "category"}), from the monitor streams."""
     store = client(url, 30, asynchronous=False)
     try:
         rows = [
@@ -269,13 +272,13 @@ def monitor_rows(url: str, since_ms: int, until_ms: int) -> tuple[list[dict], li
             for _, fields in store.xrange(MONITOR_IMPRESSIONS, f"{since_ms}-0", f"({until_ms}-0")
             for row in json.loads(fields["rows"])
         ]
-        responses = [
-            (f["request_id"], f["item_id"], f["interaction_type"])
-            for _, f in store.xrange(MONITOR_RESPONSES, f"{since_ms}-0", "+")
+        events = [
+            dict(fields, received_ms=int(entry_id.split("-")[0]))
+            for entry_id, fields in store.xrange(MONITOR_EVENTS, f"{since_ms}-0", "+")
         ]
     finally:
         store.close()
-    return rows, responses
+    return rows, events
 
 
 def stream_event(event: dict, received_at: str) -> dict:

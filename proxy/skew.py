@@ -12,11 +12,13 @@ pipeline run's model) against live traffic that keeps coming after the run, so i
 and the version meet rather than frozen into the run that pushed it."""
 
 import contextlib
+import functools
 import os
 import sqlite3
 from collections import Counter
 
 import contract
+from proxy import online_metrics, redis_store
 from serving import distances
 from serving.catalog import Catalog
 
@@ -44,6 +46,24 @@ def counts_of(item_ids: list[str], catalog: Catalog) -> dict[str, Counter]:
     return {
         contract.ITEM_ID: Counter(item_ids),
         contract.CATEGORY: Counter(known[i].category if i in known else "" for i in item_ids),
+    }
+
+
+def source(db_path: str, store_url: str | None):
+    """traffic(version, since, until) of the API's settings: the shared store's monitor streams with `--store`
+    (every instance's answers and events), else the SQLite file holding impressions and feedback."""
+    if store_url:
+        return functools.partial(shared_traffic, store_url)
+    return functools.partial(traffic, db_path)
+
+
+def shared_traffic(store_url: str, version: str, since: str, until: str) -> dict[str, list[str]]:
+    """The item ids of each source in the window, from the shared store's monitor streams."""
+    until_ms = online_metrics.milliseconds(until)
+    rows, events = redis_store.monitor_rows(store_url, online_metrics.milliseconds(since), until_ms)
+    return {
+        "served": [r["item_id"] for r in rows if r["model_version"] == version],
+        "feedback": [e["item_id"] for e in events if e["received_ms"] < until_ms],
     }
 
 

@@ -1,5 +1,5 @@
-"""With the shared store (--store), the online metrics of every instance count every instance's answers and the
-feedback naming them, wherever each was served or posted: two API instances, each with its own SQLite file,
+"""With the shared store (--store), the online metrics and the skew of every instance count every instance's
+answers and the feedback, wherever each was served or posted: two API instances, each with its own SQLite file,
 on one real redis-server."""
 
 import re
@@ -57,6 +57,10 @@ def test_each_instances_metrics_count_the_answers_and_clicks_of_both(two_instanc
             rf'recsys_online_requests{{model_version="{version}",variant=""}} (\S+)', metrics
         )
         assert float(requests) == 10
+        # the skew's sources too: every instance's impressions of the version and every event
+        skew = httpx.get(url + "/monitor/skew", params={"hours": 1}, timeout=30).json()
+        events = {s["source"]: s["events"] for s in skew["sources"]}
+        assert events == {"served": 10 * 10, "feedback": len(clicked)}, url
 
 
 def test_the_shared_metrics_read_only_the_window(redis_server):
