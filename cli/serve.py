@@ -19,6 +19,8 @@ OPTIONS = {
     "canary_share": {"type": share},
     "feedback_db": {},
     "impression_sample": {"type": share},
+    "drift_l_infinity": {"type": float},
+    "drift_jensen_shannon": {"type": float},
     "bigquery_table": {},
     "store": {"metavar": "URL"},
     "reclaim_idle": {"type": float},
