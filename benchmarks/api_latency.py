@@ -1,9 +1,11 @@
 """/recommend latency and throughput through the API (embedded backend), against the in-process signature
-call measured in the same run: the proxy's overhead as a difference and a ratio.
+call measured in the same run: one query at a time (the latency baseline) and batches of --batch queries (the
+throughput baseline: the most the API's batcher, proxy/batcher.py, can join at that concurrency).
 
 Usage: .venv/bin/python -m benchmarks.api_latency --model-base W/serving/recsys --data DIR
-       [--requests 2000] [--seconds 60] [--concurrency 1 32]
-Loopback only; every phase is bounded in request count and in time.
+       [--requests 2000] [--seconds 60] [--concurrency 1 32] [--batch 32] [--rounds 1]
+Loopback only; every phase is bounded in request count and in time. With --rounds R the phases take turns R
+times (each a share of the requests and seconds), so that on a shared machine they see the same load.
 """
 
 import argparse
@@ -18,19 +20,21 @@ from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
 
 
-def direct(model_base, store, users, n, seconds):
-    """The baseline: the SavedModel signature called in this process with what the API would pass."""
-    model = EmbeddedModel.newest(model_base)
-    model.recommend([users[0]], [store.history(users[0])], [store.seen(users[0])], 10)
+def direct(model, store, users, n, seconds, batch):
+    """The baseline: the SavedModel signature called in this process with what the API would pass, `batch`
+    users per call; each query's latency is its call's, throughput counts queries."""
+    model.recommend(
+        users[:batch], [store.history(u) for u in users[:batch]], [store.seen(u) for u in users[:batch]], 10
+    )
     latencies, started = [], time.perf_counter()
-    for i in range(n):
-        user = users[i % len(users)]
+    for start in range(0, max(n, batch), batch):
+        group = [users[i % len(users)] for i in range(start, start + batch)]
         t = time.perf_counter()
-        model.recommend([user], [store.history(user)], [store.seen(user)], 10)
-        latencies.append(time.perf_counter() - t)
+        model.recommend(group, [store.history(u) for u in group], [store.seen(u) for u in group], 10)
+        latencies.extend([time.perf_counter() - t] * batch)
         if time.perf_counter() - started > seconds:
             break
-    return summary(latencies, time.perf_counter() - started)
+    return latencies, time.perf_counter() - started, 0
 
 
 async def through_api(port, users, n, seconds, concurrency):
@@ -51,7 +55,7 @@ async def through_api(port, users, n, seconds, concurrency):
         writer.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return dict(summary(latencies, time.perf_counter() - started), errors=errors)
+    return latencies, time.perf_counter() - started, errors
 
 
 def main():
@@ -61,6 +65,10 @@ def main():
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--batch", type=int, default=32, help="queries per direct call of the batched baseline"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="times the phases take turns")
     args = parser.parse_args()
 
     store = HistoryStore()
@@ -68,38 +76,40 @@ def main():
     users = sorted(store.users())
     random.Random(0).shuffle(users)
 
+    model = EmbeddedModel.newest(args.model_base)
+    n, seconds = args.requests // args.rounds, args.seconds / args.rounds
+    phases = [(f"direct signature call, batch of {b}", b, None) for b in (1, args.batch)]
+    phases += [("POST /recommend via the API", c, c) for c in args.concurrency]
+    measured = {phase: ([], 0.0, 0) for phase in phases}  # latencies, seconds, errors over the rounds
     with served_api(args.model_base, args.data) as (port, _):
-        rows = [
-            (
-                "direct signature call (baseline)",
-                1,
-                direct(args.model_base, store, users, args.requests, args.seconds),
-            )
-        ]
-        for c in args.concurrency:
-            rows.append(
-                (
-                    "POST /recommend via the API",
-                    c,
-                    asyncio.run(through_api(port, users, args.requests, args.seconds, c)),
+        for _ in range(args.rounds):
+            for phase in phases:
+                name, size, concurrency = phase
+                latencies, elapsed, errors = (
+                    asyncio.run(through_api(port, users, n, seconds, concurrency))
+                    if concurrency
+                    else direct(model, store, users, n, seconds, size)
                 )
-            )
+                total = measured[phase]
+                measured[phase] = (total[0] + latencies, total[1] + elapsed, total[2] + errors)
+    rows = [
+        (name, size, dict(summary(lat, el), errors=err))
+        for (name, size, _), (lat, el, err) in measured.items()
+    ]
 
-    base = rows[0][2]
+    one, batched = rows[0][2], rows[1][2]
     print(f"{os.cpu_count()} cores; {len(users)} users; model {args.model_base}")
     print(
-        "| path | concurrency | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | p50 overhead |"
+        "| path | concurrency or batch | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s "
+        "| p50 over one query | req/s / batched |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c, r in rows:
-        overhead = (
-            f"+{r['p50_ms'] - base['p50_ms']:.2f} ms ({r['p50_ms'] / base['p50_ms']:.2f}x)"
-            if r is not base
-            else "—"
-        )
         print(
             f"| {name} | {c} | {r['n']} | {r.get('errors', 0)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rps']:.0f} | {overhead} |"
+            f"{r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rps']:.0f} | "
+            f"+{r['p50_ms'] - one['p50_ms']:.2f} ms ({r['p50_ms'] / one['p50_ms']:.2f}x) | "
+            f"{r['rps'] / batched['rps']:.2f}x |"
         )
 
 

@@ -1,6 +1,7 @@
 """Fast screening of training recipes on a `recsys benchmark quality` split, outside the pipeline.
 
-Usage: .venv/bin/python -m benchmarks.model_screen [--split build/q1/split] [--hparams JSON] [--no-determinism]
+Usage: .venv/bin/python -m benchmarks.model_screen [--split build/q1/split] [--hparams JSON]
+       [--no-determinism]
 Trains the product's model (trainer_module.model.compiled_model: TwoTowerModel with its optimizer, fitted on
 the Trainer's in-memory batches) with the given hyperparameters, the candidate and then the refit as
 HParams.refit says (a warm start goes on with the candidate's model object, where the pipeline restores it
@@ -166,8 +167,8 @@ def main():
         tf.config.experimental.enable_op_determinism()
     candidate_part, everything, sizes, serve_history, evaluate = load(args.split)
     print(
-        f"baselines nDCG@10 {baselines(args.split)}; {candidate_part[contract.ITEM_IDX].shape[0]} events train the "
-        f"candidate, {everything[contract.ITEM_IDX].shape[0]} the refit",
+        f"baselines nDCG@10 {baselines(args.split)}; {candidate_part[contract.ITEM_IDX].shape[0]} events "
+        f"train the candidate, {everything[contract.ITEM_IDX].shape[0]} the refit",
         flush=True,
     )
     started = time.time()

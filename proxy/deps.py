@@ -1,4 +1,7 @@
-"""The endpoints' dependencies, declared once: what create_app put on app.state, and the API key check."""
+"""The endpoints' dependencies, declared once: what create_app put on app.state, and the API key check.
+
+All `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request for a
+lookup that never blocks."""
 
 import hmac
 from typing import Annotated
@@ -20,27 +23,27 @@ api_key_header = APIKeyHeader(
 )
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _watcher(request: Request) -> ModelWatcher:
+async def _watcher(request: Request) -> ModelWatcher:
     return request.app.state.watcher
 
 
-def _store(request: Request):
+async def _store(request: Request):
     return request.app.state.store
 
 
-def _metrics(request: Request) -> ApiMetrics:
+async def _metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     return request.app.state.recommender
 
 
-def serving_model(watcher: Annotated[ModelWatcher, Depends(_watcher)]) -> ServingModel:
+async def serving_model(watcher: Annotated[ModelWatcher, Depends(_watcher)]) -> ServingModel:
     """The model loaded now; the request keeps it even if a newer version is swapped in meanwhile."""
     if watcher.current is None:
         raise Unavailable("no model loaded yet")

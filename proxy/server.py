@@ -2,8 +2,13 @@
 
 import contextlib
 import logging
+import logging.handlers
 import os
+import queue
+import signal
 import socket
+import sys
+import threading
 
 import uvicorn
 
@@ -15,13 +20,15 @@ from serving.catalog import newest_version
 from serving.tf_serving import client_for_url
 
 log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build_app(settings: Settings, seed_events: SeedEvents | None = None):
-    """settings.backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
-    model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
-    for the "canary" version label for canary_share of the users and "stable" for the others.
-    settings.store: None for histories and feedback in this process, or redis://host:port/db for a shared store."""
+    """settings.backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving
+    (the model name defaults to the last part of model_base, as TF Serving's --model_base_path convention),
+    asked for the "canary" version label for canary_share of the users and "stable" for the others.
+    settings.store: None for histories and feedback in this process, or redis://host:port/db for a shared
+    store."""
     model_base = settings.model_base.rstrip("/")
     settings = settings.model_copy(update={"model_base": model_base})
     if settings.backend:
@@ -40,7 +47,34 @@ def serve(
 ):
     """Serves on `listener` (bound by the caller, so a taken port is reported before anything loads). Without
     wait_for_model, a model base without a pushed version raises FileNotFoundError naming it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _log_lines_written_by_a_thread():
+        _serve(listener, settings, wait_for_model, seed_events)
+
+
+@contextlib.contextmanager
+def _log_lines_written_by_a_thread():
+    """Log lines (an access line per request) go through a queue to a thread that writes them to stderr: the
+    event loop neither pays for nor waits on the write. Every queued line is written before the process ends,
+    after a SIGTERM too (uvicorn re-raises it once shut down: here it exits through this block instead of
+    killing the process with lines still queued)."""
+    writer = logging.StreamHandler()
+    writer.setFormatter(logging.Formatter(LOG_FORMAT))
+    lines = queue.SimpleQueue()
+    logging.basicConfig(level=logging.INFO, handlers=[logging.handlers.QueueHandler(lines)])
+    thread = logging.handlers.QueueListener(lines, writer)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.stop()
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(listener: socket.socket, settings: Settings, wait_for_model: bool, seed_events: SeedEvents | None):
     model_base = settings.model_base
     try:
         newest_version(model_base)

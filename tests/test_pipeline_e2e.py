@@ -14,26 +14,12 @@ import evaluation
 from serving import query
 from serving.embedded import EmbeddedModel
 from serving.history import HistoryStore
+from tests import pipeline_nodes
 from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
-COMPONENTS = [
-    "FileBasedExampleGen",
-    "previous_statistics",
-    "StatisticsGen",
-    "DriftCheck",
-    "DriftGate",
-    "ContractSchemaGen",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "Trainer",
-    "RefitTrainer",
-    "last_blessed_model",
-    "Evaluator",
-    "Pusher",
-]
+COMPONENTS = [pipeline_nodes.LOCAL_EXAMPLE_GEN, *pipeline_nodes.COMPONENTS, *pipeline_nodes.RESOLVERS]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +70,7 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
         "train",
         "eval",
     ]  # the refit on every event, not the evaluated candidate
-    # ... serving the mean of its scores and the candidate's (the default refit): the Trainer's model of this run.
+    # ... serving the mean of its scores and the candidate's (the default refit): this run's Trainer's model.
     [candidate] = glob.glob(
         os.path.join(pipeline_run["workdir"], "**", "Trainer", "model", "*", "Format-Serving"), recursive=True
     )

@@ -107,7 +107,8 @@ class ServingModule(tf.Module):
         ]
     )
     def query(self, user_idx, history_idx):
-        """The query vectors of transformed user and history indices: what averaged() calls of a loaded model."""
+        """The query vectors of transformed user and history indices: what averaged() calls of a loaded
+        model."""
         return self.query_tower(user_idx, history_idx)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
@@ -132,12 +133,12 @@ class ServingModule(tf.Module):
 
 
 def variable_bytes(num_users: int, num_items: int, dim: int, num_models: int) -> int:
-    """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model a
-    user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is embedded
-    by the item table); for averaged models the projection, (models x dim) x served dimensions, where averaged()
-    serves min(dim, items) dimensions; the candidates twice, with one more column (ServingModule.item_embeddings,
-    one extra row, and the index), the item offsets and the index's int32 identifiers. Ids (strings) and their
-    lookup tables are not variables: see serving_memory."""
+    """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model
+    a user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is
+    embedded by the item table); for averaged models the projection, (models x dim) x served dimensions, where
+    averaged() serves min(dim, items) dimensions; the candidates twice, with one more column
+    (ServingModule.item_embeddings, one extra row, and the index), the item offsets and the index's int32
+    identifiers. Ids (strings) and their lookup tables are not variables: see serving_memory."""
     served = min(dim, num_items) if num_models > 1 else dim
     tables = num_models * (num_users + 1 + num_items + 1) * dim
     projection = num_models * dim * served if num_models > 1 else 0
@@ -160,8 +161,8 @@ RESIDENT_PER_VERSION = 64 * 2**20  # the graph, its functions and the session, w
 
 
 def serving_memory(num_users: int, num_items: int, dim: int, num_models: int) -> int:
-    """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds every
-    version of models.config's `specific` list: multiply by the versions loaded)."""
+    """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds
+    every version of models.config's `specific` list: multiply by the versions loaded)."""
     return round(
         RESIDENT_PER_VARIABLE_BYTE * variable_bytes(num_users, num_items, dim, num_models)
         + RESIDENT_PER_VERSION
@@ -190,7 +191,8 @@ def scann_index(hp: HParams, num_items: int):
 
 
 def write_items(path: str, item_ids, categories, counts, catalog: dict):
-    """The candidates with their catalog entry and training event count (the popularity fallback's ranking)."""
+    """The candidates with their catalog entry and training event count (the popularity fallback's
+    ranking)."""
     with tf.io.gfile.GFile(path, "w") as out:
         writer = csv.writer(out)
         writer.writerow(contract.ITEM_COLUMNS + (contract.POPULARITY,))

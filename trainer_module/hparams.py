@@ -10,11 +10,12 @@ import contract
 PositiveInt = Annotated[int, pydantic.Field(ge=1)]
 
 
-# A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on construction.
+# A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on
+# construction.
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(strict=True))
 class HParams:
-    # Wide embeddings trained briefly ranked better than narrow ones trained longer, at about the same training
-    # time (docs/experiments.md).
+    # Wide embeddings trained briefly ranked better than narrow ones trained longer, at about the same
+    # training time (docs/experiments.md).
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 1024
     embedding_dim: PositiveInt = 512
@@ -44,8 +45,8 @@ class HParams:
     logq_correction: bool = True
     # The all-items softmax's matmuls, most of a step's work, in bfloat16 where the hardware computes it
     # natively (model.native_bfloat16; elsewhere TensorFlow emulates it, slower, and float32 is kept). It
-    # trained the same model as float32 in the screen at about three quarters of the time; not yet the default,
-    # for want of pipeline runs on three seeds (docs/experiments.md).
+    # trained the same model as float32 in the screen at about three quarters of the time; not yet the
+    # default, for want of pipeline runs on three seeds (docs/experiments.md).
     bfloat16_softmax: bool = False
     # Export: results per query, and how many items a query may ask to leave out (contract.py says why).
     top_k: int = contract.TOP_K
@@ -57,10 +58,10 @@ class HParams:
     seed: int = 42
     # How the pushed model is made once the candidate (trained without the eval split) is judged
     # (trainer_module/refit.py): "none": the candidate is pushed; "warm_start": the candidate trained
-    # refit_epochs more on every event; "full": the recipe trained again on every event, serving the mean of its
-    # scores and the candidate's. The full refit costs a second training run; the warm start a fifth of one,
-    # but it ranked below EASE on two seeds of three where the full refit's mean ranked above it in every run
-    # (docs/experiments.md).
+    # refit_epochs more on every event; "full": the recipe trained again on every event, serving the mean of
+    # its scores and the candidate's. The full refit costs a second training run, the warm start a fifth of
+    # one, but the warm start ranked below EASE on two seeds of three where the full refit's mean ranked
+    # above it in every run (docs/experiments.md).
     refit: Literal["none", "warm_start", "full"] = "full"
     refit_epochs: PositiveInt = 2
 

@@ -20,8 +20,9 @@ from trainer_module.hparams import HParams
 
 @functools.cache
 def native_bfloat16() -> bool:
-    """Whether this machine multiplies bfloat16 matrices natively: GPUs from Ampere on (compute capability 8),
-    or, without GPUs, a CPU with AVX512-BF16 or AMX (Linux's /proc/cpuinfo). Elsewhere TensorFlow emulates it."""
+    """Whether this machine multiplies bfloat16 matrices natively: GPUs from Ampere on (compute capability
+    8), or, without GPUs, a CPU with AVX512-BF16 or AMX (Linux's /proc/cpuinfo). Elsewhere TensorFlow
+    emulates it."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return all(

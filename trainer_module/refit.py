@@ -36,7 +36,8 @@ def _checkpoint_prefix(serving_model_dir: str) -> str:
 
 
 def after_candidate(model: tf.keras.Model, hp: HParams, serving_model_dir: str):
-    """What the candidate Trainer leaves for the RefitTrainer: its weights, when the refit starts from them."""
+    """What the candidate Trainer leaves for the RefitTrainer: its weights, when the refit starts from
+    them."""
     if hp.refit == "warm_start":
         _checkpoint(model).write(_checkpoint_prefix(serving_model_dir))
 
@@ -89,7 +90,8 @@ class AveragedQueryTower(tf.Module):
 
 
 class ExportedQueryTower(tf.Module):
-    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its variables."""
+    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its
+    variables."""
 
     def __init__(self, loaded):
         super().__init__()
@@ -102,11 +104,12 @@ class ExportedQueryTower(tf.Module):
 
 def averaged(models, dim: int):
     """One model whose scores are the mean of the given models' scores, as ServingModule's (query_tower,
-    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled by
-    1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and an
-    item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
-    principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
-    does; when they span more, the leading directions hold nearly all of the variance (docs/experiments.md)."""
+    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled
+    by 1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and
+    an item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
+    principal directions, exact when they span no more (the catalog's rank), so the index costs what one
+    model's does; when they span more, the leading directions hold nearly all of the variance
+    (docs/experiments.md)."""
     towers, embeddings, offsets = zip(*models)
     scale = 1 / math.sqrt(len(models))
     side_by_side = scale * np.hstack(embeddings)
@@ -120,8 +123,8 @@ def averaged(models, dim: int):
 
 
 def exported_model(model_dir: str, item_ids: np.ndarray):
-    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates must be
-    `item_ids` in this order (the same vocabulary)."""
+    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates
+    must be `item_ids` in this order (the same vocabulary)."""
     loaded = exported.load(model_dir)
     if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
         raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")

@@ -117,7 +117,7 @@ def _version_report(reports: VersionReports, version: str, serving_version: str)
     )
 
 
-def _reports(request: Request) -> VersionReports:
+async def _reports(request: Request) -> VersionReports:
     return (
         request.app.state.reports
     )  # create_app's, one per app: a version's reports never change once pushed
