@@ -1,8 +1,8 @@
-"""The contract every part of the system agrees on, defined once: the data's columns and interaction types, the
-feature names, and the layout of an exported model version with its signatures and limits.
+"""The contract every part of the system agrees on, defined once: the data's columns and interaction types,
+the feature names, and the layout of an exported model version with its signatures and limits.
 
-It imports nothing of the project's and no TensorFlow, so the pipeline, the trainer, the serving code and the API
-can all import it (tests/test_layering.py checks that it stays at the bottom).
+It imports nothing of the project's and no TensorFlow, so the pipeline, the trainer, the serving code and the
+API can all import it (tests/test_layering.py checks that it stays at the bottom).
 """
 
 # Data contract: one row per interaction event (the BigQuery table's columns).
@@ -37,9 +37,10 @@ ITEM_VOCAB = "item_id"
 CATEGORY_VOCAB = "category"
 NUM_OOV_BUCKETS = 1
 
-# An exported model version: what the Pusher copies to <serving base>/<model name>/<version>/, where <version> is
-# an integer (the push time in Unix seconds) and saved_model.pb is written last.
-#   saved_model.pb, variables/        brute-force index: loads in stock TensorFlow Serving and anywhere TF runs
+# An exported model version: what the Pusher copies to <serving base>/<model name>/<version>/, where <version>
+# is an integer (the push time in Unix seconds) and saved_model.pb is written last.
+#   saved_model.pb, variables/        brute-force index: loads in stock TensorFlow Serving and anywhere
+#                                     TF runs
 #   scann/                            the same signatures over a ScaNN index (needs the ScaNN ops)
 #   assets/<USER_VOCAB>               the Transform vocabulary of the user ids the model knows
 #   assets.extra/items.csv            the candidates: item_id,title,category,popularity

@@ -5,6 +5,7 @@ interaction is a positive; full ranking over all items with each user's training
 """
 
 import csv
+import hashlib
 import itertools
 import math
 import os
@@ -23,6 +24,15 @@ REFIT = "refit_on_all_events"
 # the same data differ by a little, a broken model by much more.
 MAX_REGRESSION = 0.05
 EASE_MAX_ITEMS = 20_000  # EASE inverts an items x items matrix: 1.6 GB and minutes of CPU at this size
+
+
+def inputs_fingerprint(events: list[tuple], recipe: str) -> str:
+    """What a model was made from: its events (in any order, files and shards aside) and its training
+    recipe."""
+    digest = hashlib.sha256(recipe.encode())
+    for event in sorted(events):
+        digest.update(repr(event).encode())
+    return digest.hexdigest()
 
 
 def split_per_user(src: str, out: str, test_fraction: float = 0.25, seed: int = 42):
@@ -176,14 +186,15 @@ def bless(results: dict[str, dict], max_regression: float) -> tuple[bool, str]:
             )
         return (
             True,
-            f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had {baseline:.4f}",
+            f"{NDCG} {model:.4f} beats most popular's {popular:.4f}; the last blessed model had "
+            f"{baseline:.4f}",
         )
     return True, f"{NDCG} {model:.4f} beats most popular's {popular:.4f}"
 
 
 def report(results: dict[str, dict]) -> str:
-    """A Markdown table of the metrics of each method, with the other methods' ratios to the baselines (none for
-    REFIT, which was trained on the events it is scored on)."""
+    """A Markdown table of the metrics of each method, with the other methods' ratios to the baselines (none
+    for REFIT, which was trained on the events it is scored on)."""
     baselines = [name for name in ("most_popular", "ease") if name in results]
     keys = [m for m in next(iter(results.values())) if m != "users"]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]

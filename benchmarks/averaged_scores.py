@@ -67,7 +67,8 @@ def main():
         for averaged, candidate in zip(args.model_dirs[::2], args.model_dirs[1::2]):
             a, c = scores(averaged), scores(candidate)
             print(
-                f"candidate {ndcg(c):.4f}  averaged {ndcg(a):.4f}  refit alone {ndcg(2 * a - c):.4f}  {averaged}"
+                f"candidate {ndcg(c):.4f}  averaged {ndcg(a):.4f}  refit alone {ndcg(2 * a - c):.4f}  "
+                f"{averaged}"
             )
         return
     s = {d: scores(d) for d in args.model_dirs}

@@ -36,7 +36,8 @@ def main():
         )
         total = time.time() - started
     print(
-        f"{events} events ({rows} examples), {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+        f"{events} events ({rows} examples), {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}"
     )
     print("| component | wall time (s) |\n|---|---:|")
     for name, seconds in result["timings"].items():

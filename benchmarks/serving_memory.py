@@ -3,9 +3,9 @@ pushed model's architecture at larger sizes, each loaded in a fresh process that
 TF Serving loads the version root), its resident memory measured before and after the load and a first call.
 
 Usage: .venv/bin/python -m benchmarks.serving_memory --workdir W [--sizes 25000x2500 100000x10000] [--dim 512]
-W is a pipeline workdir (`recsys pipeline run`): its Transform graph maps the ids; its vocabularies are replaced
-by ones of each size, so the lookup tables are as large as the users and items. Weights are random (the sizes
-are what counts), two query towers averaged and projected, as the pushed (refit) model.
+W is a pipeline workdir (`recsys pipeline run`): its Transform graph maps the ids; its vocabularies are
+replaced by ones of each size, so the lookup tables are as large as the users and items. Weights are random
+(the sizes are what counts), two query towers averaged and projected, as the pushed (refit) model.
 The baseline in the same run: the version the pipeline pushed, loaded the same way.
 """
 
@@ -19,7 +19,8 @@ import sys
 import tempfile
 import time
 
-# Runs in a fresh interpreter: TensorFlow imported and warmed up first, then the version loaded and called once.
+# Runs in a fresh interpreter: TensorFlow imported and warmed up first, then the version loaded and called
+# once.
 MEASURE = """
 import json, os, sys, time
 import tensorflow as tf
@@ -35,7 +36,8 @@ loaded = time.perf_counter() - started
 model.signatures["serving_default"](user_id=tf.constant(["u"]), history=tf.constant([[""]]),
                                      exclude_item_ids=tf.zeros([1, 0], tf.string))
 after = rss()
-print(json.dumps({"rss_growth": after["VmRSS"] - before["VmRSS"], "peak_growth": after["VmHWM"] - before["VmRSS"],
+print(json.dumps({"rss_growth": after["VmRSS"] - before["VmRSS"],
+                  "peak_growth": after["VmHWM"] - before["VmRSS"],
                   "load_seconds": loaded, "scann_imported": "scann" in sys.modules}))
 """
 
@@ -144,7 +146,8 @@ def main(argv=None):
             result = measure(path)
             mib = lambda n: f"{n / 2**20:,.0f} MiB"  # noqa: E731
             print(
-                f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | {mib(export.checkpoint_bytes(path))} | "
+                f"| {name} | {users:,} | {items:,} | {dim} | {mib(formula)} | "
+                f"{mib(export.checkpoint_bytes(path))} | "
                 f"{mib(result['rss_growth'])} | {result['rss_growth'] / formula:.2f} | "
                 f"{mib(result['peak_growth'])} | {result['load_seconds']:.1f} | {result['scann_imported']} |",
                 flush=True,

@@ -92,8 +92,8 @@ def main():
                 )
                 memory = redis.Redis.from_url(store.url).info("memory")["used_memory"] / 2**20
                 print(
-                    f"recsys store load: {users:,} users in the store ({time.perf_counter() - started:.1f} s; "
-                    f"the store's memory {memory:.0f} MiB)"
+                    f"recsys store load: {users:,} users in the store "
+                    f"({time.perf_counter() - started:.1f} s; the store's memory {memory:.0f} MiB)"
                 )
                 rows.append(
                     (

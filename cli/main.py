@@ -1,6 +1,6 @@
-"""`recsys`: the command line of the project (data, pipeline, model, API). It is the composition root: the only
-code that imports the pipeline, the serving code and the API together; each command module imports its heavy
-parts when it runs, so `recsys serve` never loads TFX."""
+"""`recsys`: the command line of the project (data, pipeline, model, API). It is the composition root: the
+only code that imports the pipeline, the serving code and the API together; each command module imports its
+heavy parts when it runs, so `recsys serve` never loads TFX."""
 
 import argparse
 import importlib.metadata
@@ -42,8 +42,8 @@ LIBRARY_NOISE = {
         "Tables initialized inside a tf.function",  # TF, on the Transform layer inside the serving signatures
         "Examples artifact does not have payload_format",  # tfx-bsl: then tf.Examples, which they are
         "`custom_executor_spec` is deprecated",  # TFX 1.16 still documents it for a component's own executor
-        # A first run has no earlier statistics to compare with: TFX 1.16's LatestArtifactStrategy then returns
-        # None, which the local runner logs with a traceback before resolving the input as empty.
+        # A first run has no earlier statistics to compare with: TFX 1.16's LatestArtifactStrategy then
+        # returns None, which the local runner logs with a traceback before resolving the input as empty.
         "Error while resolving inputs for previous_statistics",
     ),
     "tensorflow": (

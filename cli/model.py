@@ -31,7 +31,8 @@ def _model_show(args):
         for rank, (item, score) in enumerate(recs, 1):
             meta = model.catalog.items.get(item)
             print(
-                f"  {rank:2d}. {item:>8}  {score:6.3f}  {meta.title if meta else ''} [{meta.category if meta else ''}]"
+                f"  {rank:2d}. {item:>8}  {score:6.3f}  {meta.title if meta else ''} "
+                f"[{meta.category if meta else ''}]"
             )
 
 

@@ -1,8 +1,10 @@
-"""`recsys monitor report`: the online metrics per model version and variant, and the A/B report."""
+"""`recsys monitor report`: the online metrics per model version and variant, the A/B report, and the skew
+of the served traffic from the newest pushed version's training data."""
 
 import os
 
 from cli.args import at_least, commands
+from cli.serve import FEEDBACK_DB_HELP
 
 
 def _monitor_report(args):
@@ -13,10 +15,12 @@ def _monitor_report(args):
         return
     from cli.serve import api_settings
 
-    args.db = args.db or api_settings().feedback_db
-    if not os.path.exists(args.db):
+    settings = api_settings()
+    args.db = args.db or settings.feedback_db
+    if not args.store and not os.path.exists(args.db):
         raise FileNotFoundError(f"{args.db}: no feedback database")
-    report = monitor_api.online_report(args.db, args.hours, args.k, args.metric, None)
+    metrics = online_metrics.source(args.db, args.store)
+    report = monitor_api.online_report(metrics, args.hours, args.k, args.metric, None)
     print(f"served {report['since']} .. {report['until']}, k = {args.k}")
     head = ("version", "variant", "requests", "ctr@k", "conv@k", "fallback", "items")
     print("{:>12} {:>8} {:>9} {:>7} {:>7} {:>8} {:>6}".format(*head))
@@ -28,6 +32,18 @@ def _monitor_report(args):
     if not report["versions"]:
         print("no impressions recorded in the window")
     print(report["ab"]["summary"])
+    model_base = args.model_base or settings.model_base
+    if model_base:
+        from proxy.skew import source as skew_source
+        from serving.catalog import Catalog, newest_version
+
+        catalog = Catalog(os.path.join(model_base, newest_version(model_base)))
+        traffic = skew_source(args.db, args.store)
+        skew = monitor_api.skew_report(traffic, catalog, args.hours, settings.skew_thresholds)
+        print(skew["summary"])
+        for s in skew["sources"]:
+            for d in s["distances"]:
+                print(f"  {s['source']:>8} {d['feature']:>9} {d['comparator']:>14} {d['distance']:.4f}")
 
 
 def add_commands(groups):
@@ -37,9 +53,17 @@ def add_commands(groups):
         help="click-through and conversion at k, coverage and fallbacks per model version and variant, "
         "from the API's impressions and feedback, and the A/B report between stable and canary",
     )
+    p.add_argument("--db", help=FEEDBACK_DB_HELP)
     p.add_argument(
-        "--db",
-        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
+        "--store",
+        metavar="URL",
+        help="the API's --store: the metrics over every instance's answers in the shared store (the last "
+        "48 h at most)",
+    )
+    p.add_argument(
+        "--model-base",
+        help="the API's --model-base: the skew is from its newest version's training data (env "
+        "RECSYS_MODEL_BASE; thresholds RECSYS_DRIFT_L_INFINITY, RECSYS_DRIFT_JENSEN_SHANNON)",
     )
     p.add_argument("--hours", type=float, default=24, help="the window: requests served in the last HOURS")
     p.add_argument("-k", type=at_least(1), default=10, help="positions counted")
@@ -47,6 +71,7 @@ def add_commands(groups):
     p.add_argument(
         "--bigquery-sql",
         metavar="FEEDBACK_TABLE",
-        help="print the same query for BigQuery over project.dataset.table and the impressions table beside it",
+        help="print the same query for BigQuery over project.dataset.table and the impressions table "
+        "beside it",
     )
     p.set_defaults(func=_monitor_report)

@@ -5,6 +5,7 @@ import json
 import os
 
 from cli.args import UsageError, at_least, commands
+from cli.serve import FEEDBACK_DB_HELP
 
 
 def hyperparameter_overrides(args) -> dict:
@@ -58,15 +59,15 @@ def _pipeline_run(args):
 
 
 def _pipeline_retrain(args):
-    from cli.serve import api_settings
-    from proxy.feedback_store import FeedbackStore
+    if args.config:
+        return _pipeline_retrain_in_the_cloud(args)
+    if not (args.data and args.workdir):
+        raise UsageError("--data and --workdir are required (or --config for Google Cloud)")
+    from cli.serve import open_feedback_store
     from tfx_pipeline import retrain
 
-    args.feedback_db = args.feedback_db or api_settings().feedback_db
-    if not os.path.exists(args.feedback_db):
-        raise FileNotFoundError(f"{args.feedback_db}: no feedback database")
     thresholds = {"l_infinity": args.drift_l_infinity, "jensen_shannon": args.drift_jensen_shannon}
-    store = FeedbackStore(args.feedback_db)
+    store = open_feedback_store(args.feedback_db)
     try:
         events = store.events(after_seq=retrain.read_state(args.workdir))
         decision = retrain.decide_on(events, args.workdir, args.min_new_events, thresholds)
@@ -82,6 +83,28 @@ def _pipeline_retrain(args):
     )  # after a run that finished: a failed one is tried again
 
 
+def _pipeline_retrain_in_the_cloud(args):
+    """The same decision over the config's BigQuery feedback table; a run is submitted to Vertex AI."""
+    from tfx_pipeline import cloud_config, retrain
+
+    config = cloud_config.load(args.config)
+    credentials = _credentials()
+    until = retrain.utc_now()
+    since = retrain.read_cloud_state(config.pipeline_root, config.window_days, until)
+    query = retrain.bigquery_runner(config.project, credentials)
+    decision = retrain.decide_in_bigquery(query, config.feedback_table, since, until, args.min_new_events)
+    print(
+        f"{'run' if decision.run else 'no run'}: {decision.reason} "
+        f"(event times {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC)"
+    )
+    if not decision.run or args.dry_run:
+        return
+    print(f"submitted: {_submit(config, args.template, None, credentials).resource_name}")
+    retrain.write_cloud_state(
+        config.pipeline_root, until
+    )  # after the submission: a failed submit counts again
+
+
 def _drift_threshold(text: str) -> float:
     try:
         value = float(text)
@@ -92,12 +115,13 @@ def _drift_threshold(text: str) -> float:
     return value
 
 
-def _run_options(p):
-    """The options of `recsys pipeline run` (and retrain, which runs it)."""
+def _run_options(p, required: bool = True):
+    """The options of `recsys pipeline run` (and retrain, which runs it, where --config replaces --data and
+    --workdir)."""
     p.add_argument(
-        "--data", required=True, help="directory with interactions.csv (or *.parquet) and items.csv"
+        "--data", required=required, help="directory with interactions.csv (or *.parquet) and items.csv"
     )
-    p.add_argument("--workdir", required=True, help="pipeline root, metadata and pushed models")
+    p.add_argument("--workdir", required=required, help="pipeline root, metadata and pushed models")
     p.add_argument(
         "--epochs", type=at_least(1), help="training epochs (default: trainer_module/hparams.py's)"
     )
@@ -136,28 +160,37 @@ def _pipeline_compile(args):
     print(f"compiled: {vertex_runner.compile_pipeline(config, args.out)}")
 
 
-def _pipeline_submit(args):
-    import tempfile
-
+def _credentials():
     import google.auth
     import google.auth.exceptions
 
-    from tfx_pipeline import cloud_config
-
-    config = cloud_config.load(args.config)
-    try:  # before compiling, which takes a minute
+    try:
         credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except google.auth.exceptions.DefaultCredentialsError:
         raise UsageError(
             "no Google Cloud credentials: run `gcloud auth application-default login`, or set "
             "GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
         ) from None
+    return credentials
+
+
+def _submit(config, template: str | None, schedule: str | None, credentials):
+    """Submits the compiled `template` (default: compiled now, which takes a minute)."""
+    import tempfile
+
     from tfx_pipeline import vertex_runner
 
     with tempfile.TemporaryDirectory() as tmp:
-        template = args.template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
-        submitted = vertex_runner.submit(config, template, schedule=args.schedule, credentials=credentials)
-    print(f"submitted: {submitted.resource_name}")
+        template = template or vertex_runner.compile_pipeline(config, os.path.join(tmp, "pipeline.json"))
+        return vertex_runner.submit(config, template, schedule=schedule, credentials=credentials)
+
+
+def _pipeline_submit(args):
+    from tfx_pipeline import cloud_config
+
+    config = cloud_config.load(args.config)
+    credentials = _credentials()  # before compiling, which takes a minute
+    print(f"submitted: {_submit(config, args.template, args.schedule, credentials).resource_name}")
 
 
 def add_commands(groups):
@@ -170,13 +203,18 @@ def add_commands(groups):
     p = pipeline.add_parser(
         "retrain",
         help="for cron: export the API's feedback into DATA and run, when enough new feedback arrived since "
-        "the last run this started or it drifted from that run's data; else do nothing",
+        "the last run this started or it drifted from that run's data; else do nothing. With --config: "
+        "count the new events in the config's BigQuery feedback table and submit a run to Vertex AI",
     )
-    _run_options(p)
+    _run_options(p, required=False)
     p.add_argument(
-        "--feedback-db",
-        help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)",
+        "--config",
+        help="Google Cloud: the cloud config (config/cloud.example.yaml), instead of --data/--workdir",
     )
+    p.add_argument(
+        "--template", help="with --config: a compiled pipeline.json (default: compile when a run starts)"
+    )
+    p.add_argument("--feedback-db", help=FEEDBACK_DB_HELP)
     p.add_argument(
         "--min-new-events",
         type=at_least(1),

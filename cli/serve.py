@@ -1,5 +1,5 @@
-"""`recsys serve`: the recommendation API on a port. Its options are proxy/settings.py's fields, whose defaults
-and environment variables are stated there once; an option given here overrides the environment."""
+"""`recsys serve`: the recommendation API on a port. Its options are proxy/settings.py's fields, whose
+defaults and environment variables are stated there once; an option given here overrides the environment."""
 
 import argparse
 import os
@@ -19,6 +19,8 @@ OPTIONS = {
     "canary_share": {"type": share},
     "feedback_db": {},
     "impression_sample": {"type": share},
+    "drift_l_infinity": {"type": float},
+    "drift_jensen_shannon": {"type": float},
     "bigquery_table": {},
     "store": {"metavar": "URL"},
     "reclaim_idle": {"type": float},
@@ -28,6 +30,30 @@ OPTIONS = {
     "reload_interval": {"type": float},
     "cors_origins": {"flag": "--cors-origin", "action": "append", "metavar": "ORIGIN"},
 }
+
+
+FEEDBACK_DB_HELP = "the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)"
+
+
+def feedback_db_path(given: str | None) -> str:
+    """The API's feedback database: the one given, else the API's setting. It must exist."""
+    db = given or api_settings().feedback_db
+    if not os.path.exists(db):
+        raise FileNotFoundError(f"{db}: no feedback database")
+    return db
+
+
+def open_feedback_store(given: str | None):
+    """The FeedbackStore of feedback_db_path(given); a file that is no feedback database is a usage error."""
+    import sqlite3
+
+    from proxy.feedback_store import FeedbackStore
+
+    db = feedback_db_path(given)
+    try:
+        return FeedbackStore(db)
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"{db}: not a feedback database ({e})") from None
 
 
 def _flag(name: str) -> str:

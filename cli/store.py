@@ -1,9 +1,7 @@
 """`recsys store load` and `recsys feedback export`: the shared online store and the API's stored feedback."""
 
-import os
-
 from cli.args import UsageError, commands
-from cli.serve import api_settings
+from cli.serve import FEEDBACK_DB_HELP, api_settings, open_feedback_store
 
 
 def _store_load(args):
@@ -21,17 +19,7 @@ def _store_load(args):
 
 
 def _feedback_export(args):
-    import sqlite3
-
-    from proxy.feedback_store import FeedbackStore
-
-    db = args.db or api_settings().feedback_db
-    if not os.path.exists(db):
-        raise FileNotFoundError(f"{db}: no feedback database")
-    try:
-        store = FeedbackStore(db)
-    except sqlite3.DatabaseError as e:
-        raise UsageError(f"{db}: not a feedback database ({e})") from None
+    store = open_feedback_store(args.db)
     path = store.export(args.out)
     print(f"wrote {len(store.events())} feedback events to {path}")
 
@@ -53,6 +41,6 @@ def add_commands(groups):
         help="write the feedback as DIR/interactions-feedback.csv (the data contract), "
         "so the next `recsys pipeline run --data DIR` trains on it",
     )
-    p.add_argument("--db", help="the API's --feedback-db (its default; env RECSYS_FEEDBACK_DB)")
+    p.add_argument("--db", help=FEEDBACK_DB_HELP)
     p.add_argument("--out", required=True, help="the data directory of the next training run")
     p.set_defaults(func=_feedback_export)

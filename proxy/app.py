@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from proxy import errors, monitor_api
+from proxy import errors, monitor_api, online_metrics, skew
 from proxy.deps import require_key
 from proxy.impressions import ImpressionLog
 from proxy.metrics import ApiMetrics
@@ -32,7 +32,12 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         settings.store_timeout,
         settings.reclaim_idle,
     )
-    impressions = ImpressionLog(settings.feedback_db, settings.impression_sample, settings.bigquery_table)
+    impressions = ImpressionLog(
+        settings.feedback_db,
+        settings.impression_sample,
+        settings.bigquery_table,
+        shared_store=store if settings.store else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -60,11 +65,15 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
         metrics,
     )
     app.state.recommender = Recommender(settings, watcher, store, metrics, impressions)
-    catalog_size = lambda: len(watcher.current.catalog.items) if watcher.current else None  # noqa: E731
-    metrics.registry.register(monitor_api.OnlineMetricsCollector(settings.feedback_db, catalog_size))
+    catalog = lambda: watcher.current.catalog if watcher.current else None  # noqa: E731
+    metrics_source = online_metrics.source(settings.feedback_db, settings.store)
+    traffic_source = skew.source(settings.feedback_db, settings.store)
+    metrics.registry.register(
+        monitor_api.OnlineMetricsCollector(metrics_source, traffic_source, catalog, settings.skew_thresholds)
+    )
     app.state.reports = web.VersionReports(settings.model_base)
     keyed = [Security(require_key)] if settings.api_key else []  # not the probes, the page and the docs
-    monitor = monitor_api.router(settings.feedback_db, catalog_size)
+    monitor = monitor_api.router(metrics_source, traffic_source, catalog, settings.skew_thresholds)
     for router in (recommend.router, feedback.router, web.router, monitor):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.probes)

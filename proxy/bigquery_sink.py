@@ -5,9 +5,9 @@ with an insertId it has seen, so a batch re-sent after a crash between the inser
 stored twice. Both delivery paths write through it: BigQuerySink from the local FeedbackStore (the embedded
 default), proxy/feedback_delivery.py from the shared store's stream.
 
-BigQuerySink: the local FeedbackStore is the write-ahead buffer; the API answers 202 once an event is committed
-there; this thread then streams events to BigQuery in arrival order and advances its delivered mark only after
-BigQuery accepted them, so a failing BigQuery delays events but never loses them.
+BigQuerySink: the local FeedbackStore is the write-ahead buffer; the API answers 202 once an event is
+committed there; this thread then streams events to BigQuery in arrival order and advances its delivered mark
+only after BigQuery accepted them, so a failing BigQuery delays events but never loses them.
 """
 
 import logging
@@ -21,7 +21,8 @@ SINK = "bigquery"
 
 
 class BigQueryTable:
-    """to_row: a stored row as the table's row (feedback: the interactions contract); row_id: its unique id."""
+    """to_row: a stored row as the table's row (feedback: the interactions contract); row_id: its unique
+    id."""
 
     def __init__(self, table: str, client=None, to_row=contract_row, row_id: str = "event_id"):
         if client is None:
@@ -64,7 +65,8 @@ class BigQuerySink:
         self._thread = DeliveryThread(sink, self.deliver, self.backlog, batch_size, interval, max_backoff)
 
     def deliver(self) -> int:
-        """Sends the next batch of undelivered events; returns how many BigQuery accepted (raises if it failed)."""
+        """Sends the next batch of undelivered events; returns how many BigQuery accepted (raises if it
+        failed)."""
         events = self.store.events(after_seq=self.store.delivered(self.sink), limit=self.batch_size)
         if not events:
             return 0

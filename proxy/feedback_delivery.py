@@ -3,9 +3,10 @@ a BigQuery table, or locally the SQLite feedback database that `recsys feedback 
 
 Every API instance runs one consumer of the stream's consumer group, so delivery goes on while any instance
 lives. A consumer reads a batch (XREADGROUP), writes it to the sink, then acknowledges and deletes it (XACK,
-XDEL) in one step. A consumer killed between the read and the acknowledgement leaves its batch pending under its
-name; another consumer claims entries pending longer than `reclaim_idle` (XAUTOCLAIM) and delivers them. So
-every event is delivered at least once, and the sinks keep it once: BigQuery by insertId, SQLite by event id.
+XDEL) in one step. A consumer killed between the read and the acknowledgement leaves its batch pending under
+its name; another consumer claims entries pending longer than `reclaim_idle` (XAUTOCLAIM) and delivers them.
+So every event is delivered at least once, and the sinks keep it once: BigQuery by insertId, SQLite by event
+id.
 """
 
 import json
@@ -26,8 +27,8 @@ GROUP = "delivery"
 
 
 class DeliveryThread:
-    """Calls deliver() (-> events delivered, raises on failure) every `interval` seconds, back to back while it
-    returns full batches; after a failure it waits twice as long each time, up to max_backoff. After each
+    """Calls deliver() (-> events delivered, raises on failure) every `interval` seconds, back to back while
+    it returns full batches; after a failure it waits twice as long each time, up to max_backoff. After each
     round it measures backlog() (-> events waiting) into `backlog_seen`, for /metrics."""
 
     def __init__(

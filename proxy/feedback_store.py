@@ -170,21 +170,22 @@ class FeedbackStore(SequencedTable):
                 )
                 accepted.append((event_id, True))
             self._db.executemany(
-                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
-                "request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, "
+                "category, request_id, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         return accepted
 
     def add_delivered(self, events: list[dict]):
-        """Stores events the shared store accepted (proxy/feedback_delivery.py), with their event ids and arrival
-        times; an event delivered again is stored once. Idempotency keys stay with the shared store, which
-        answered the retries."""
+        """Stores events the shared store accepted (proxy/feedback_delivery.py), with their event ids and
+        arrival times; an event delivered again is stored once. Idempotency keys stay with the shared store,
+        which answered the retries."""
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, category, "
-                "request_id, received_at) VALUES (:event_id, :user_id, :item_id, :interaction_type, :rating, "
-                ":timestamp, :category, :request_id, :received_at) ON CONFLICT (event_id) DO NOTHING",
+                "INSERT INTO feedback (event_id, user_id, item_id, interaction_type, rating, timestamp, "
+                "category, request_id, received_at) VALUES (:event_id, :user_id, :item_id, "
+                ":interaction_type, :rating, :timestamp, :category, :request_id, :received_at) "
+                "ON CONFLICT (event_id) DO NOTHING",
                 events,
             )
 
@@ -217,7 +218,8 @@ class FeedbackStore(SequencedTable):
         return [row for row in rows if row[0] in wanted]
 
     def export(self, out_dir: str) -> str:
-        """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its path."""
+        """Writes every event as out_dir/interactions-feedback.csv (the interactions contract); returns its
+        path."""
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, EXPORT_FILE)
         with open(path + ".tmp", "w", newline="", encoding="utf-8") as out:

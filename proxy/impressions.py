@@ -4,6 +4,8 @@ variant, fallback), so that feedback carrying the answer's request_id joins to t
 Rows go into the SQLite file that holds the feedback (`recsys serve --feedback-db`), table `impressions`, and
 from there, when a BigQuery table is configured, to the table `impressions` of the feedback table's dataset
 (the same at-least-once delivery as feedback: proxy/bigquery_sink.py, each row's insertId its impression id).
+With the shared store (`--store`) each recorded answer also goes to its monitor stream (proxy/redis_store.py),
+where the online metrics of every instance read all instances' answers.
 
 Cheap: only a share of requests is recorded (`sample_rate`, chosen by a hash of the request id, so every
 metric over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not
@@ -19,6 +21,7 @@ from datetime import datetime, timezone
 
 from proxy.batcher import Batcher
 from proxy.feedback_store import SequencedTable, utc_iso
+from proxy.redis_store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 TABLE = "impressions"
@@ -97,10 +100,19 @@ class ImpressionLog(SequencedTable):
     TABLE = "impressions"
     COLUMNS = COLUMNS
 
-    def __init__(self, path: str, sample_rate: float = 1.0, bigquery_feedback_table: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        sample_rate: float = 1.0,
+        bigquery_feedback_table: str | None = None,
+        shared_store=None,
+    ):
+        """shared_store: the RedisStore every instance shares (`--store`), where the recorded answers also go,
+        so that the online metrics of any instance count every instance's answers."""
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"impression sample rate: {sample_rate} is outside 0..1")
         self.path, self.sample_rate, self.bigquery_feedback_table = path, sample_rate, bigquery_feedback_table
+        self.shared_store = shared_store
         self._sink = None
 
     def open(self):
@@ -131,14 +143,23 @@ class ImpressionLog(SequencedTable):
     async def record(self, responses: list):
         """Records the sampled ones of the responses (RecommendResponse) just served."""
         served_at = utc_iso(datetime.now(timezone.utc))
-        rows = [
-            row for r in responses if sampled(r.request_id, self.sample_rate) for row in rows_of(r, served_at)
+        groups = [
+            rows
+            for r in responses
+            if sampled(r.request_id, self.sample_rate) and (rows := rows_of(r, served_at))
         ]
-        if rows:
+        if not groups:
+            return
+        # The answer goes out all the same when a write fails: impressions are a sample anyway.
+        try:
+            await self._writer.submit([row for rows in groups for row in rows])
+        except sqlite3.Error as e:
+            log.warning("impressions not recorded: %s", e)
+        if self.shared_store is not None:
             try:
-                await self._writer.submit(rows)
-            except sqlite3.Error as e:  # the answer goes out all the same: impressions are a sample anyway
-                log.warning("impressions not recorded: %s", e)
+                await self.shared_store.record_impressions(groups)
+            except StoreUnavailable as e:
+                log.warning("impressions not recorded in the shared store: %s", e)
 
     def add(self, groups: list[list[dict]]) -> list[None]:
         """Stores several requests' rows in one transaction (a request id recorded before is kept once)."""

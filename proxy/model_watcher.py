@@ -22,7 +22,8 @@ class ServingModel:
 
     @property
     def version(self) -> str:
-        """The version that answered: as TF Serving reported it to this thread's last call, else the loaded one."""
+        """The version that answered: as TF Serving reported it to this thread's last call, else the loaded
+        one."""
         return getattr(self.backend, "model_version", None) or self.catalog.version
 
 

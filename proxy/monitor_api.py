@@ -1,15 +1,17 @@
 """The online metrics and the A/B report over HTTP (GET /monitor/online) and in /metrics (gauges per model
-version and variant over the last DEFAULT_HOURS)."""
+version and variant over the last DEFAULT_HOURS); the served traffic's skew from the serving version's
+training data (GET /monitor/skew, and gauges)."""
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 
-from proxy import ab_report, online_metrics
+from proxy import ab_report, skew
 from proxy.feedback_store import utc_iso
+from serving.catalog import Catalog
 
 DEFAULT_HOURS = 24
 DEFAULT_K = 10
@@ -20,10 +22,11 @@ def window(hours: float, until: datetime | None = None) -> tuple[str, str]:
     return utc_iso(until - timedelta(hours=hours)), utc_iso(until + timedelta(seconds=1))
 
 
-def online_report(db_path: str, hours: float, k: int, metric: str, catalog_size: int | None) -> dict:
-    """The metrics per version and variant over the last `hours`, and the A/B report between the variants."""
+def online_report(metrics, hours: float, k: int, metric: str, catalog_size: int | None) -> dict:
+    """The metrics per version and variant over the last `hours`, and the A/B report between the variants;
+    metrics: online_metrics.source's."""
     since, until = window(hours)
-    rows = online_metrics.local_metrics(db_path, since, until, k, catalog_size)
+    rows = metrics(since, until, k, catalog_size)
     ab = ab_report.report(rows, metric=metric)
     return {
         "since": since,
@@ -34,9 +37,19 @@ def online_report(db_path: str, hours: float, k: int, metric: str, catalog_size:
     }
 
 
-def router(db_path: str, catalog_size: Callable[[], int | None]) -> APIRouter:
-    """catalog_size(): the serving model's item count (for coverage), or None."""
+def skew_report(traffic, catalog: Catalog, hours: float, thresholds: dict) -> dict:
+    """The skew of the last `hours`' traffic from the training data of the version `catalog` belongs to;
+    traffic: skew.source's."""
+    since, until = window(hours)
+    report = skew.report(catalog, traffic(catalog.version, since, until), thresholds)
+    return dict(report, since=since, until=until, summary=skew.describe(report))
+
+
+def router(metrics, traffic, catalog: Callable[[], Catalog | None], skew_thresholds: dict) -> APIRouter:
+    """metrics: online_metrics.source's; traffic: skew.source's; catalog(): the serving model's, or None
+    before one is loaded."""
     api = APIRouter()
+    catalog_size = lambda: len(catalog().items) if catalog() else None  # noqa: E731
 
     @api.get("/monitor/online")
     async def online(
@@ -46,21 +59,65 @@ def router(db_path: str, catalog_size: Callable[[], int | None]) -> APIRouter:
     ):
         """Click-through and conversion at k, coverage and share of fallbacks per model version and variant
         (the served lists joined with the feedback naming their request_id), and the A/B report."""
-        return await run_in_threadpool(online_report, db_path, hours, k, metric, catalog_size())
+        return await run_in_threadpool(online_report, metrics, hours, k, metric, catalog_size())
+
+    @api.get("/monitor/skew")
+    async def skew_from_training(hours: float = Query(DEFAULT_HOURS, gt=0, le=24 * 90)):
+        """L-infinity distance and Jensen-Shannon divergence of the item and category distributions of the
+        impressions of the version serving, and of the feedback, from that version's training data."""
+        serving = catalog()
+        if serving is None:
+            raise HTTPException(503, "no model version loaded yet")
+        return await run_in_threadpool(skew_report, traffic, serving, hours, skew_thresholds)
 
     return api
 
 
 class OnlineMetricsCollector:
     """/metrics gauges recsys_online_{requests,ctr,conversion,coverage,fallback_share}{model_version,variant},
-    computed at each scrape over the last DEFAULT_HOURS at k DEFAULT_K."""
+    computed at each scrape over the last DEFAULT_HOURS at k DEFAULT_K, and
+    recsys_skew_distance{model_version,source,feature,comparator} with recsys_skew_threshold{comparator}."""
 
-    def __init__(self, db_path: str, catalog_size: Callable[[], int | None]):
-        self.db_path, self.catalog_size = db_path, catalog_size
+    def __init__(self, metrics, traffic, catalog: Callable[[], Catalog | None], skew_thresholds: dict):
+        self.metrics, self.traffic, self.catalog, self.skew_thresholds = (
+            metrics,
+            traffic,
+            catalog,
+            skew_thresholds,
+        )
 
     def collect(self):
+        yield from self._online()
+        serving = self.catalog()
+        if serving is not None:
+            yield from self._skew(serving)
+
+    def _skew(self, serving: Catalog):
+        report = skew_report(self.traffic, serving, DEFAULT_HOURS, self.skew_thresholds)
+        distance = GaugeMetricFamily(
+            "recsys_skew_distance",
+            f"distance of the last {DEFAULT_HOURS} h's served items (source served) or feedback (source "
+            "feedback) from the serving version's training data; absent under the events needed",
+            labels=["model_version", "source", "feature", "comparator"],
+        )
+        for s in report["sources"]:
+            for d in s["distances"]:
+                distance.add_metric(
+                    [serving.version, s["source"], d["feature"], d["comparator"]], d["distance"]
+                )
+        yield distance
+        threshold = GaugeMetricFamily(
+            "recsys_skew_threshold", "the distance above which it is skew", labels=["comparator"]
+        )
+        for name, value in sorted(self.skew_thresholds.items()):
+            threshold.add_metric([name], value)
+        yield threshold
+
+    def _online(self):
         since, until = window(DEFAULT_HOURS)
-        rows = online_metrics.local_metrics(self.db_path, since, until, DEFAULT_K, self.catalog_size())
+        serving = self.catalog()
+        catalog_size = len(serving.items) if serving else None
+        rows = self.metrics(since, until, DEFAULT_K, catalog_size)
         gauges = {
             "requests": "recorded requests",
             "ctr": f"click-through at {DEFAULT_K}",

@@ -12,14 +12,18 @@ coverage@k = items / the catalog's items.
 
 METRICS_SQL is one query for both stores: SQLite here (named @parameters, which SQLite binds) and BigQuery
 (query parameters of the same names). Only the two relations it reads differ: `impressions` is a table of the
-same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a view over
-the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
+same columns in both, `responses` (request_id, item_id, interaction_type of each feedback event) is a view
+over the feedback table, whose BigQuery form reads the request id from the contract's `features` JSON.
 """
 
 import contextlib
+import functools
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from proxy import impressions, redis_store
 
 CLICK_TYPES = ("click", "like", "cart_add", "purchase")
 CONVERSION_TYPE = "purchase"
@@ -81,10 +85,9 @@ def query(responses: str = RESPONSES_SQLITE, impressions: str = "impressions") -
 def bigquery_query(feedback_table: str) -> str:
     """The query for BigQuery (parameters @since, @until as TIMESTAMP, @k as INT64), over the feedback table
     project.dataset.table and the impressions table beside it."""
-    from proxy.impressions import bigquery_table
-
     return query(
-        RESPONSES_BIGQUERY.format(feedback_table=feedback_table), f"`{bigquery_table(feedback_table)}`"
+        RESPONSES_BIGQUERY.format(feedback_table=feedback_table),
+        f"`{impressions.bigquery_table(feedback_table)}`",
     )
 
 
@@ -108,24 +111,54 @@ class VersionMetrics:
 
 def metrics_from_rows(rows: list[tuple], catalog_size: int | None) -> list[VersionMetrics]:
     """VersionMetrics from METRICS_SQL's rows."""
-    out = []
-    for version, variant, requests, clicks, conversions, fallbacks, items in rows:
-        out.append(
-            VersionMetrics(
-                model_version=str(version),
-                variant=variant,
-                requests=requests,
-                clicks=clicks,
-                conversions=conversions,
-                fallbacks=fallbacks,
-                items=items,
-                ctr=clicks / requests,
-                conversion=conversions / requests,
-                fallback_share=fallbacks / requests,
-                coverage=items / catalog_size if catalog_size else None,
-            )
+    return [
+        VersionMetrics(
+            str(version),
+            variant,
+            requests,
+            clicks,
+            conversions,
+            fallbacks,
+            items,
+            ctr=clicks / requests,
+            conversion=conversions / requests,
+            fallback_share=fallbacks / requests,
+            coverage=items / catalog_size if catalog_size else None,
         )
-    return out
+        for version, variant, requests, clicks, conversions, fallbacks, items in rows
+    ]
+
+
+def source(db_path: str, store_url: str | None):
+    """metrics(since, until, k, catalog_size) of the API's settings: over the shared store's monitor streams
+    with `--store` (every instance's answers), else over the SQLite file holding impressions and feedback."""
+    if store_url:
+        return functools.partial(shared_metrics, store_url)
+    return functools.partial(local_metrics, db_path)
+
+
+def shared_metrics(
+    store_url: str, since: str, until: str, k: int = 10, catalog_size: int | None = None
+) -> list[VersionMetrics]:
+    """The metrics over every instance's answers and the events naming them (received up to now, as the
+    feedback table is read), from the shared store's monitor streams in an in-memory SQLite database, by the
+    same SQL."""
+    rows, events = redis_store.monitor_rows(store_url, milliseconds(since), milliseconds(until))
+    responses = [(e["request_id"], e["item_id"], e["interaction_type"]) for e in events if e["request_id"]]
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(impressions.SCHEMA)
+        db.executemany(impressions.INSERT_SQL, [tuple(r[c] for c in impressions.COLUMNS) for r in rows])
+        db.execute("CREATE TABLE shared_responses (request_id TEXT, item_id TEXT, interaction_type TEXT)")
+        db.executemany("INSERT INTO shared_responses VALUES (?, ?, ?)", responses)
+        result = db.execute(
+            query("SELECT request_id, item_id, interaction_type FROM shared_responses"),
+            {"since": since, "until": until, "k": k},
+        ).fetchall()
+    return metrics_from_rows(result, catalog_size)
+
+
+def milliseconds(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def local_metrics(

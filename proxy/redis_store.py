@@ -1,19 +1,27 @@
-"""The shared online store: every API instance reads and writes the same Redis-protocol server (Memorystore for
-Redis or Valkey in the cloud, Debian's redis-server in the tests), so an event accepted by one instance steers
-the next answer of all of them, and an event is acknowledged only once the server holds it.
+"""The shared online store: every API instance reads and writes the same Redis-protocol server (Memorystore
+for Redis or Valkey in the cloud, Debian's redis-server in the tests), so an event accepted by one instance
+steers the next answer of all of them, and an event is acknowledged only once the server holds it.
 
 Keys (one non-cluster server: the scripts name keys they derive from their arguments):
   recsys:history:<user>      list, newest first: the last HISTORY_LENGTH positive items (the query's history)
   recsys:seen:<user>         list, newest first: the items of the last SEEN_LIMIT events (what is left out)
   recsys:idempotency:<key>   the event id stored under a client's idempotency key, for IDEMPOTENCY_TTL
-  recsys:feedback            stream: every accepted event until the delivery (proxy/feedback_delivery.py) moved it
+  recsys:feedback            stream: every accepted event until the delivery (proxy/feedback_delivery.py)
+                             moved it
   recsys:feedback:count:<p>  hash, interaction type -> events whose timestamp starts with the period prefix p
   recsys:feedback:totals     hash, interaction type -> every accepted event
+  recsys:monitor:impressions stream, one entry per recorded answer (its impression rows), kept
+                             MONITOR_RETENTION
+  recsys:monitor:events      stream, (request_id or "", item_id, interaction_type, category) of each
+                             accepted event, kept MONITOR_RETENTION
+The two monitor streams are where every instance's answers meet the feedback: the online metrics
+(proxy/online_metrics.py) and the skew (proxy/skew.py) of any instance read them, not its own files.
 A user's keys expire USER_TTL after their last event; the model still knows a user it trained on.
 """
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -32,16 +40,23 @@ TOTALS = PREFIX + "feedback:totals"
 IDEMPOTENCY_TTL = 7 * 86400  # seconds: a client's retry of a lost 202 comes well within a week
 USER_TTL = 180 * 86400  # seconds: the retraining window (config/cloud.example.yaml, bigquery.window_days)
 WRITE_TIMEOUT = 2.0  # seconds for an append (with appendfsync always, the server's fsync is in it)
+MONITOR_IMPRESSIONS = PREFIX + "monitor:impressions"
+MONITOR_EVENTS = PREFIX + "monitor:events"
+MONITOR_RETENTION = (
+    48 * 3600
+)  # seconds: the online metrics' windows over the shared store reach this far back
 
 # Appends events to the stream and to their users' lists in one atomic step, each at most once per idempotency
-# key. ARGV: the TTLs, the list caps, the period retention, then (idempotency key or "", event JSON) per event.
+# key. ARGV: the TTLs, the list caps, the period retention, the oldest monitor stream id to keep, then
+# (idempotency key or "", event JSON) per event.
 # Returns (event id, 1 if stored now | 0 if a retry of an event stored before) per event.
 ACCEPT = """
 local key_ttl, user_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local history_length, seen_limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local periods = cjson.decode(ARGV[5])
+local monitor_min_id = ARGV[6]
 local answers = {}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local key, event = ARGV[i], cjson.decode(ARGV[i + 1])
   local first = false
   if key ~= '' then
@@ -67,6 +82,13 @@ for i = 6, #ARGV, 2 do
       redis.call('EXPIRE', counts, period[2])
     end
     redis.call('HINCRBY', 'recsys:feedback:totals', event.interaction_type, 1)
+    local request_id = event.request_id
+    if request_id == cjson.null then
+      request_id = ''
+    end
+    redis.call('XADD', 'recsys:monitor:events', 'MINID', '~', monitor_min_id, '*',
+               'request_id', request_id, 'item_id', event.item_id,
+               'interaction_type', event.interaction_type, 'category', event.category)
     table.insert(answers, {event.event_id, 1})
   end
 end
@@ -104,8 +126,8 @@ class StoreUnavailable(Exception):
 
 
 def client(url: str, timeout: float, asynchronous: bool = True):
-    """A client of the store at url (redis://[:password@]host:port/db, rediss:// for TLS) whose every call fails
-    after `timeout` seconds instead of retrying: the caller decides what a failure means."""
+    """A client of the store at url (redis://[:password@]host:port/db, rediss:// for TLS) whose every call
+    fails after `timeout` seconds instead of retrying: the caller decides what a failure means."""
     module = redis.asyncio if asynchronous else redis
     return module.Redis.from_url(
         url,
@@ -125,7 +147,10 @@ def address(url: str) -> str:
 def durability_problem(info: dict) -> str | None:
     """What makes the server unfit to acknowledge feedback (from INFO persistence), or None."""
     if not info.get("aof_enabled"):
-        return "the store has no append-only file (appendonly no): an acknowledged event would not survive a restart"
+        return (
+            "the store has no append-only file (appendonly no): an acknowledged event would not survive "
+            "a restart"
+        )
     return None
 
 
@@ -169,7 +194,14 @@ class RedisStore:
         """Appends events (the columns of FeedbackStore.accept) to the stream in one atomic step; (event_id,
         stored) each once the server has them, stored False for a retry of an idempotency key seen before."""
         now = utc_iso(datetime.now(timezone.utc))
-        arguments = [IDEMPOTENCY_TTL, USER_TTL, self.history_length, SEEN_LIMIT, self._periods]
+        arguments = [
+            IDEMPOTENCY_TTL,
+            USER_TTL,
+            self.history_length,
+            SEEN_LIMIT,
+            self._periods,
+            monitor_min_id(),
+        ]
         for e in events:
             arguments += [
                 e.get("idempotency_key") or "",
@@ -177,6 +209,22 @@ class RedisStore:
             ]
         answers = await self._call(self._accept(args=arguments), WRITE_TIMEOUT)
         return [(event_id, bool(stored)) for event_id, stored in answers]
+
+    async def record_impressions(self, groups: list[list[dict]]):
+        """Appends each answer's impression rows (proxy/impressions.py) to the monitor stream."""
+
+        async def append():
+            async with self._writes.pipeline(transaction=False) as pipe:
+                for rows in groups:
+                    pipe.xadd(
+                        MONITOR_IMPRESSIONS,
+                        {"rows": json.dumps(rows, ensure_ascii=False)},
+                        minid=monitor_min_id(),
+                        approximate=True,
+                    )
+                return await pipe.execute()
+
+        await self._call(append(), WRITE_TIMEOUT)
 
     async def users_with_history(self, limit: int) -> list[str]:
         """Some users the store holds (one SCAN step: the order is the server's)."""
@@ -211,6 +259,32 @@ class RedisStore:
     async def close(self):
         await self._reads.aclose()
         await self._writes.aclose()
+
+
+def monitor_min_id(now: float | None = None) -> str:
+    """The oldest stream id the monitor streams keep (ids start with their entry's time in milliseconds)."""
+    now = time.time() if now is None else now
+    return f"{int((now - MONITOR_RETENTION) * 1000)}-0"
+
+
+def monitor_rows(url: str, since_ms: int, until_ms: int) -> tuple[list[dict], list[dict]]:
+    """The impression rows of the answers recorded in [since_ms, until_ms) by every instance, and the events
+    accepted since since_ms ({"received_ms", "request_id" ("" for none), "item_id", "interaction_type",
+    "category"}), from the monitor streams."""
+    store = client(url, 30, asynchronous=False)
+    try:
+        rows = [
+            row
+            for _, fields in store.xrange(MONITOR_IMPRESSIONS, f"{since_ms}-0", f"({until_ms}-0")
+            for row in json.loads(fields["rows"])
+        ]
+        events = [
+            dict(fields, received_ms=int(entry_id.split("-")[0]))
+            for entry_id, fields in store.xrange(MONITOR_EVENTS, f"{since_ms}-0", "+")
+        ]
+    finally:
+        store.close()
+    return rows, events
 
 
 def stream_event(event: dict, received_at: str) -> dict:

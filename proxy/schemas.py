@@ -191,12 +191,12 @@ class ModelVersion(BaseModel):
     version: str = Field(description="the push time in Unix seconds")
     serving: bool = Field(description="the version the API answers with")
     export_report: dict[str, Any] | None = Field(
-        description="assets.extra/export_report.json: training time, ScaNN recall@10 against exact search, sizes, "
-        "hyperparameters"
+        description="assets.extra/export_report.json: training time, ScaNN recall@10 against exact search, "
+        "sizes, hyperparameters"
     )
     evaluation: dict[str, Any] | None = Field(
-        description="assets.extra/evaluation.json: the pipeline's evaluation against the baselines; null when the "
-        "version has none"
+        description="assets.extra/evaluation.json: the pipeline's evaluation against the baselines; null "
+        "when the version has none"
     )
 
 

@@ -24,10 +24,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build_app(settings: Settings, seed_events: SeedEvents | None = None):
-    """settings.backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving (the
-    model name defaults to the last part of model_base, as TF Serving's --model_base_path convention), asked
-    for the "canary" version label for canary_share of the users and "stable" for the others.
-    settings.store: None for histories and feedback in this process, or redis://host:port/db for a shared store."""
+    """settings.backend: None for the embedded model, or grpc://host:8500 / http://host:8501 for TF Serving
+    (the model name defaults to the last part of model_base, as TF Serving's --model_base_path convention),
+    asked for the "canary" version label for canary_share of the users and "stable" for the others.
+    settings.store: None for histories and feedback in this process, or redis://host:port/db for a shared
+    store."""
     model_base = settings.model_base.rstrip("/")
     settings = settings.model_copy(update={"model_base": model_base})
     if settings.backend:

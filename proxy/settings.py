@@ -6,6 +6,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from serving import distances
+
 Seconds = Annotated[float, Field(gt=0)]
 
 
@@ -31,8 +33,8 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         le=1,
-        description='TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the "canary" '
-        'version label, the others "stable"',
+        description="TF Serving: the share of users (0..1, by a hash of their id) whose requests ask for the "
+        '"canary" version label, the others "stable"',
     )
     feedback_db: str = Field("feedback.sqlite", description="SQLite file the feedback is stored in")
     bigquery_table: str | None = Field(
@@ -72,8 +74,23 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         le=1,
-        description="the share of /recommend answers (0..1, by a hash of the request id) recorded as impressions "
-        "for the online metrics",
+        description="the share of /recommend answers (0..1, by a hash of the request id) recorded as "
+        "impressions for the online metrics",
+    )
+    # The pipeline's drift thresholds (`recsys pipeline run --drift-...`), for the served traffic's skew from
+    # the training data (proxy/skew.py).
+    drift_l_infinity: float = Field(
+        distances.DEFAULT_THRESHOLDS["l_infinity"],
+        gt=0,
+        le=1,
+        description="skew: the largest L-infinity distance of the served traffic's item and category "
+        "distributions from the training data's that is not reported as skew",
+    )
+    drift_jensen_shannon: float = Field(
+        distances.DEFAULT_THRESHOLDS["jensen_shannon"],
+        gt=0,
+        le=1,
+        description="skew: the same for the Jensen-Shannon divergence",
     )
     max_body_bytes: int = Field(1 << 20, ge=1, description="the largest request body accepted")
 
@@ -81,6 +98,10 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value):
         return tuple(o for o in value.split(",") if o) if isinstance(value, str) else value
+
+    @property
+    def skew_thresholds(self) -> dict:
+        return {"l_infinity": self.drift_l_infinity, "jensen_shannon": self.drift_jensen_shannon}
 
     @property
     def version_labels(self) -> bool:

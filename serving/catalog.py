@@ -55,7 +55,8 @@ class Catalog:
         # The Transform vocabulary the SavedModel maps user ids with.
         with tf.io.gfile.GFile(os.path.join(version_dir, contract.ASSETS_DIR, contract.USER_VOCAB)) as fh:
             self.known_users = frozenset(line.rstrip("\n") for line in fh)
-        # The most items one query may leave out: the SavedModel's own limit, so an older version still answers.
+        # The most items one query may leave out: the SavedModel's own limit, so an older version still
+        # answers.
         self.max_exclusions = read_report(version_dir)["hyperparameters"]["max_exclusions"]
         self.by_popularity = sorted(self.items, key=lambda i: -self.items[i].popularity)
         self._events = sum(item.popularity for item in self.items.values()) or 1

@@ -15,7 +15,8 @@ def pad(rows: list[list[str]]) -> tf.Tensor:
 
 
 class EmbeddedModel:
-    """One exported model directory (a pushed version, or the Trainer's output): its signatures and catalog."""
+    """One exported model directory (a pushed version, or the Trainer's output): its signatures and
+    catalog."""
 
     def __init__(self, path: str):
         self.model_version = os.path.basename(os.path.normpath(path))

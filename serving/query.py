@@ -1,5 +1,5 @@
-"""The model query, as the API sends it and the pipeline's Evaluator sends it (so a model is evaluated as it is
-served): the user's recent positive items as history, and the items to leave out."""
+"""The model query, as the API sends it and the pipeline's Evaluator sends it (so a model is evaluated as it
+is served): the user's recent positive items as history, and the items to leave out."""
 
 import contract
 

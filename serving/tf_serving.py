@@ -1,9 +1,9 @@
 """Clients of a remote TensorFlow Serving: gRPC (PredictionService, ModelService) and REST (/v1/models/...).
 
 Both have EmbeddedModel's recommend/similar, so the proxy can use any of the three, plus a version label per
-call (models.config's "stable", "canary"): TF Serving answers with the version the label names. Every call has a
-deadline. Failures surface as two exceptions only: BackendUnavailable (no answer: retry elsewhere or later) and
-BackendError (the server answered with an error: the request or the deployment is wrong).
+call (models.config's "stable", "canary"): TF Serving answers with the version the label names. Every call has
+a deadline. Failures surface as two exceptions only: BackendUnavailable (no answer: retry elsewhere or later)
+and BackendError (the server answered with an error: the request or the deployment is wrong).
 """
 
 import threading
@@ -47,10 +47,12 @@ def _signatures(signatures) -> dict:
 
 
 class _SignatureClient:
-    """The serving contract's two signatures over a subclass's `_predict(signature, label, **inputs) -> outputs`.
+    """The serving contract's two signatures over a subclass's `_predict(signature, label, **inputs) ->
+    outputs`.
 
-    `model_version` is the version that answered the calling thread's last call: each thread reads its own, since
-    concurrent calls may ask for different labels or reach pods that serve different versions (during a rollout).
+    `model_version` is the version that answered the calling thread's last call: each thread reads its own,
+    since concurrent calls may ask for different labels or reach pods that serve different versions (during a
+    rollout).
     """
 
     def __init__(self):
@@ -94,10 +96,10 @@ class GrpcPredictionClient(_SignatureClient):
     def __init__(self, target: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
         super().__init__()
         self.target, self.model_name, self.timeout = target, model_name, timeout
-        # round_robin: a connection to every address and each call on the next one, so requests spread over the
-        # TF Serving pods (gRPC's default, pick_first, sends all of them over one connection to one pod). The
-        # name is resolved again when a connection ends (TF Serving ends each after a minute: k8s/), at most
-        # every 5 s rather than gRPC's default 30 s, so new pods get requests soon.
+        # round_robin: a connection to every address and each call on the next one, so requests spread over
+        # the TF Serving pods (gRPC's default, pick_first, sends all of them over one connection to one pod).
+        # The name is resolved again when a connection ends (TF Serving ends each after a minute: k8s/), at
+        # most every 5 s rather than gRPC's default 30 s, so new pods get requests soon.
         # Short reconnect backoff: after a TF Serving restart the channel must not sit out gRPC's default
         # backoff (up to 120 s), failing every call fast meanwhile. (Not min_reconnect_backoff_ms: that one
         # is also the connect timeout.)
@@ -219,8 +221,8 @@ class RestPredictionClient(_SignatureClient):
         )["outputs"]
 
     def metadata(self, label: str | None = None) -> dict:
-        """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}} of the version the
-        label names (default: the newest)."""
+        """{"name", "version", "signatures": {signature: {"inputs": [...], "outputs": [...]}}} of the version
+        the label names (default: the newest)."""
         response = self._call("GET", f"{self._labelled(label)}/metadata")
         self.model_version = self._label_versions[label] = response["model_spec"]["version"]
         return {
@@ -249,7 +251,8 @@ class RestPredictionClient(_SignatureClient):
 
 def client_for_url(url: str, model_name: str, timeout: float = DEFAULT_TIMEOUT):
     """grpc://host:port → GrpcPredictionClient over every address host resolves to (gRPC's dns:///host:port);
-    dns://dns-server/host:port, the same through that DNS server; http(s)://host:port → RestPredictionClient."""
+    dns://dns-server/host:port, the same through that DNS server; http(s)://host:port →
+    RestPredictionClient."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "grpc" and parsed.netloc and not parsed.path:
         return GrpcPredictionClient(f"dns:///{parsed.netloc}", model_name, timeout)

@@ -15,8 +15,8 @@ from tfx_pipeline.data import local_source
 
 @contextlib.contextmanager
 def running_api(data_dir: str | None = None, **build_args):
-    """Yields (base_url, app); stops the server on exit. data_dir: seed the histories from it, as `recsys serve
-    --data` does."""
+    """Yields (base_url, app); stops the server on exit. data_dir: seed the histories from it, as `recsys
+    serve --data` does."""
     seed_events = local_source.recent_user_events(data_dir) if data_dir else None
     app = build_app(Settings(**build_args), seed_events)
     sock = socket.socket()

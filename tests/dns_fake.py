@@ -1,5 +1,5 @@
-"""A DNS server on 127.0.0.1 (UDP, dnspython's wire format) for the tests: it answers a name's A query with a list
-of addresses, as a headless Service's name resolves to the addresses of its ready pods.
+"""A DNS server on 127.0.0.1 (UDP, dnspython's wire format) for the tests: it answers a name's A query with a
+list of addresses, as a headless Service's name resolves to the addresses of its ready pods.
 
     dns = DnsServer("tf-serving.test", ["127.0.0.1", "127.0.0.2"]).start()
     f"dns://127.0.0.1:{dns.port}/tf-serving.test:8500"     # a gRPC target resolved through it

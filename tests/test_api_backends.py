@@ -1,6 +1,6 @@
-"""The API over TF Serving (gRPC and REST), against in-process servers speaking TF Serving's protocols: answers,
-outages, requests spread over every TF Serving behind one DNS name, version labels; and `recsys predict` talking to
-TF Serving directly."""
+"""The API over TF Serving (gRPC and REST), against in-process servers speaking TF Serving's protocols:
+answers, outages, requests spread over every TF Serving behind one DNS name, version labels; and `recsys
+predict` talking to TF Serving directly."""
 
 import collections
 import json

@@ -3,6 +3,8 @@ recorder that plays BigQuery's tabledata.insertAll: what would be sent, in order
 
 import json
 import time
+from datetime import datetime
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -11,8 +13,10 @@ from google.api_core.exceptions import ServiceUnavailable
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from proxy import impressions
 from proxy.bigquery_sink import SINK, BigQuerySink
 from proxy.feedback_store import FeedbackStore
+from tests import bigquery_ddl
 
 pytestmark = pytest.mark.fast
 
@@ -83,6 +87,65 @@ def test_events_are_sent_as_insert_all_rows_in_the_interactions_columns(tmp_path
         "features",
     }
     assert store.delivered(SINK) == 3
+
+
+def of_documented_type(value, bigquery_type: str) -> bool:
+    """Whether insertAll would take the JSON value for a column of the type (None: NULL)."""
+    if value is None:
+        return bigquery_type in ("FLOAT", "JSON")  # the nullable columns the rows carry
+    if bigquery_type == "TIMESTAMP":
+        return (
+            isinstance(value, str) and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+        )
+    if bigquery_type == "JSON":
+        return isinstance(value, str) and isinstance(json.loads(value), dict)
+    expected = {"STRING": str, "INTEGER": int, "FLOAT": float}[bigquery_type]
+    return isinstance(value, expected) and not isinstance(value, bool)
+
+
+def check_documented(rows: list[dict], table: str):
+    schema = bigquery_ddl.documented_schema(table)
+    for row in rows:
+        assert list(row) == list(schema), table  # every documented column, in its order, and no other
+        wrong = {c: v for c, v in row.items() if not of_documented_type(v, schema[c])}
+        assert wrong == {}, (table, schema)
+
+
+def test_the_rows_sent_are_those_of_the_tables_docs_deployment_creates(tmp_path):
+    store = FeedbackStore(str(tmp_path / "fb.sqlite"))
+    store.append(events(4))
+    recorder = InsertAllRecorder()
+    BigQuerySink(store, "my-project.recsys.feedback", client(recorder)).deliver()
+    check_documented([r["json"] for _, _, body in recorder.calls for r in body["rows"]], "recsys.feedback")
+
+    log = impressions.ImpressionLog(str(tmp_path / "fb.sqlite")).open()
+    answer = SimpleNamespace(
+        request_id="r1",
+        user_id="u1",
+        model_version="1700000000",
+        model_label="canary",
+        fallback=None,
+        recommendations=[SimpleNamespace(item_id=i) for i in ("a", "b")],
+    )
+    log.add([impressions.rows_of(answer, "2026-01-01T12:00:00.000000Z")])
+    recorder = InsertAllRecorder()
+    table = impressions.bigquery_table("my-project.recsys.feedback")
+    sink = BigQuerySink(
+        log,
+        table,
+        client(recorder),
+        sink=impressions.SINK,
+        to_row=impressions.bigquery_row,
+        row_id="impression_id",
+    )
+    assert sink.deliver() == 2
+    [(_, url, body)] = recorder.calls
+    assert "/datasets/recsys/tables/impressions/insertAll" in url
+    assert [r["insertId"] for r in body["rows"]] == ["r1:1", "r1:2"]
+    check_documented([r["json"] for r in body["rows"]], "recsys.impressions")
+    # partitioned on the column the online metrics' window reads, as the feedback table on its event time
+    assert bigquery_ddl.documented_time_partitioning("recsys.impressions") == "served_at"
+    assert bigquery_ddl.documented_time_partitioning("recsys.feedback") == "timestamp"
 
 
 def test_a_failing_bigquery_keeps_events_and_delivers_them_once_in_order_after_recovery(tmp_path):

@@ -29,9 +29,8 @@ def test_sample_has_the_contract_columns_and_planted_structure(tmp_path):
     # Users stay within few categories: their top category covers far more than an even 1/8 share.
     top_share = con.execute("""
         SELECT avg(share) FROM (SELECT user_id, max(n) / sum(n) AS share FROM
-          (SELECT user_id, category, count(*) AS n FROM interactions GROUP BY 1, 2) GROUP BY 1)""").fetchone()[
-        0
-    ]
+          (SELECT user_id, category, count(*) AS n FROM interactions GROUP BY 1, 2) GROUP BY 1)
+    """).fetchone()[0]
     assert top_share > 0.35
     # Popularity is skewed: the top 10% of items hold a large share of events.
     top = con.execute("""SELECT sum(n) / 2000 FROM (SELECT count(*) AS n FROM interactions GROUP BY item_id
@@ -178,7 +177,8 @@ def test_parquet_input_with_the_same_columns(tmp_path):
         ),
         (
             f"{HEADER}\nu1,a,view,,2024-01-01T00:00:00Z,x,\nu1,b,view,,1969-12-31T23:59:59Z,x,\n",
-            "interactions.csv line 3, column 'timestamp': before 1970-01-01T00:00:00Z (got '1969-12-31T23:59:59Z')",
+            "interactions.csv line 3, column 'timestamp': before 1970-01-01T00:00:00Z (got "
+            "'1969-12-31T23:59:59Z')",
         ),
         (
             f"{HEADER}\nu1,a,rating,five,2024-01-01T00:00:00Z,x,\n",

@@ -1,6 +1,6 @@
-"""The deployable artifacts, checked offline: k8s/ as `kubectl kustomize` renders it, against the Kubernetes schemas;
-k8s/ and the Cloud Run service against config/cloud.example.yaml and the code they deploy; docker/ against
-requirements.lock and hadolint."""
+"""The deployable artifacts, checked offline: k8s/ as `kubectl kustomize` renders it, against the Kubernetes
+schemas; k8s/ and the Cloud Run service against config/cloud.example.yaml and the code they deploy; docker/
+against requirements.lock and hadolint."""
 
 import os
 import re
@@ -58,7 +58,8 @@ OBJECTS = _render()
 
 
 def _one(kind: str, name: str) -> dict:
-    """The object of that kind and name; a generated ConfigMap by its generator's name (kustomize adds a hash)."""
+    """The object of that kind and name; a generated ConfigMap by its generator's name (kustomize adds a
+    hash)."""
     [obj] = [
         o
         for o in OBJECTS
@@ -170,7 +171,8 @@ def test_model_config_serves_the_base_the_pusher_writes_with_the_labels_the_api_
 
 def test_tf_serving_runs_the_stock_image_of_the_locked_serving_api():
     container = _container(_one("Deployment", "tf-serving"))
-    # Stock TF Serving has no ScaNN ops; the version roots it loads use none. Its release is the serving API's.
+    # Stock TF Serving has no ScaNN ops; the version roots it loads use none. Its release is the serving
+    # API's.
     assert container["image"] == f"tensorflow/serving:{_lock()['tensorflow-serving-api']}"
     assert container["command"] == [
         "/usr/bin/tensorflow_model_server"
@@ -211,8 +213,8 @@ LABELS = ("stable", "canary")
 def test_tf_serving_probes_wait_for_both_labelled_versions():
     container = _container(_one("Deployment", "tf-serving"))
     port_names = {p["name"] for p in container["ports"]}
-    # Started once "stable" answers; ready once "canary" does too (a loaded version stays loaded). TF Serving's
-    # metadata call answers 404 for a label whose version is not available.
+    # Started once "stable" answers; ready once "canary" does too (a loaded version stays loaded). TF
+    # Serving's metadata call answers 404 for a label whose version is not available.
     for probe, label in zip(("startupProbe", "readinessProbe"), LABELS):
         assert container[probe]["httpGet"] == {
             "path": f"/v1/models/{CONFIG.model_name}/labels/{label}/metadata",
@@ -294,7 +296,8 @@ def _cloud_run_container() -> dict:
 
 
 def test_cloud_run_container_validates_as_a_kubernetes_container():
-    """Knative's container is a subset of Kubernetes' core/v1 Container: its schema catches misspelt fields."""
+    """Knative's container is a subset of Kubernetes' core/v1 Container: its schema catches misspelt
+    fields."""
     directory = f"kubernetes-json-schema/v{K8S_VERSION}-local-strict"
     schema = kv_utils.schema_contents(f"{directory}/container-v1.json", K8S_VERSION)
     definitions = kv_utils.schema_contents(f"{directory}/_definitions.json", K8S_VERSION)
@@ -514,7 +517,8 @@ def _locked_python() -> str:
     return re.search(r"--python-version (\d+\.\d+)", (ROOT / "requirements.lock").read_text()).group(1)
 
 
-# TensorFlow's tested build configurations (tensorflow.org/install/source): CUDA and cuDNN of each minor release.
+# TensorFlow's tested build configurations (tensorflow.org/install/source): CUDA and cuDNN of each minor
+# release.
 TENSORFLOW_CUDA = {"2.16": ("12.3", "8.9")}
 
 
@@ -572,14 +576,16 @@ def test_build_context_holds_only_what_the_images_copy():
 
 SERVE_WITHOUT_TFX = textwrap.dedent("""
     import sys
-    sys.modules["tfx"] = None  # the API image installs no TFX (docker/proxy-requirements.in): importing it fails
+    # The API image installs no TFX (docker/proxy-requirements.in): importing it fails.
+    sys.modules["tfx"] = None
     from unittest import mock
     from proxy import server
     import cli.main as cli
     with mock.patch.object(server, "serve") as serve:
         assert cli.main(["serve", "--model-base", "gs://bucket/serving/recsys", "--port", "0"]) == 0
     assert serve.call_args.args[1].model_base == "gs://bucket/serving/recsys"
-    print("imported tfx:", any(name == "tfx" or name.startswith("tfx.") for name in sys.modules if sys.modules[name]))
+    imported = [name for name in sys.modules if sys.modules[name]]
+    print("imported tfx:", any(name == "tfx" or name.startswith("tfx.") for name in imported))
 """)
 
 

@@ -1,5 +1,5 @@
-"""Drift between pipeline runs (tfx_pipeline/components/drift.py): TFDV's comparators on the item, category and
-interaction-type distributions, reported per run, and with stop_on_drift the run stops before anything is
+"""Drift between pipeline runs (tfx_pipeline/components/drift.py): TFDV's comparators on the item, category
+and interaction-type distributions, reported per run, and with stop_on_drift the run stops before anything is
 pushed."""
 
 import csv

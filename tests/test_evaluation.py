@@ -9,7 +9,6 @@ import pytest
 
 import evaluation
 from serving import query
-from tfx_pipeline.components.ranking_evaluator import inputs_fingerprint
 from tfx_pipeline.data import sample
 
 pytestmark = pytest.mark.fast
@@ -132,9 +131,10 @@ def test_report_gives_ratios_to_the_baselines_but_none_for_the_refit_which_saw_t
 
 
 def test_the_inputs_fingerprint_ignores_event_order_and_changes_with_any_event_or_the_recipe():
+    fingerprint = evaluation.inputs_fingerprint
     events = [("u1", 10, "i1", "view", 0.0, "drama"), ("u2", 11, "i2", "rating", 4.0, "comedy")]
-    same = inputs_fingerprint(events, "recipe")
-    assert inputs_fingerprint(events[::-1], "recipe") == same
-    assert inputs_fingerprint(events, "another recipe") != same
-    assert inputs_fingerprint(events[:1], "recipe") != same
-    assert inputs_fingerprint([events[0], ("u2", 11, "i2", "rating", 5.0, "comedy")], "recipe") != same
+    same = fingerprint(events, "recipe")
+    assert fingerprint(events[::-1], "recipe") == same
+    assert fingerprint(events, "another recipe") != same
+    assert fingerprint(events[:1], "recipe") != same
+    assert fingerprint([events[0], ("u2", 11, "i2", "rating", 5.0, "comedy")], "recipe") != same

@@ -1,4 +1,5 @@
-"""Hot reload of pushed versions, and the whole loop: serve, feedback, export, retrain, serve the new model."""
+"""Hot reload of pushed versions, and the whole loop: serve, feedback, export, retrain, serve the new
+model."""
 
 import os
 import shutil

@@ -112,7 +112,8 @@ def test_a_database_from_before_idempotency_keys_is_migrated(tmp_path):
           user_id TEXT NOT NULL, item_id TEXT NOT NULL, interaction_type TEXT NOT NULL, rating REAL,
           timestamp TEXT NOT NULL, category TEXT NOT NULL, request_id TEXT, received_at TEXT NOT NULL);
         INSERT INTO feedback (event_id, user_id, item_id, interaction_type, timestamp, category, received_at)
-          VALUES ('old', 'a', '1', 'click', '2024-05-01T00:00:00.000000Z', 'c', '2024-05-01T00:00:00.000000Z');""")
+          VALUES ('old', 'a', '1', 'click', '2024-05-01T00:00:00.000000Z', 'c',
+                  '2024-05-01T00:00:00.000000Z');""")
     old.close()
     store = FeedbackStore(path)
     [new] = store.append([event("a", "2", idempotency_key="k1")])

@@ -12,6 +12,7 @@ import sqlglot
 
 from proxy import ab_report, impressions, online_metrics
 from proxy.feedback_store import FeedbackStore
+from tests import bigquery_ddl
 
 SINCE, UNTIL = "2026-01-01T00:00:00.000000Z", "2026-01-02T00:00:00.000000Z"
 FEEDBACK_TABLE = "proj-1.recsys.feedback"
@@ -90,15 +91,8 @@ def test_the_same_query_on_bigquery_runs_through_sqlglot_on_duckdb(db):
     con = duckdb.connect()
     con.execute("ATTACH ':memory:' AS \"proj-1\"")
     con.execute('CREATE SCHEMA "proj-1".recsys')
-    con.execute(
-        'CREATE TABLE "proj-1".recsys.feedback (user_id VARCHAR, item_id VARCHAR, interaction_type VARCHAR, '
-        "rating DOUBLE, timestamp TIMESTAMP, category VARCHAR, features JSON)"
-    )
-    con.execute(
-        'CREATE TABLE "proj-1".recsys.impressions (impression_id VARCHAR, request_id VARCHAR, '
-        "served_at TIMESTAMP, user_id VARCHAR, position BIGINT, item_id VARCHAR, model_version VARCHAR, "
-        "variant VARCHAR, fallback BIGINT)"
-    )
+    for table in ("feedback", "impressions"):  # as docs/deployment.md creates them
+        con.execute(bigquery_ddl.duckdb_table(f'"proj-1".recsys.{table}', f"recsys.{table}"))
     with sqlite3.connect(db) as local:
         for u, i, t, r in FEEDBACK:
             con.execute(

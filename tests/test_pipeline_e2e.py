@@ -14,26 +14,12 @@ import evaluation
 from serving import query
 from serving.embedded import EmbeddedModel
 from serving.history import HistoryStore
+from tests import pipeline_nodes
 from tfx_pipeline import local_runner
 from tfx_pipeline.data import local_source
 
 # In an order the runner must keep (it may interleave the independent ContractSchemaGen and Resolver).
-COMPONENTS = [
-    "FileBasedExampleGen",
-    "previous_statistics",
-    "StatisticsGen",
-    "DriftCheck",
-    "DriftGate",
-    "ContractSchemaGen",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "Trainer",
-    "RefitTrainer",
-    "last_blessed_model",
-    "Evaluator",
-    "Pusher",
-]
+COMPONENTS = [pipeline_nodes.LOCAL_EXAMPLE_GEN, *pipeline_nodes.COMPONENTS, *pipeline_nodes.RESOLVERS]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""A model that fails its export check or its blessing is never pushed, and the next run resumes from the cached
-components."""
+"""A model that fails its export check or its blessing is never pushed, and the next run resumes from the
+cached components."""
 
 import os
 import shutil
@@ -21,7 +21,8 @@ UPSTREAM = [
 
 
 def _workdir_sharing_the_cache(pipeline_run, tmp_path) -> str:
-    """A new workdir with the shared run's metadata: its components' results (and its blessed model) are the cache."""
+    """A new workdir with the shared run's metadata: its components' results (and its blessed model) are the
+    cache."""
     workdir = str(tmp_path / "work")
     os.makedirs(workdir)
     shutil.copy(os.path.join(pipeline_run["workdir"], "metadata.sqlite"), workdir)

@@ -1,5 +1,6 @@
 """The shared store on a real redis-server: histories, idempotent appends across instances, the degraded read,
-the one-time load of training histories, and the stream's delivery with a dead consumer's entries reclaimed."""
+the one-time load of training histories, and the stream's delivery with a dead consumer's entries
+reclaimed."""
 
 import asyncio
 import json

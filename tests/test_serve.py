@@ -1,5 +1,6 @@
 """`recsys serve` as a user starts it: fails fast on a wrong model base or port, logs where it listens and one
-line per request with its id, serves its API documentation offline, declares its key, allows configured CORS."""
+line per request with its id, serves its API documentation offline, declares its key, allows configured
+CORS."""
 
 import os
 import re

@@ -1,6 +1,7 @@
 """What k8s/ deploys can load what the Pusher writes: models.config names the Pusher's base, the stock
-tensorflow/serving image's release is the one that wrote the SavedModel, and every version root is a SavedModel
-without ScaNN ops that loads where scann was never imported; the export report states its serving memory."""
+tensorflow/serving image's release is the one that wrote the SavedModel, and every version root is a
+SavedModel without ScaNN ops that loads where scann was never imported; the export report states its serving
+memory."""
 
 import json
 import math
@@ -62,7 +63,8 @@ def test_models_config_the_image_and_the_pushed_layout_agree(pipeline_run):
     pushed = pipeline_run["pushed"]
     model = model_config()
     # TF Serving serves <base_path>/<integer version>/ with the model's name; the Pusher writes
-    # <bucket>/serving/<model_name>/<push time>/ in the cloud, as it wrote <workdir>/serving/recsys/<push time>/ here.
+    # <bucket>/serving/<model_name>/<push time>/ in the cloud, as it wrote <workdir>/serving/recsys/<push
+    # time>/ here.
     assert model.base_path == CONFIG.serving_base and os.path.basename(model.base_path) == model.name
     assert os.path.dirname(pushed) == os.path.join(pipeline_run["workdir"], "serving", model.name)
     assert os.path.basename(pushed).isdigit()
@@ -93,8 +95,8 @@ def test_the_export_report_states_the_serving_memory_of_the_version(pipeline_run
     assert report["serving"]["memory_bytes"] == export.serving_memory(*sizes) >= export.variable_bytes(*sizes)
 
 
-# docs/deployment.md's sizing assumptions: the server's own memory, GCS download rate; the load rate is measured
-# (docs/experiments.md, "Serving memory").
+# docs/deployment.md's sizing assumptions: the server's own memory, GCS download rate; the load rate is
+# measured (docs/experiments.md, "Serving memory").
 SERVER_ALLOWANCE_MIB = 512
 GCS_MIB_PER_SECOND = 50
 LOAD_SECONDS_PER_GIB = 5

@@ -1,5 +1,6 @@
-"""The TF Serving clients against in-process servers speaking TF Serving's gRPC and REST protocols, serving the
-model a real pipeline run pushed; answers are checked against the embedded backend on the same SavedModel."""
+"""The TF Serving clients against in-process servers speaking TF Serving's gRPC and REST protocols, serving
+the model a real pipeline run pushed; answers are checked against the embedded backend on the same
+SavedModel."""
 
 import collections
 import concurrent.futures
@@ -110,7 +111,8 @@ def scores(results):
 def test_recommendations_are_the_embedded_backends(client, reference, histories):
     known = sorted(histories)[:2]
     top = ids(reference.recommend([known[1]], [histories[known[1]][-20:]], [[]], k=10))[0]
-    # Ragged histories and exclusions in one batch: a known user, one with exclusions, new users with and without.
+    # Ragged histories and exclusions in one batch: a known user, one with exclusions, new users with and
+    # without.
     queries = (
         [known[0], known[1], "never-seen", "never-seen"],
         [histories[known[0]][-20:], histories[known[1]][-20:], histories[known[0]][-3:], []],
@@ -161,9 +163,9 @@ def test_a_rejected_request_is_a_backend_error_with_the_servers_message(client):
 
 @pytest.mark.parametrize("protocol", sorted(SERVERS))
 def test_the_apis_largest_model_call_reaches_the_server(protocol, servers, reference, histories):
-    """A full batch of the API's queries, each leaving out as many items as a query may, with ids as long as the
-    API accepts: a 33 MB request, over gRPC's default 4 MB (TF Serving takes messages up to 2 GB). The timeout
-    is generous: this is about the size, not the speed."""
+    """A full batch of the API's queries, each leaving out as many items as a query may, with ids as long as
+    the API accepts: a 33 MB request, over gRPC's default 4 MB (TF Serving takes messages up to 2 GB). The
+    timeout is generous: this is about the size, not the speed."""
     users = sorted(histories)[:MAX_BATCH]
     recent = [histories[u][-20:] for u in users]
     limit = HParams().max_exclusions

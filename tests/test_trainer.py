@@ -1,4 +1,5 @@
-"""The trainer's parts on their own: hyperparameters, the history bag, multi-device training, averaged exports."""
+"""The trainer's parts on their own: hyperparameters, the history bag, multi-device training, averaged
+exports."""
 
 import subprocess
 import sys

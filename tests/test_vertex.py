@@ -17,25 +17,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 
 import cli.main as cli
+from tests import pipeline_nodes
 from tfx_pipeline import cloud_config, vertex_runner
 from tfx_pipeline.data import local_source, sample
 from tfx_pipeline.history_query import history_query
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "config", "cloud.example.yaml")
-COMPONENTS = {
-    "BigQueryExampleGen",
-    "StatisticsGen",
-    "DriftCheck",
-    "DriftGate",
-    "ContractSchemaGen",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "Trainer",
-    "RefitTrainer",
-    "Evaluator",
-    "Pusher",
-}
+COMPONENTS = {pipeline_nodes.BIGQUERY_EXAMPLE_GEN, *pipeline_nodes.COMPONENTS}
 RESOLVERS = {
     "last_blessed_model-model-blessing-resolver",
     "last_blessed_model-model-resolver",
@@ -89,8 +77,8 @@ def test_pusher_takes_the_evaluators_blessing_and_the_evaluator_the_last_blessed
         "outputArtifactKey": "blessing",
     }
     assert source("Evaluator", "model") == {"producerTask": "Trainer", "outputArtifactKey": "model"}
-    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event, averaged
-    # with the candidate (its base model).
+    # The blessing judges the candidate; the model pushed is the same recipe retrained on every event,
+    # averaged with the candidate (its base model).
     assert source("Evaluator", "refit_model") == {
         "producerTask": "RefitTrainer",
         "outputArtifactKey": "model",

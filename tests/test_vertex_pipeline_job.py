@@ -15,26 +15,17 @@ from google.cloud import aiplatform
 from google.cloud.aiplatform_v1 import PipelineJob
 
 import contract
+from tests import pipeline_nodes
 from tests.vertex_harness.runner import VertexHarness
 from tfx_pipeline import vertex_runner
 from tfx_pipeline.data import sample
 
-CONTAINER_TASKS = {
-    "BigQueryExampleGen",
-    "StatisticsGen",
-    "ContractSchemaGen",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "Trainer",
-    "RefitTrainer",
-    "Evaluator",
-    "Pusher",
-}
+CONTAINER_TASKS = {pipeline_nodes.BIGQUERY_EXAMPLE_GEN, *pipeline_nodes.COMPONENTS}
 
 
 def scheduled_pipeline_job(config, template) -> dict:
-    """What `recsys pipeline submit --schedule` sends: the PipelineJob each scheduled run creates (REST form)."""
+    """What `recsys pipeline submit --schedule` sends: the PipelineJob each scheduled run creates (REST
+    form)."""
     sent = {}
 
     def create_schedule(**request):
@@ -152,13 +143,14 @@ def test_scheduled_runs_retrain_on_new_events_against_the_last_blessed_model_and
 
     os.replace(later, feedback)  # what users did since, streamed by the API
     # Submitted with caching on (as this project did before), the run reuses run 1's results from ExampleGen
-    # to both Trainers: the query text, ExampleGen's only input, never changes. Nothing new is trained, and the
-    # Evaluator (its baseline is new) finds run 1's model again.
+    # to both Trainers: the query text, ExampleGen's only input, never changes. Nothing new is trained, and
+    # the Evaluator (its baseline is new) finds run 1's model again.
     cached_job = copy.deepcopy(job)
     for task in cached_job["pipelineSpec"]["root"]["dag"]["tasks"].values():
         task["cachingOptions"] = {"enableCache": True}
     statuses = harness.run(cached_job, "recsys-cached")
-    assert {statuses[task] for task in CONTAINER_TASKS - {"Evaluator", "Pusher"}} == {"cached"}
+    reused = CONTAINER_TASKS - pipeline_nodes.DRIFT_CHECKS - {"Evaluator", "Pusher"}
+    assert {statuses[task] for task in reused} == {"cached"}
     assert "nothing new to push" in evaluation_report(harness, "recsys-cached")["reason"]
     assert len(pushed_versions(harness)) == 1
     statuses = harness.run(job, "recsys-2")

@@ -85,7 +85,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, api):
-    """A fresh browser context on the page. It must ask for the API key exactly once and raise no script error."""
+    """A fresh browser context on the page. It must ask for the API key exactly once and raise no script
+    error."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     prompts, errors = [], []
@@ -117,7 +118,8 @@ def stored(db: str, sql: str, *args):
 
 
 def history_in_data(data_dir: str, user: str) -> list[str]:
-    """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest first."""
+    """What the API's history of `user` starts as: the positive items of their last SEEN_LIMIT events, newest
+    first."""
     with open(os.path.join(data_dir, "interactions.csv"), newline="") as fh:
         events = sorted(
             (r["timestamp"], r["item_id"], r["interaction_type"])
@@ -389,3 +391,32 @@ def test_model_page_shows_the_click_through_per_version_that_the_store_counts(pa
         "not enough data: no answers from the variants stable and canary"
     )
     snap(page, "model-online")
+
+
+def test_model_page_shows_the_skew_of_the_feedback_from_the_training_data(page, api):
+    url, _ = api
+    user = get(url, "/users").json()["users"][0]
+    item = post(url, "/recommend", {"user_id": user}, headers={"X-API-Key": KEY}).json()["recommendations"][
+        -1
+    ]
+    events = [
+        dict(user_id=user, item_id=item["item_id"], feedback_type="view")
+    ] * 150  # users see one item only
+    assert post(url, "/feedback/batch", {"events": events}, headers={"X-API-Key": KEY}).status_code == 202
+    skew = get(url, "/monitor/skew").json()
+    [measured] = [
+        d
+        for s in skew["sources"]
+        if s["source"] == "feedback"
+        for d in s["distances"]
+        if (d["feature"], d["comparator"]) == ("item_id", "l_infinity")
+    ]
+    assert measured["drift"] and measured["distance"] > 0.9
+    page.get_by_role("link", name="Model", exact=True).click()
+    row = page.locator(
+        '#skew tr[data-source="feedback"][data-feature="item_id"][data-comparator="l_infinity"]'
+    )
+    expect(row).to_have_class("skew")
+    expect(row.locator("td.distance")).to_have_text(f"{measured['distance']:.4f}")
+    expect(page.locator("#skew-summary")).to_contain_text("feedback: skew")
+    snap(page, "model-skew")

@@ -10,11 +10,12 @@ http_server.cc): same messages, status codes, JSON formats and HTTP statuses, er
     ...stop(); start() again binds the same port.
 
 A Servable may hold several versions, and version labels as models.config's version_labels give them:
-Servable("recsys", dir_1, dir_2, labels={"stable": 1, "canary": 2}). GrpcModelServer(servable, host="127.0.0.2")
-listens on another loopback address; its `answered` lists (version label asked for, version that answered) of
-every Predict it served.
+Servable("recsys", dir_1, dir_2, labels={"stable": 1, "canary": 2}). GrpcModelServer(servable,
+host="127.0.0.2") listens on another loopback address; its `answered` lists (version label asked for, version
+that answered) of every Predict it served.
 
-Classify, Regress and MultiInference are not served: gRPC answers UNIMPLEMENTED, REST "Malformed request" (400).
+Classify, Regress and MultiInference are not served: gRPC answers UNIMPLEMENTED, REST "Malformed request"
+(400).
 """
 
 import base64
@@ -64,7 +65,8 @@ class ServingError(Exception):
 
 
 class _Version:
-    """One loaded SavedModel, with its SignatureDefs as TF Serving lists them (__saved_model_init_op included)."""
+    """One loaded SavedModel, with its SignatureDefs as TF Serving lists them (__saved_model_init_op
+    included)."""
 
     def __init__(self, version_dir: str):
         self.model = tf.saved_model.load(version_dir)
@@ -79,7 +81,8 @@ class _Version:
 
 
 class Servable:
-    """One model as TF Serving's ServerCore holds it: a name, its versions (the directory names) and their labels."""
+    """One model as TF Serving's ServerCore holds it: a name, its versions (the directory names) and their
+    labels."""
 
     def __init__(self, model_name: str, *version_dirs: str, labels: dict[str, int] | None = None):
         self.name = model_name
@@ -124,7 +127,8 @@ class Servable:
                 (
                     f"input size does not match signature: {len(sent)}!={len(expected)} "
                     f"len({{{','.join(sorted(sent))}}})"
-                    f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(sorted(sent - expected))}}}."
+                    f" != len({{{','.join(sorted(expected))}}}). Sent extra: "
+                    f"{{{','.join(sorted(sent - expected))}}}."
                     f" Missing but required: {{{','.join(sorted(expected - sent))}}}."
                 ),
             )
@@ -133,7 +137,8 @@ class Servable:
                 raise ServingError(
                     Code.INVALID_ARGUMENT,
                     (
-                        f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                        f"output tensor alias not found in signature: {alias} Outputs expected to be in the "
+                        "set "
                         f"{{{','.join(sorted(signature.outputs))}}}."
                     ),
                 )
@@ -200,7 +205,8 @@ class Servable:
 
 
 def _as_proto_field(tensor: tf.Tensor) -> tensor_pb2.TensorProto:
-    """Tensor::AsProtoField, TF Serving's default for Predict responses: typed value fields, no tensor_content."""
+    """Tensor::AsProtoField, TF Serving's default for Predict responses: typed value fields, no
+    tensor_content."""
     proto = tensor_pb2.TensorProto(dtype=tensor.dtype.as_datatype_enum, tensor_shape=tensor.shape.as_proto())
     getattr(proto, _PROTO_FIELDS[tensor.dtype]).extend(tensor.numpy().ravel().tolist())
     return proto
@@ -238,8 +244,8 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class GrpcModelServer:
-    """PredictionService and ModelService on a loopback address (127.0.0.1 unless given); the first start picks a
-    free port unless given one, later starts reuse it."""
+    """PredictionService and ModelService on a loopback address (127.0.0.1 unless given); the first start
+    picks a free port unless given one, later starts reuse it."""
 
     def __init__(self, servable: Servable, host: str = "127.0.0.1", port: int = 0, options: tuple = ()):
         """options: more gRPC server arguments, as TF Serving's --grpc_channel_arguments gives them."""
@@ -255,7 +261,8 @@ class GrpcModelServer:
         return f"grpc://{self.target}"
 
     def start(self) -> "GrpcModelServer":
-        # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4 MB.
+        # A stopped grpc.server cannot restart. Message sizes as TF Serving's server: up to 2 GB, not gRPC's 4
+        # MB.
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4),
             options=[

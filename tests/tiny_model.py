@@ -1,7 +1,7 @@
-"""A tiny model version, pushed as the pipeline pushes one, built in seconds without running the pipeline: random
-embeddings for 3 users and 40 items behind the real export code (trainer_module/export.py), both indexes, the
-items file, the user vocabulary and the export report. For the fast tests of the serving code and the API, which
-need some model, not a good one."""
+"""A tiny model version, pushed as the pipeline pushes one, built in seconds without running the pipeline:
+random embeddings for 3 users and 40 items behind the real export code (trainer_module/export.py), both
+indexes, the items file, the user vocabulary and the export report. For the fast tests of the serving code and
+the API, which need some model, not a good one."""
 
 import os
 

@@ -76,8 +76,8 @@ class CloudConfig:
 
 
 # (dotted key in the file, CloudConfig field, what it must be: a regular expression or one of the kinds
-# "int" (positive), "count" (0..16), "port", "image", "accelerator", "service_account", "threshold" (0 < x <= 1),
-# "bool")
+# "int" (positive), "count" (0..16), "port", "image", "accelerator", "service_account", "threshold" (0 < x <=
+# 1), "bool")
 FIELDS = [
     ("project", "project", r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"),
     ("region", "region", r"^[a-z]+-[a-z]+[0-9]$"),

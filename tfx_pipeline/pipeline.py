@@ -23,8 +23,9 @@ RUN_FN = "trainer_module.task.run_fn"
 
 
 def code_fingerprint(*modules) -> str:
-    """A hash of the source of the given modules (a package: all its files). Components that name their code by
-    module path or class are cached by TFX without looking into it; this as a property makes a change re-run them."""
+    """A hash of the source of the given modules (a package: all its files). Components that name their code
+    by module path or class are cached by TFX without looking into it; this as a property makes a change
+    re-run them."""
     digest = hashlib.sha256()
     for module in modules:
         if hasattr(module, "__path__"):
@@ -55,8 +56,9 @@ def create_pipeline(
 ) -> tfx_pipeline_lib.Pipeline:
     """Wires ExampleGen → StatisticsGen → ExampleValidator (against the contract's schema; anomalies stop the
     run) → Transform → Trainer (without the eval split) → Evaluator
-    (against the last blessed model, which a Resolver finds) → Pusher (blessed models only: the RefitTrainer's,
-    the same recipe trained on every event, serving the mean of its scores and the candidate's).
+    (against the last blessed model, which a Resolver finds) → Pusher (blessed models only: the
+    RefitTrainer's, the same recipe trained on every event, serving the mean of its scores and the
+    candidate's).
 
     example_gen: the data source component (tfx_pipeline.components.example_gen: local files or BigQuery).
     serving_model_dir: the push destination (`<base>/<model-name>`; a directory or gs://).

@@ -6,12 +6,16 @@ estimate).
 The run exports the feedback into the data directory first; the new model replaces the served one only through
 the Evaluator's blessing, as in any run.
 
-What it remembers: WORKDIR/retrain-state.json, the feedback database's arrival number (seq) up to which the
-last run it started has read."""
+Where it counts: locally the API's feedback database (SQLite), remembering in WORKDIR/retrain-state.json the
+arrival number (seq) up to which the last run it started has read; on Google Cloud (`--config`) the feedback
+table in BigQuery, remembering in <pipeline root>/retrain-state.json the event time up to which the last run
+it submitted to Vertex AI counted (events whose `timestamp` is older than that when they arrive are not
+counted). The decision (decide) is the same code in both."""
 
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
@@ -31,8 +35,14 @@ class Decision:
     drifted: list[dict]
 
 
-def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -> Decision:
-    """distances: drift.compare's of the new events against the last run's statistics (None: not compared)."""
+def decide(
+    new_events: int,
+    min_new_events: int,
+    distances: list[dict] | None,
+    not_compared: str = f"drift not checked under {MIN_DRIFT_EVENTS} new events",
+) -> Decision:
+    """distances: drift.compare's of the new events against the last run's statistics (None: not compared,
+    for the reason `not_compared`)."""
     drifted = [d for d in distances or [] if d["drift"]]
     if new_events >= min_new_events:
         return Decision(True, f"{new_events} new events (at least {min_new_events})", new_events, drifted)
@@ -41,7 +51,7 @@ def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -
         return Decision(
             True, f"{new_events} new events drifted: {drift.describe(report)}", new_events, drifted
         )
-    compared = "" if distances is not None else f"; drift not checked under {MIN_DRIFT_EVENTS} new events"
+    compared = "" if distances is not None else f"; {not_compared}"
     return Decision(
         False, f"{new_events} new events (fewer than {min_new_events}), no drift{compared}", new_events, []
     )
@@ -49,19 +59,16 @@ def decide(new_events: int, min_new_events: int, distances: list[dict] | None) -
 
 def last_statistics(workdir: str):
     """The train split's statistics of the newest StatisticsGen output in WORKDIR's metadata, or None."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.types import standard_artifacts
     from tfx.types.artifact_utils import deserialize_artifact
 
+    from tfx_pipeline.metadata import open_store
+
     path = os.path.join(workdir, "metadata.sqlite")
     if not os.path.exists(path):
         return None
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = open_store(path, read_only=True)
     # StatisticsGen's, with splits (Transform's, in runs from before its statistics were off, have none)
     found = [
         a
@@ -105,3 +112,60 @@ def decide_on(events: list[dict], workdir: str, min_new_events: int, thresholds:
             tfdv.generate_statistics_from_dataframe(frame), previous, thresholds, FEATURES
         )
     return decide(len(events), min_new_events, distances)
+
+
+# On Google Cloud: the feedback table's events in (@since, @until], by event time.
+NEW_EVENTS_BIGQUERY = (
+    "SELECT COUNT(*) AS new_events FROM `{feedback_table}` WHERE timestamp > @since AND timestamp <= @until"
+)
+CLOUD_NOT_COMPARED = "drift is checked in the run (its DriftCheck, the config's drift: keys)"
+
+
+def cloud_state_path(pipeline_root: str) -> str:
+    return f"{pipeline_root}/{STATE_FILE}"
+
+
+def read_cloud_state(pipeline_root: str, window_days: int, now: datetime) -> datetime:
+    """The event time up to which the last submitted run counted; before any, the start of the training
+    window."""
+    import tensorflow as tf
+
+    path = cloud_state_path(pipeline_root)
+    if not tf.io.gfile.exists(path):
+        return now - timedelta(days=window_days)
+    with tf.io.gfile.GFile(path) as fh:
+        return datetime.fromisoformat(json.load(fh)["feedback_until"])
+
+
+def write_cloud_state(pipeline_root: str, until: datetime):
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(cloud_state_path(pipeline_root), "w") as fh:
+        json.dump({"feedback_until": until.isoformat()}, fh)
+
+
+def bigquery_runner(project: str, credentials=None):
+    """query(sql, params) -> rows over BigQuery, the parameters as TIMESTAMP query parameters."""
+    from google.cloud import bigquery
+
+    client = bigquery.Client(project=project, credentials=credentials)
+
+    def query(sql: str, params: dict) -> list[tuple]:
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(k, "TIMESTAMP", v) for k, v in params.items()]
+        )
+        return [tuple(row.values()) for row in client.query(sql, job_config=job_config).result()]
+
+    return query
+
+
+def decide_in_bigquery(query, feedback_table: str, since: datetime, until: datetime, min_new_events: int):
+    """The decision for the feedback table's events in (since, until]; query(sql, params) runs the SQL."""
+    [(new_events,)] = query(
+        NEW_EVENTS_BIGQUERY.format(feedback_table=feedback_table), {"since": since, "until": until}
+    )
+    return decide(int(new_events), min_new_events, None, CLOUD_NOT_COMPARED)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -78,8 +78,9 @@ def cloud_pipeline(config: CloudConfig):
 
 
 def _last_blessing_of_this_pipeline_only(spec: dict, pipeline_name: str) -> None:
-    """KubeflowV2DagRunner's query for the last blessing matches the blessings of every pipeline in the project's
-    metadata store; the Evaluator marks its blessings with the pipeline's name, and the query asks for it."""
+    """KubeflowV2DagRunner's query for the last blessing matches the blessings of every pipeline in the
+    project's metadata store; the Evaluator marks its blessings with the pipeline's name, and the query asks
+    for it."""
     for executor in spec["pipelineSpec"]["deploymentSpec"]["executors"].values():
         for query in executor.get("resolver", {}).get("outputArtifactQueries", {}).values():
             if 'schema_title="tfx.ModelBlessing"' in query["filter"]:

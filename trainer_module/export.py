@@ -107,7 +107,8 @@ class ServingModule(tf.Module):
         ]
     )
     def query(self, user_idx, history_idx):
-        """The query vectors of transformed user and history indices: what averaged() calls of a loaded model."""
+        """The query vectors of transformed user and history indices: what averaged() calls of a loaded
+        model."""
         return self.query_tower(user_idx, history_idx)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
@@ -146,7 +147,8 @@ class AveragedQueryTower(tf.Module):
 
 
 class ExportedQueryTower(tf.Module):
-    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its variables."""
+    """The query tower of a loaded ServingModule: its `query` function, and the tower that owns its
+    variables."""
 
     def __init__(self, loaded):
         super().__init__()
@@ -159,11 +161,12 @@ class ExportedQueryTower(tf.Module):
 
 def averaged(models, dim: int):
     """One model whose scores are the mean of the given models' scores, as ServingModule's (query_tower,
-    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled by
-    1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and an
-    item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
-    principal directions, exact when they span no more (the catalog's rank), so the index costs what one model's
-    does; when they span more, the leading directions hold nearly all of the variance (docs/experiments.md)."""
+    item_embeddings, item_offsets), in `dim` dimensions. Query and item vectors go side by side, both scaled
+    by 1/sqrt(n): a dot product is then the mean of the models' cosines, for a user's query (/recommend) and
+    an item's (/similar) alike; the offsets are averaged. Both are then projected onto the item vectors' `dim`
+    principal directions, exact when they span no more (the catalog's rank), so the index costs what one
+    model's does; when they span more, the leading directions hold nearly all of the variance
+    (docs/experiments.md)."""
     towers, embeddings, offsets = zip(*models)
     scale = 1 / math.sqrt(len(models))
     side_by_side = scale * np.hstack(embeddings)
@@ -177,8 +180,8 @@ def averaged(models, dim: int):
 
 
 def exported_model(model_dir: str, item_ids: np.ndarray):
-    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates must be
-    `item_ids` in this order (the same vocabulary)."""
+    """(query_tower, item_embeddings, item_offsets) of an exported brute-force SavedModel, whose candidates
+    must be `item_ids` in this order (the same vocabulary)."""
     loaded = exported.load(model_dir)
     if not np.array_equal(loaded.item_ids.numpy().astype(str), item_ids):
         raise ValueError(f"{model_dir}: its candidates are not this model's items (another vocabulary)")
@@ -186,12 +189,12 @@ def exported_model(model_dir: str, item_ids: np.ndarray):
 
 
 def variable_bytes(num_users: int, num_items: int, dim: int, num_models: int) -> int:
-    """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model a
-    user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is embedded
-    by the item table); for averaged models the projection, (models x dim) x served dimensions, where averaged()
-    serves min(dim, items) dimensions; the candidates twice, with one more column (ServingModule.item_embeddings,
-    one extra row, and the index), the item offsets and the index's int32 identifiers. Ids (strings) and their
-    lookup tables are not variables: see serving_memory."""
+    """The bytes of the brute-force SavedModel's variables (what a server restores), from its sizes: per model
+    a user table and an item table of (vocabulary + 1 OOV) x dim floats (the query tower; the history is
+    embedded by the item table); for averaged models the projection, (models x dim) x served dimensions, where
+    averaged() serves min(dim, items) dimensions; the candidates twice, with one more column
+    (ServingModule.item_embeddings, one extra row, and the index), the item offsets and the index's int32
+    identifiers. Ids (strings) and their lookup tables are not variables: see serving_memory."""
     served = min(dim, num_items) if num_models > 1 else dim
     tables = num_models * (num_users + 1 + num_items + 1) * dim
     projection = num_models * dim * served if num_models > 1 else 0
@@ -214,8 +217,8 @@ RESIDENT_PER_VERSION = 64 * 2**20  # the graph, its functions and the session, w
 
 
 def serving_memory(num_users: int, num_items: int, dim: int, num_models: int) -> int:
-    """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds every
-    version of models.config's `specific` list: multiply by the versions loaded)."""
+    """The resident memory one loaded version of these sizes takes in a serving process (TF Serving holds
+    every version of models.config's `specific` list: multiply by the versions loaded)."""
     return round(
         RESIDENT_PER_VARIABLE_BYTE * variable_bytes(num_users, num_items, dim, num_models)
         + RESIDENT_PER_VERSION
@@ -244,7 +247,8 @@ def scann_index(hp: HParams, num_items: int):
 
 
 def write_items(path: str, item_ids, categories, counts, catalog: dict):
-    """The candidates with their catalog entry and training event count (the popularity fallback's ranking)."""
+    """The candidates with their catalog entry and training event count (the popularity fallback's
+    ranking)."""
     with tf.io.gfile.GFile(path, "w") as out:
         writer = csv.writer(out)
         writer.writerow(contract.ITEM_COLUMNS + (contract.POPULARITY,))

@@ -15,11 +15,12 @@ PositiveInt = Annotated[int, pydantic.Field(ge=1)]
 EXACT_SOFTMAX_MAX_ITEMS = 20_000
 
 
-# A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on construction.
+# A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on
+# construction.
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(strict=True))
 class HParams:
-    # Wide embeddings trained briefly ranked better than narrow ones trained longer, at about the same training
-    # time (docs/experiments.md).
+    # Wide embeddings trained briefly ranked better than narrow ones trained longer, at about the same
+    # training time (docs/experiments.md).
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 1024
     embedding_dim: PositiveInt = 512

@@ -145,7 +145,8 @@ def _sample_queries(dataset, n: int, tf_transform_output):
 
 @dataclasses.dataclass
 class _Vocabularies:
-    """Sizes of the Transform's vocabularies as the model's embedding tables count them (OOV buckets included)."""
+    """Sizes of the Transform's vocabularies as the model's embedding tables count them (OOV buckets
+    included)."""
 
     num_users: int
     num_items: int

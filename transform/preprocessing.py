@@ -1,4 +1,5 @@
-"""preprocessing_fn: vocabularies for users, items and categories; history encoded with the item vocabulary."""
+"""preprocessing_fn: vocabularies for users, items and categories; history encoded with the item
+vocabulary."""
 
 import tensorflow as tf
 import tensorflow_transform as tft

@@ -20,12 +20,12 @@ LabelHeader = Annotated[
 ]
 
 
-@router.post(
-    "/recommend",
-    response_model=schemas.RecommendResponse,
-    responses=ERRORS,
-    response_model_exclude_none=True,
-)
+def _answering(response_model, responses=ERRORS) -> dict:
+    """The options of every route here: the response's model, the errors documented, no null fields."""
+    return {"response_model": response_model, "responses": responses, "response_model_exclude_none": True}
+
+
+@router.post("/recommend", **_answering(schemas.RecommendResponse))
 async def recommend(
     body: schemas.RecommendRequest, request: Request, recommender: RecommenderDep, label: LabelHeader = None
 ):
@@ -33,12 +33,7 @@ async def recommend(
     return (await recommender.recommend([body], request.state.request_id, label))[0]
 
 
-@router.post(
-    "/recommend/batch",
-    response_model=schemas.BatchRecommendResponse,
-    responses=ERRORS,
-    response_model_exclude_none=True,
-)
+@router.post("/recommend/batch", **_answering(schemas.BatchRecommendResponse))
 async def recommend_batch(
     body: schemas.BatchRecommendRequest,
     request: Request,
@@ -52,10 +47,7 @@ async def recommend_batch(
 
 
 @router.get(
-    "/similar/{item_id}",
-    response_model=schemas.SimilarResponse,
-    responses={404: {"model": schemas.Error}, **ERRORS},
-    response_model_exclude_none=True,
+    "/similar/{item_id}", **_answering(schemas.SimilarResponse, {404: {"model": schemas.Error}, **ERRORS})
 )
 async def similar(
     item_id: Annotated[schemas.Id, Path()],  # (`= Path()` would neither check nor document Id's constraints)
@@ -64,7 +56,8 @@ async def similar(
     k: int = Query(10, ge=1, le=100),
     label: LabelHeader = None,
 ):
-    """The items closest to item_id in the model's item space (the "stable" version unless asked otherwise)."""
+    """The items closest to item_id in the model's item space (the "stable" version unless asked
+    otherwise)."""
     if item_id not in model.catalog.items:
         raise HTTPException(404, f"item_id: unknown item {item_id!r}")
     similar_items, version, label = await recommender.similar(model, item_id, k, label)

@@ -186,13 +186,13 @@ async function itemPage(root, itemId) {
 }
 
 async function modelPage(root, version) {
-  const [{versions}, shown, online] = await Promise.all([api("model/versions?limit=100"),
-                                                        version ? null : api("model"), api("monitor/online")]);
+  const [{versions}, shown, online, skew] = await Promise.all([api("model/versions?limit=100"),
+    version ? null : api("model"), api("monitor/online"), version ? null : api("monitor/skew")]);
   const current = shown || versions.find((v) => v.version === version);
   if (!current) throw new Error(`version ${version} is not among the newest 100 pushed`);
   const heading = h("h2", {id: "version"}, `Model version ${current.version}`, h("span", {class: "muted"},
                     ` pushed ${pushTime(current.version)}${current.serving ? ", serving now" : ""}`));
-  build(root, {}, [heading, onlineView(online), evaluationView(current.evaluation), exportView(current.export_report),
+  build(root, {}, [heading, onlineView(online), skew ? skewView(skew) : [], evaluationView(current.evaluation), exportView(current.export_report),
                    versionsView(versions)]);
 }
 
@@ -211,6 +211,22 @@ function onlineView(report) {
           h("table", {id: "online"}, h("tr", {}, ["version", "variant", "requests", "clicked", `CTR@${k}`,
             `conversion@${k}`, `coverage@${k}`, "fallbacks"].map((name) => h("th", {}, name))), rows),
           h("p", {id: "ab"}, report.ab.summary)];
+}
+
+// How far the served items and the feedback are from the serving version's training data (proxy/skew.py).
+function skewView(report) {
+  const hours = Math.round((Date.parse(report.until) - Date.parse(report.since)) / 3600e3);
+  const rows = report.sources.flatMap((s) => (s.distances.length ? s.distances : [null]).map((d) =>
+    h("tr", d ? {"data-source": s.source, "data-feature": d.feature, "data-comparator": d.comparator,
+                 class: d.drift ? "skew" : ""} : {"data-source": s.source},
+      h("td", {}, s.source), h("td", {class: "number"}, String(s.events)),
+      d ? [h("td", {}, d.feature), h("td", {}, d.comparator), h("td", {class: "number distance"}, d.distance.toFixed(4)),
+           h("td", {class: "number"}, String(d.threshold)), h("td", {}, d.drift ? "skew" : "")]
+        : h("td", {colspan: 5, class: "muted"}, `too few events (under ${report.min_events})`))));
+  return [h("h2", {}, `Skew from the training data, last ${hours} h`),
+          h("table", {id: "skew"}, h("tr", {}, ["source", "events", "feature", "comparator", "distance", "threshold", ""]
+            .map((name) => h("th", {}, name))), rows),
+          h("p", {id: "skew-summary"}, report.summary)];
 }
 
 function evaluationView(evaluation) {

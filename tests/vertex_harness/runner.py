@@ -1,15 +1,15 @@
 """Executes the PipelineJob that `recsys pipeline submit` sends, task by task, as Vertex AI Pipelines does.
 
 What runs is the document, not the Python pipeline object: for each task in dependency order, the harness
-builds the ExecutorInput from the spec (parameters, upstream artifacts with their metadata, output URIs laid out
-as Vertex lays them out), runs the task's own container `command` + `args` as a subprocess (`{{$}}` replaced)
-and reads `executor_output.json` back. Resolver tasks evaluate their `outputArtifactQueries` filters against the
-artifacts earlier runs recorded, as Vertex ML Metadata would; a task whose caching is enabled in the job as
-submitted reuses the outputs of an earlier successful execution with the same cache key (its component, its
-container and its inputs: parameters and the names of its input artifacts).
+builds the ExecutorInput from the spec (parameters, upstream artifacts with their metadata, output URIs laid
+out as Vertex lays them out), runs the task's own container `command` + `args` as a subprocess (`{{$}}`
+replaced) and reads `executor_output.json` back. Resolver tasks evaluate their `outputArtifactQueries` filters
+against the artifacts earlier runs recorded, as Vertex ML Metadata would; a task whose caching is enabled in
+the job as submitted reuses the outputs of an earlier successful execution with the same cache key (its
+component, its container and its inputs: parameters and the names of its input artifacts).
 
-Stand-ins where this machine has no cloud: gs:// is a local directory; Dataflow is Beam's DirectRunner, once the
-Dataflow options were checked to be options Beam knows; BigQuery and Vertex AI Training as
+Stand-ins where this machine has no cloud: gs:// is a local directory; Dataflow is Beam's DirectRunner, once
+the Dataflow options were checked to be options Beam knows; BigQuery and Vertex AI Training as
 stand_ins/sitecustomize.py says.
 """
 
@@ -55,8 +55,8 @@ class MetadataStore:
         self.data["artifacts"].append(artifact)
 
     def query(self, query_filter: str) -> list[dict]:
-        """The artifacts that match a filter of the ML Metadata filter syntax (the parts resolvers use), newest
-        first; a term it does not know fails, rather than matching wrongly."""
+        """The artifacts that match a filter of the ML Metadata filter syntax (the parts resolvers use),
+        newest first; a term it does not know fails, rather than matching wrongly."""
         tests = []
         for term in query_filter.split(" AND "):
             field, _, value = term.strip().partition("=")
@@ -87,8 +87,8 @@ def schema_title(artifact_type: dict) -> str:
 
 
 def dataflow_to_direct_runner(args: list[str]) -> list[str]:
-    """The task's Beam arguments with the DirectRunner for Dataflow. Every option must be one Beam knows: Dataflow
-    refuses a job with an option it does not know, the DirectRunner would ignore it."""
+    """The task's Beam arguments with the DirectRunner for Dataflow. Every option must be one Beam knows:
+    Dataflow refuses a job with an option it does not know, the DirectRunner would ignore it."""
     beam = [
         a
         for a in args
@@ -121,8 +121,8 @@ def topological_order(tasks: dict) -> list[str]:
 
 
 class VertexHarness:
-    """Runs PipelineJobs in `root`: gs://BUCKET/... is root/gcs/BUCKET/..., BigQuery's tables are the CSV files
-    `bigquery_tables` maps them to; metadata and cache persist in root between runs."""
+    """Runs PipelineJobs in `root`: gs://BUCKET/... is root/gcs/BUCKET/..., BigQuery's tables are the CSV
+    files `bigquery_tables` maps them to; metadata and cache persist in root between runs."""
 
     def __init__(self, root: str, bigquery_tables: dict[str, str], region: str):
         self.root = os.path.abspath(root)
@@ -139,8 +139,8 @@ class VertexHarness:
         return text.replace("gs://", os.path.join(self.root, "gcs") + "/")
 
     def run(self, pipeline_job: dict, job_id: str, echo=print) -> dict[str, str]:
-        """Runs one PipelineJob (the REST form of the request's pipeline_job); returns {task: "ran" | "cached" |
-        "resolved"}. A failed task raises TaskFailed with the end of its output."""
+        """Runs one PipelineJob (the REST form of the request's pipeline_job); returns {task: "ran" | "cached"
+        | "resolved"}. A failed task raises TaskFailed with the end of its output."""
         job = json.loads(self.local(json.dumps(pipeline_job)))
         spec = job["pipelineSpec"]
         job_root = os.path.join(job["runtimeConfig"]["gcsOutputDirectory"], PROJECT_NUMBER, job_id)

@@ -18,6 +18,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 import contract
+from serving import distances
 from tfx_pipeline.components import validation
 from tfx_pipeline.data.local_source import DataError
 
@@ -32,22 +33,13 @@ COMPARATORS = {
         anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE,
     ),
 }
-DEFAULT_THRESHOLDS = {"l_infinity": 0.1, "jensen_shannon": 0.1}
+DEFAULT_THRESHOLDS = distances.DEFAULT_THRESHOLDS  # the API's skew check uses the same (proxy/skew.py)
 DEFAULT_THRESHOLDS_JSON = json.dumps(DEFAULT_THRESHOLDS)
+check_thresholds = distances.check_thresholds
 
 
 class DataDrift(DataError):
     """The examples drifted from the previous run's beyond a threshold, and the run is configured to stop."""
-
-
-def check_thresholds(thresholds: dict) -> dict:
-    """The thresholds, or ValueError naming what is wrong."""
-    for name, value in thresholds.items():
-        if name not in COMPARATORS:
-            raise ValueError(f"drift threshold: {name!r} is not one of {', '.join(COMPARATORS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise ValueError(f"drift threshold {name}: expected a number in (0, 1], got {value!r}")
-    return dict(thresholds)
 
 
 def compare(current, previous, thresholds: dict, features: tuple[str, ...] = FEATURES) -> list[dict]:

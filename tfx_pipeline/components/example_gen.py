@@ -26,9 +26,9 @@ INTERACTIONS_PATTERN = "interactions*"
 # 95% of the events train the model, 5% are held out for the validation loss and the Evaluator's ranking
 # metrics. Every held-out event costs the model quality (docs/experiments.md measures how much), so the share
 # is small; TFX's default 2:1 split cost far more. An event's side is decided by its timestamp, which never
-# changes: hashing the whole example (TFX's default) moved events between the sides whenever new events changed
-# their history, so the last blessed model had trained on part of the next run's held-out events and the
-# Evaluator compared against an inflated baseline.
+# changes: hashing the whole example (TFX's default) moved events between the sides whenever new events
+# changed their history, so the last blessed model had trained on part of the next run's held-out events and
+# the Evaluator compared against an inflated baseline.
 SPLITS = example_gen_pb2.Output(
     split_config=example_gen_pb2.SplitConfig(
         partition_feature_name=contract.TIMESTAMP,

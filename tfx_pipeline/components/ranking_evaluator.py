@@ -5,19 +5,19 @@ as the API asks it: the user's latest training items as history, all their train
 against most popular and EASE computed on the same split (evaluation.py), and against the
 last blessed model when there is one. The model is blessed only if it beats most popular and is at most
 `max_regression` below the last blessed model. The blessing goes to the refit model too (the same recipe
-trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval split
-as a check that it works: it trained on those events, so it only has to beat most popular there. The report is
-written into the blessing as evaluation.json; the Pusher ships it inside the pushed version (assets.extra/),
-where the API's model page reads it.
+trained on every event and averaged with the candidate, the one pushed), which is also scored on the eval
+split as a check that it works: it trained on those events, so it only has to beat most popular there. The
+report is written into the blessing as evaluation.json; the Pusher ships it inside the pushed version
+(assets.extra/), where the API's model page reads it.
 
 A run whose events and training recipe are those of the last blessed model is not blessed again: its model
 would replace an equal one. Vertex AI Pipelines re-runs every task on each scheduled run (BigQuery's rows are
-not part of any cache key), so this, not the cache, is what keeps an unchanged table from pushing a new version.
+not part of any cache key), so this, not the cache, is what keeps an unchanged table from pushing a new
+version.
 
 Not TFX's stock Evaluator: TFMA scores examples one by one and has no full-catalog ranking metrics.
 """
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -51,7 +51,8 @@ _COLUMNS = {
 
 
 def read_events(examples: standard_artifacts.Examples, split: str) -> list[tuple]:
-    """The events of one split of ExampleGen's output as (user, timestamp, item, type, rating, category), sorted."""
+    """The events of one split of ExampleGen's output as (user, timestamp, item, type, rating, category),
+    sorted."""
     files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -79,14 +80,6 @@ def items_by_user(events: list[tuple]) -> dict[str, list[str]]:
     for user, _, item, *_ in events:
         by_user[user].append(item)
     return dict(by_user)
-
-
-def inputs_fingerprint(events: list[tuple], recipe: str) -> str:
-    """What a model was made from: its events (in any order, files and shards aside) and its training recipe."""
-    digest = hashlib.sha256(recipe.encode())
-    for event in sorted(events):
-        digest.update(repr(event).encode())
-    return digest.hexdigest()
 
 
 def eval_users(train: dict[str, list[str]], held_out: dict[str, list[str]], max_users: int, seed: int = 42):
@@ -130,7 +123,7 @@ class Executor(tfx_evaluator.Executor):
         max_regression = exec_properties["max_regression"]
 
         train_events, held_out_events = read_events(examples, "train"), read_events(examples, "eval")
-        fingerprint = inputs_fingerprint(train_events + held_out_events, exec_properties["recipe"])
+        fingerprint = evaluation.inputs_fingerprint(train_events + held_out_events, exec_properties["recipe"])
         train, held_out = items_by_user(train_events), items_by_user(held_out_events)
         test = eval_users(train, held_out, MAX_USERS)
         users_train = {u: train[u] for u in test}
@@ -171,7 +164,8 @@ class Executor(tfx_evaluator.Executor):
                 out,
                 indent=2,
             )
-        # The properties TFX's own Evaluator sets (the Pusher and LatestBlessedModelStrategy read them), and ours.
+        # The properties TFX's own Evaluator sets (the Pusher and LatestBlessedModelStrategy read them), and
+        # ours.
         blessing.set_int_custom_property("blessed", int(blessed))
         blessing.set_string_custom_property("current_model", model.uri)
         blessing.set_int_custom_property("current_model_id", model.id)

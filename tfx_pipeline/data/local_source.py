@@ -133,10 +133,12 @@ def _check_interactions(con, path: str, table: str) -> list[str]:
             f"TRY_CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) IS NULL",
             "not a timestamp (expected e.g. 2024-05-01T12:30:00Z)",
         ),
-        # The examples carry seconds since 1970 and the schema allows no negative ones (as the API's feedback).
+        # The examples carry seconds since 1970 and the schema allows no negative ones (as the API's
+        # feedback).
         (
             contract.TIMESTAMP,
-            f"TRY_CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) < TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+            f"TRY_CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) < TIMESTAMPTZ '1970-01-01 "
+            "00:00:00+00'",
             "before 1970-01-01T00:00:00Z",
         ),
     ]
@@ -178,7 +180,8 @@ def _typed_select(table: str, has_rating: bool) -> str:
     return (
         f"SELECT CAST({contract.USER_ID} AS VARCHAR) AS {contract.USER_ID}, "
         f"CAST({contract.ITEM_ID} AS VARCHAR) AS {contract.ITEM_ID}, "
-        f"CAST({contract.INTERACTION_TYPE} AS VARCHAR) AS {contract.INTERACTION_TYPE}, {rating} AS {contract.RATING}, "
+        f"CAST({contract.INTERACTION_TYPE} AS VARCHAR) AS {contract.INTERACTION_TYPE}, {rating} AS "
+        f"{contract.RATING}, "
         f"CAST(CAST({contract.TIMESTAMP} AS VARCHAR) AS TIMESTAMPTZ) AS {contract.TIMESTAMP}, "
         f"CAST({contract.CATEGORY} AS VARCHAR) AS {contract.CATEGORY} FROM {table}"
     )
@@ -206,13 +209,15 @@ def open_data_dir(data_dir: str) -> duckdb.DuckDBPyConnection:
     if found.items_file:
         _load(con, found.items_file, "raw_items", contract.ITEM_COLUMNS)
         rows = con.execute(
-            f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({contract.ITEM_ID}), '') IS NULL ORDER BY _row LIMIT 3"
+            f"SELECT _row FROM raw_items WHERE NULLIF(TRIM({contract.ITEM_ID}), '') IS NULL ORDER BY _row "
+            "LIMIT 3"
         ).fetchall()
         problems += [
             f"{found.items_file} line {row + 1}, column '{contract.ITEM_ID}': empty" for (row,) in rows
         ]
         dupes = con.execute(
-            f"SELECT {contract.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY {contract.ITEM_ID} "
+            f"SELECT {contract.ITEM_ID}, _row FROM (SELECT *, row_number() OVER (PARTITION BY "
+            f"{contract.ITEM_ID} "
             "ORDER BY _row) AS k FROM raw_items) WHERE k = 2 ORDER BY _row LIMIT 3"
         ).fetchall()
         problems += [

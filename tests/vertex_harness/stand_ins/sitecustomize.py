@@ -1,9 +1,11 @@
-"""Loaded by every Python process the Vertex harness starts for a task (this directory is on its PYTHONPATH): the
-Google Cloud services a task calls, stood in for on this machine where the harness's environment says so.
+"""Loaded by every Python process the Vertex harness starts for a task (this directory is on its PYTHONPATH):
+the Google Cloud services a task calls, stood in for on this machine where the harness's environment says so.
 
-- VERTEX_HARNESS_BIGQUERY (a JSON file {"project.dataset.table": "file.csv"}): BigQuery. Queries are BigQuery SQL,
-  translated by sqlglot and run in DuckDB over those tables; what the client and Beam's ReadFromBigQuery return
-  has BigQuery's shape (a result schema with BigQuery's types; rows as dicts, an empty list for a NULL array).
+- VERTEX_HARNESS_BIGQUERY (a JSON file {"project.dataset.table": "file.csv"}): BigQuery. Queries are BigQuery
+SQL,
+  translated by sqlglot and run in DuckDB over those tables; what the client and Beam's ReadFromBigQuery
+  return has BigQuery's shape (a result schema with BigQuery's types; rows as dicts, an empty list for a NULL
+  array).
 - VERTEX_HARNESS_CUSTOM_JOBS (a directory): Vertex AI Training. A CustomJob is parsed into the real
   aiplatform_v1 request type (an unknown field fails as the API would), written there as JSON, and its worker
   pool's container command runs here as a subprocess; its exit code is the job's state.
