@@ -6,13 +6,13 @@ Usage: nice -n 19 .venv/bin/python -m benchmarks.negatives_scale [--items 10000 
        [--events 50000] [--users 5000] [--epochs 2] [--max-epoch-seconds 300] [--eval-users 500]
 
 The product's model (trainer_module/model.py's TwoTowerModel, default hyperparameters but the negatives and
-epochs) on tfx_pipeline/data/sample.py's synthetic events with planted structure, the same number of events at
-every catalog size. Each user's last event is held out; nDCG@10 (evaluation.py) of a brute-force top 10 over
-the whole catalog (the user's training items left out) for --eval-users users. A mode whose epoch would take
-longer than --max-epoch-seconds (timed on a few steps) is not trained: its epoch time is that estimate and it
-has no quality. The exact softmax at 1e6 items is not run at all: one step holds batch x items logits and their
-gradient (8 GB at the default batch size) besides the catalog's embeddings; its time is extrapolated linearly
-in items from the smaller catalogs.
+epochs) on tfx_pipeline/data/sample.py's synthetic events with planted structure, the same number of events
+at every catalog size. Each user's last event is held out; nDCG@10 (evaluation.py) of a brute-force top 10
+over the whole catalog (the user's training items left out) for --eval-users users. A mode whose epoch would
+take longer than --max-epoch-seconds (timed on a few steps) is not trained: its epoch time is that estimate
+and it has no quality. The exact softmax at 1e6 items is not run at all: one step holds batch x items logits
+and their gradient (8 GB at the default batch size) besides the catalog's embeddings; its time is
+extrapolated linearly in items from the smaller catalogs.
 """
 
 import argparse
@@ -73,7 +73,8 @@ def features(data: dict, rows: np.ndarray) -> dict:
 
 
 def ndcg(model, data: dict, users: int, items: int, eval_users: int) -> float:
-    """nDCG@10 over a sample of users: each user's last event against the whole catalog, training items out."""
+    """nDCG@10 over a sample of users: each user's last event against the whole catalog, their training items
+    left out."""
     rng = np.random.default_rng(0)
     chosen = np.sort(rng.choice(users, size=min(eval_users, users), replace=False))
     train_rows = np.flatnonzero(~data["is_last"])

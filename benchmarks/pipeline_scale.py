@@ -1,12 +1,13 @@
-"""`recsys pipeline run` on data sets of growing size: wall time and peak RSS per component, and each data set's
-ratio to the first (the baseline, measured in the same run).
+"""`recsys pipeline run` on data sets of growing size: wall time and peak RSS per component, and each data
+set's ratio to the first (the baseline, measured in the same run).
 
 Usage: nice -n 19 .venv/bin/python -m benchmarks.pipeline_scale DATA_DIR [DATA_DIR ...] [--hparams JSON]
        [--out results.json]
-Each DATA_DIR is a data directory (`recsys data sample --out DIR ...`); each run is a fresh process with a fresh
-work directory, so no cache and no earlier model carries over. Peak RSS is the largest resident memory of the
-run's process and its children, sampled every 0.5 s while the component ran. Each data set's numbers are
-printed (and written to --out) as soon as its run ends, so a run cut short still reports the earlier ones.
+Each DATA_DIR is a data directory (`recsys data sample --out DIR ...`); each run is a fresh process with a
+fresh work directory, so no cache and no earlier model carries over. Peak RSS is the largest resident memory
+of the run's process and its children, sampled every 0.5 s while the component ran. Each data set's numbers
+are printed (and written to --out) as soon as its run ends, so a run cut short still reports the earlier
+ones.
 """
 
 import argparse
@@ -33,7 +34,8 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def one_run(data: str, hparams: dict, results) -> None:
-    """In a child process: the pipeline on `data`, with {component: [seconds, peak RSS bytes]} put on results."""
+    """In a child process: the pipeline on `data`, with {component: [seconds, peak RSS bytes]} put on
+    results."""
     from tfx_pipeline import local_runner
 
     process, current, peaks, done = psutil.Process(), ["start-up"], {}, threading.Event()

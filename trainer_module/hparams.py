@@ -8,10 +8,10 @@ import pydantic
 import contract
 
 PositiveInt = Annotated[int, pydantic.Field(ge=1)]
-# negatives="auto": the exact softmax over the catalog up to this many items, in-batch negatives (sampled, with
-# the logQ correction) above. The exact softmax's step grows with the catalog (batch x dim x items) while the
-# in-batch step does not; it stays on catalogs of the size the defaults were tuned on (MovieLens, 9.7k items)
-# up to about twice that (benchmarks/negatives_scale.py, docs/experiments.md).
+# negatives="auto": the exact softmax over the catalog up to this many items, in-batch negatives (sampled,
+# with the logQ correction) above. The exact softmax's step grows with the catalog (batch x dim x items)
+# while the in-batch step does not; it stays on catalogs of the size the defaults were tuned on (MovieLens,
+# 9.7k items) up to about twice that (benchmarks/negatives_scale.py, docs/experiments.md).
 EXACT_SOFTMAX_MAX_ITEMS = 20_000
 
 
