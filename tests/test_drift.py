@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
 
+from serving import distances
 from serving.catalog import pushed_versions
 from tfx_pipeline import local_runner
 from tfx_pipeline.components import drift
@@ -29,21 +30,21 @@ def statistics(interaction_types: list[str]):
 def test_compare_names_the_feature_and_its_distance():
     before = statistics(["view"] * 70 + ["purchase"] * 30)
     after = statistics(["view"] * 30 + ["purchase"] * 70)
-    distances = drift.compare(after, before, drift.DEFAULT_THRESHOLDS)
-    by = {(d["feature"], d["comparator"]): d for d in distances}
+    found = drift.compare(after, before, distances.DEFAULT_THRESHOLDS)
+    by = {(d["feature"], d["comparator"]): d for d in found}
     assert set(by) == {(f, c) for f in drift.FEATURES for c in drift.COMPARATORS}
     assert by["interaction_type", "l_infinity"]["distance"] == pytest.approx(0.4)
     assert by["interaction_type", "l_infinity"]["drift"] and by["interaction_type", "jensen_shannon"]["drift"]
-    assert not any(d["drift"] for d in distances if d["feature"] != "interaction_type")
-    report = {"previous": "x", "distances": distances, "drift": True}
+    assert not any(d["drift"] for d in found if d["feature"] != "interaction_type")
+    report = {"previous": "x", "distances": found, "drift": True}
     assert "interaction_type l_infinity distance 0.4000 > threshold 0.1" in drift.describe(report)
-    assert not any(d["drift"] for d in drift.compare(before, before, drift.DEFAULT_THRESHOLDS))
+    assert not any(d["drift"] for d in drift.compare(before, before, distances.DEFAULT_THRESHOLDS))
     loose = drift.compare(after, before, {"l_infinity": 0.5, "jensen_shannon": 0.5})
     assert not any(d["drift"] for d in loose)
     with pytest.raises(ValueError, match="not one of"):
-        drift.check_thresholds({"wasserstein": 0.1})
+        distances.check_thresholds({"wasserstein": 0.1})
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        drift.check_thresholds({"l_infinity": 0})
+        distances.check_thresholds({"l_infinity": 0})
 
 
 def test_the_first_run_reports_no_previous_run(pipeline_run):

@@ -66,6 +66,8 @@ def test_every_component_ran_and_the_model_was_pushed_in_tf_serving_layout(pipel
     assert os.listdir(os.path.dirname(os.path.dirname(pushed))) == ["recsys"]  # one base, nothing beside it
     report = json.load(open(os.path.join(pushed, contract.EXTRA_DIR, contract.REPORT_FILE)))
     assert report["num_items"] == 200 and report["scann_check_queries"] > 0
+    # negatives "auto" (the default) resolved by the catalog's size, as trained
+    assert report["hyperparameters"]["negatives"] == "auto" and report["negatives"] == "all_items"
     assert report["train_splits"] == [
         "train",
         "eval",

@@ -12,6 +12,7 @@ import tensorflow as tf
 import contract
 from serving import exported
 from tests.tiny_model import Vocabularies
+from trainer_module import hparams
 from trainer_module.hparams import HParams
 from trainer_module.model import TwoTowerModel, mean_history_embedding, native_bfloat16
 
@@ -177,6 +178,24 @@ def test_a_warm_started_refit_starts_from_the_candidates_weights_and_optimizer_s
     assert refit.refit_epochs(fresh, full, candidate_dir) == full.epochs
     fresh.compute_loss(_batch(4))
     assert not np.array_equal(fresh.item_bias.get_weights()[0], candidate.item_bias.get_weights()[0])
+
+
+@pytest.mark.parametrize("num_items, negatives", [(21, "all_items"), (22, "in_batch")])
+def test_auto_negatives_are_the_exact_softmax_up_to_the_threshold_and_in_batch_above(
+    monkeypatch, num_items, negatives
+):
+    monkeypatch.setattr(hparams, "EXACT_SOFTMAX_MAX_ITEMS", 21)
+    assert HParams().negatives == "auto" and HParams().negatives_for(num_items) == negatives
+    assert HParams(negatives="all_items").negatives_for(10**7) == "all_items"
+    batch = _batch(16)
+    losses = []
+    for asked in ("auto", negatives):
+        tf.keras.utils.set_random_seed(0)
+        hp = HParams(embedding_dim=8, rating_weight=0.0, negatives=asked, user_id_dropout=0.0)
+        model = TwoTowerModel(hp, 11, num_items, 5, np.ones(num_items), np.arange(num_items) % 5)
+        assert model.negatives == negatives
+        losses.append(model.compute_loss(batch).numpy())
+    assert losses[0] == losses[1]  # the same loss: "auto" trains as the mode it resolved to
 
 
 @pytest.mark.parametrize("dropout, same", [(1.0, True), (0.0, False)])

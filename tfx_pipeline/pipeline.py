@@ -14,6 +14,7 @@ import contract
 import evaluation
 import serving
 import trainer_module
+from serving import distances
 from tfx_pipeline.components import drift, ranking_evaluator, validation
 from tfx_pipeline.components import pusher as pusher_executor
 from trainer_module import refit
@@ -136,7 +137,7 @@ def _data_checks(example_gen, drift_thresholds: dict | None, stop_on_drift: bool
     drift_check = drift.DriftCheck(
         statistics=statistics_gen.outputs["statistics"],
         previous_statistics=previous_statistics.outputs["statistics"],
-        thresholds=json.dumps(drift.check_thresholds(drift_thresholds or drift.DEFAULT_THRESHOLDS)),
+        thresholds=json.dumps(distances.check_thresholds(drift_thresholds or distances.DEFAULT_THRESHOLDS)),
     )
     drift_gate = drift.DriftGate(drift=drift_check.outputs["drift"], stop_on_drift=int(stop_on_drift))
     schema_gen = validation.ContractSchemaGen(code=code_fingerprint(validation, contract))

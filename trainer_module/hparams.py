@@ -8,6 +8,11 @@ import pydantic
 import contract
 
 PositiveInt = Annotated[int, pydantic.Field(ge=1)]
+# negatives="auto": the exact softmax over the catalog up to this many items, in-batch negatives (sampled,
+# with the logQ correction) above. The exact softmax's step grows with the catalog (batch x dim x items)
+# while the in-batch step does not; it stays on catalogs of the size the defaults were tuned on (MovieLens,
+# 9.7k items) up to about twice that (benchmarks/negatives_scale.py, docs/experiments.md).
+EXACT_SOFTMAX_MAX_ITEMS = 20_000
 
 
 # A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on
@@ -38,10 +43,11 @@ class HParams:
     # Loss weights: retrieval (softmax, negatives below) and rating head.
     retrieval_weight: float = 1.0
     rating_weight: float = 0.0  # the rating head cost ranking quality (docs/experiments.md)
-    # "all_items": softmax over the whole catalog each step (exact; for catalogs up to ~1e5 items);
+    # "all_items": softmax over the whole catalog each step (exact; its cost grows with the catalog);
     # "in_batch": the other targets of the batch are the negatives (scales to any catalog), with the logQ
-    # popularity correction unless logq_correction is off.
-    negatives: str = "all_items"
+    # popularity correction unless logq_correction is off; "auto": all_items for catalogs up to
+    # EXACT_SOFTMAX_MAX_ITEMS items, in_batch above (negatives_for).
+    negatives: Literal["auto", "all_items", "in_batch"] = "auto"
     logq_correction: bool = True
     # The all-items softmax's matmuls, most of a step's work, in bfloat16 where the hardware computes it
     # natively (model.native_bfloat16; elsewhere TensorFlow emulates it, slower, and float32 is kept). It
@@ -64,6 +70,12 @@ class HParams:
     # above it in every run (docs/experiments.md).
     refit: Literal["none", "warm_start", "full"] = "full"
     refit_epochs: PositiveInt = 2
+
+    def negatives_for(self, num_items: int) -> str:
+        """The negatives the model trains with on a catalog of num_items items: "auto" resolved."""
+        if self.negatives != "auto":
+            return self.negatives
+        return "all_items" if num_items <= EXACT_SOFTMAX_MAX_ITEMS else "in_batch"
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "HParams":

@@ -95,6 +95,7 @@ class TwoTowerModel(tfrs.Model):
     ):
         super().__init__()
         self.hp = hp
+        self.negatives = hp.negatives_for(num_items)
         self.candidate_tower = CandidateTower(num_items, num_categories, hp.embedding_dim)
         self.query_tower = QueryTower(
             num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight
@@ -102,7 +103,7 @@ class TwoTowerModel(tfrs.Model):
         # Sampling probability of each item as an in-batch negative: its share of the training events.
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
-        if hp.negatives == "all_items":  # the exact softmax over the catalog: no sampling bias to correct
+        if self.negatives == "all_items":  # the exact softmax over the catalog: no sampling bias to correct
             self.all_items = tf.range(num_items)
             self.all_item_categories = tf.constant(item_categories, tf.int64)
         # A learned bias per item added to its logit: popularity, which a cosine alone expresses poorly.
@@ -146,7 +147,7 @@ class TwoTowerModel(tfrs.Model):
         query = self.query_tower(user_idx, history_idx)
         item_idx = features[contract.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
-        if self.hp.negatives == "all_items":
+        if self.negatives == "all_items":
             candidates = self.candidate_tower(self.all_items, self.all_item_categories)
             if self.hp.bfloat16_softmax and native_bfloat16():
                 cosines = tf.cast(

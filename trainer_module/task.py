@@ -299,8 +299,10 @@ def _serving_size(sizes: _Vocabularies, hp: HParams, num_models: int) -> dict:
     }
 
 
-def _training_report(hp: HParams, seconds: dict, history, epoch_seconds: list, strategy) -> dict:
+def _training_report(hp: HParams, model, seconds: dict, history, epoch_seconds: list, strategy) -> dict:
     return {
+        # hyperparameters.negatives as asked ("auto" by default), this as trained (HParams.negatives_for)
+        "negatives": model.negatives,
         "train_seconds": seconds["fit"],
         # Where the Trainer's time went (benchmarks/trainer_breakdown.py reads it).
         "seconds": seconds,
@@ -342,7 +344,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
         "warm_started_from": refit.warm_started_from(hp, fn_args.base_model),
     }
     export.write_report(
-        model_dir, dict(report, **_training_report(hp, seconds, history, epoch_seconds, strategy))
+        model_dir, dict(report, **_training_report(hp, model, seconds, history, epoch_seconds, strategy))
     )
     logging.info("Exported to %s; ScaNN recall@10 vs exact: %.3f", model_dir, recall)
     if recall < hp.min_scann_recall:  # the Trainer fails, so the Pusher never sees this model

@@ -33,9 +33,8 @@ COMPARATORS = {
         anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE,
     ),
 }
-DEFAULT_THRESHOLDS = distances.DEFAULT_THRESHOLDS  # the API's skew check uses the same (proxy/skew.py)
-DEFAULT_THRESHOLDS_JSON = json.dumps(DEFAULT_THRESHOLDS)
-check_thresholds = distances.check_thresholds
+# The thresholds are the API's skew check's too (proxy/skew.py).
+DEFAULT_THRESHOLDS_JSON = json.dumps(distances.DEFAULT_THRESHOLDS)
 
 
 class DataDrift(DataError):
@@ -106,7 +105,7 @@ def DriftCheck(
         report["distances"] = compare(
             stats_artifact_utils.load_statistics(statistics, SPLIT).proto(),
             stats_artifact_utils.load_statistics(previous_statistics, SPLIT).proto(),
-            check_thresholds(json.loads(thresholds)),
+            distances.check_thresholds(json.loads(thresholds)),
         )
         report["drift"] = any(d["drift"] for d in report["distances"])
     drift.split_names = '["train"]'
