@@ -128,7 +128,7 @@ def scores(model, serve_history: np.ndarray) -> np.ndarray:
     num_users, num_items = serve_history.shape[0], model.item_bias.input_dim - contract.NUM_OOV_BUCKETS
     queries = model.query_tower(tf.range(num_users, dtype=tf.int64), tf.constant(serve_history))
     items = tf.range(num_items, dtype=tf.int64)
-    candidates = model.candidate_tower(items, tf.gather(model.all_item_categories, items))
+    candidates = model.candidate_tower(items, tf.gather(model.item_categories, items))
     return (
         tf.matmul(queries, candidates, transpose_b=True)
         + model.hp.temperature * tf.transpose(model.item_bias(items))

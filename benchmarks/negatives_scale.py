@@ -1,9 +1,10 @@
-"""The exact softmax (negatives="all_items") against in-batch negatives with the logQ correction ("in_batch"),
-time per epoch and ranking quality, at catalogs of 1e4, 1e5 and 1e6 items: the measurement behind
-trainer_module/hparams.py's EXACT_SOFTMAX_MAX_ITEMS (the catalog size where negatives="auto" switches).
+"""The exact softmax (negatives="all_items") against in-batch negatives ("in_batch") and negatives sampled by
+popularity ("sampled"), both with the logQ correction: time per epoch and ranking quality, at catalogs of 1e4,
+1e5 and 1e6 items: the measurement behind trainer_module/hparams.py's rule for negatives="auto".
 
 Usage: nice -n 19 .venv/bin/python -m benchmarks.negatives_scale [--items 10000 100000 1000000]
        [--events 50000] [--users 5000] [--epochs 2] [--max-epoch-seconds 300] [--eval-users 500]
+       [--negatives all_items in_batch sampled]
 
 The product's model (trainer_module/model.py's TwoTowerModel, default hyperparameters but the negatives and
 epochs) on tfx_pipeline/data/sample.py's synthetic events with planted structure, the same number of events
@@ -141,6 +142,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-epoch-seconds", type=float, default=300)
     parser.add_argument("--eval-users", type=int, default=500)
+    parser.add_argument("--negatives", nargs="+", default=["all_items", "in_batch", "sampled"])
     args = parser.parse_args()
     print(
         f"{args.events} events, {args.users} users, {args.epochs} epochs, default hyperparameters otherwise; "
@@ -151,7 +153,7 @@ def main():
     for items in args.items:
         with tempfile.TemporaryDirectory() as tmp:
             data = synthetic_events(tmp, args.users, items, args.events)
-        for negatives in ("all_items", "in_batch"):
+        for negatives in args.negatives:
             result = run(data, args.users, items, negatives, args)
             measured[(items, negatives)] = result
             if result["epoch_seconds"] is None:  # linear in items from the largest one timed

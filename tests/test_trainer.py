@@ -134,6 +134,38 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
     np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)
 
 
+def test_sampled_negatives_are_the_softmax_over_the_target_and_the_drawn_items_logq_corrected():
+    hp = HParams(
+        embedding_dim=8, rating_weight=0.0, negatives="sampled", sampled_negatives=4, temperature=0.5
+    )
+    counts, categories = np.arange(21), np.arange(21) % 5
+    model = TwoTowerModel(hp, 11, 21, 5, counts, categories)
+    batch = _batch(16)
+    model.compute_loss(batch)  # builds the layers
+    bias = np.linspace(-1, 1, 21)
+    model.item_bias.set_weights([bias[:, np.newaxis]])
+    query = model.query_tower(batch[contract.USER_IDX], batch[contract.HISTORY_IDX])
+    candidate = model.candidate_tower(batch[contract.ITEM_IDX], batch[contract.CATEGORY_IDX])
+    targets = batch[contract.ITEM_IDX].numpy()
+    negatives = np.array([targets[0], 3, 3, 20])  # the first event's own target, and an item drawn twice
+    catalog = model.candidate_tower(tf.range(21), tf.constant(categories)).numpy()
+    log_q = np.log(4 * (counts + 1) / (counts + 1).sum())
+    target = (query.numpy() * candidate.numpy()).sum(1) / 0.5 + bias[targets] - log_q[targets]
+    others = query.numpy() @ catalog[negatives].T / 0.5 + bias[negatives] - log_q[negatives]
+    others[targets[:, np.newaxis] == negatives] = -np.inf
+    logits = np.concatenate([target[:, np.newaxis], others], 1)
+    expected = -(target - np.log(np.exp(logits).sum(1))).sum()
+    loss = model.sampled_softmax(query, candidate, batch[contract.ITEM_IDX], tf.constant(negatives))
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-4)
+
+
+def test_sampled_negatives_are_drawn_by_popularity():
+    counts = np.array([0, 9, 29, 59])
+    hp = HParams(embedding_dim=4, negatives="sampled", sampled_negatives=100_000)
+    drawn = TwoTowerModel(hp, 3, 4, 2, counts, np.zeros(4)).draw_negatives().numpy()
+    np.testing.assert_allclose(np.bincount(drawn, minlength=4) / drawn.size, (counts + 1) / 101, atol=0.01)
+
+
 @pytest.mark.skipif(not native_bfloat16(), reason="this machine has no native bfloat16: float32 is kept")
 def test_the_bfloat16_softmax_gives_the_float32_loss_to_bfloat16_precision():
     batch = _batch(16)
@@ -180,18 +212,29 @@ def test_a_warm_started_refit_starts_from_the_candidates_weights_and_optimizer_s
     assert not np.array_equal(fresh.item_bias.get_weights()[0], candidate.item_bias.get_weights()[0])
 
 
-@pytest.mark.parametrize("num_items, negatives", [(21, "all_items"), (22, "in_batch")])
-def test_auto_negatives_are_the_exact_softmax_up_to_the_threshold_and_in_batch_above(
-    monkeypatch, num_items, negatives
+@pytest.mark.parametrize(
+    "num_items, sampled_negatives, negatives",
+    [(21, 11, "all_items"), (21, 5, "sampled"), (22, 5, "in_batch")],
+)
+def test_auto_negatives_are_exact_on_small_catalogs_sampled_on_medium_ones_and_in_batch_above(
+    monkeypatch, num_items, sampled_negatives, negatives
 ):
-    monkeypatch.setattr(hparams, "EXACT_SOFTMAX_MAX_ITEMS", 21)
-    assert HParams().negatives == "auto" and HParams().negatives_for(num_items) == negatives
+    monkeypatch.setattr(hparams, "SAMPLED_SOFTMAX_MAX_ITEMS", 21)
+    assert HParams().negatives == "auto"
+    # exact up to 2 x sampled_negatives items, sampled up to SAMPLED_SOFTMAX_MAX_ITEMS, in-batch above
+    assert HParams(sampled_negatives=sampled_negatives).negatives_for(num_items) == negatives
     assert HParams(negatives="all_items").negatives_for(10**7) == "all_items"
     batch = _batch(16)
     losses = []
     for asked in ("auto", negatives):
         tf.keras.utils.set_random_seed(0)
-        hp = HParams(embedding_dim=8, rating_weight=0.0, negatives=asked, user_id_dropout=0.0)
+        hp = HParams(
+            embedding_dim=8,
+            rating_weight=0.0,
+            negatives=asked,
+            sampled_negatives=sampled_negatives,
+            user_id_dropout=0.0,
+        )
         model = TwoTowerModel(hp, 11, num_items, 5, np.ones(num_items), np.arange(num_items) % 5)
         assert model.negatives == negatives
         losses.append(model.compute_loss(batch).numpy())
@@ -280,9 +323,13 @@ def test_the_training_events_are_read_once_and_each_epoch_is_every_event_in_a_ne
     again = task.read_in_memory(fn_args, ["train"], transform_output)
     for name, values in in_memory.items():
         np.testing.assert_array_equal(values.numpy(), again[name].numpy())
-    dataset = task.in_memory_batches(in_memory, batch_size=16, shuffle=True, seed=1)
-    epochs = [[b[contract.ITEM_IDX].numpy() for b in dataset] for _ in range(2)]
-    assert [len(b) for b in epochs[0]] == [16, 16, 16, 2]
+    # One endless iterator serves every epoch (as the Trainer fits): each epoch is every event once, in a new
+    # order.
+    dataset = task.in_memory_batches(in_memory, batch_size=16, shuffle=True, seed=1, repeat=True)
+    steps = task.steps_per_epoch(in_memory, 16)
+    batches = [b[contract.ITEM_IDX].numpy() for b in dataset.take(2 * steps)]
+    epochs = [batches[:steps], batches[steps:]]
+    assert [len(b) for b in epochs[0]] == [len(b) for b in epochs[1]] == [16, 16, 16, 2]
     orders = [np.concatenate(epoch) for epoch in epochs]
     for order in orders:
         assert sorted(order) == sorted(events[contract.ITEM_IDX].numpy())

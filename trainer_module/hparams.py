@@ -8,11 +8,10 @@ import pydantic
 import contract
 
 PositiveInt = Annotated[int, pydantic.Field(ge=1)]
-# negatives="auto": the exact softmax over the catalog up to this many items, in-batch negatives (sampled,
-# with the logQ correction) above. The exact softmax's step grows with the catalog (batch x dim x items)
-# while the in-batch step does not; it stays on catalogs of the size the defaults were tuned on (MovieLens,
-# 9.7k items) up to about twice that (benchmarks/negatives_scale.py, docs/experiments.md).
-EXACT_SOFTMAX_MAX_ITEMS = 20_000
+# negatives="auto" above this many items: in-batch negatives, whose step costs the least and does not grow
+# with the catalog (sampled negatives ranked a little higher on synthetic catalogs of 1e5 and 1e6 items, at
+# two to three times the epoch: docs/experiments.md).
+SAMPLED_SOFTMAX_MAX_ITEMS = 20_000
 
 
 # A pydantic dataclass: every value has its field's type, strictly ("2" is no int, 1 no bool), on
@@ -44,10 +43,15 @@ class HParams:
     retrieval_weight: float = 1.0
     rating_weight: float = 0.0  # the rating head cost ranking quality (docs/experiments.md)
     # "all_items": softmax over the whole catalog each step (exact; its cost grows with the catalog);
-    # "in_batch": the other targets of the batch are the negatives (scales to any catalog), with the logQ
-    # popularity correction unless logq_correction is off; "auto": all_items for catalogs up to
-    # EXACT_SOFTMAX_MAX_ITEMS items, in_batch above (negatives_for).
-    negatives: Literal["auto", "all_items", "in_batch"] = "auto"
+    # "sampled": softmax over each event's target and sampled_negatives items drawn by popularity for the
+    # batch, with the logQ correction (its cost grows with sampled_negatives, not the catalog); "in_batch":
+    # the other targets of the batch are the negatives, with the logQ correction unless logq_correction is
+    # off.
+    # "auto" (negatives_for): all_items while sampling would save less than half the softmax (at most
+    # 2 x sampled_negatives items), sampled up to SAMPLED_SOFTMAX_MAX_ITEMS, in_batch above. On MovieLens
+    # (9.7k items) sampled ranked as the exact softmax did, on three seeds, in less than half its time.
+    negatives: Literal["auto", "all_items", "sampled", "in_batch"] = "auto"
+    sampled_negatives: PositiveInt = 4096
     logq_correction: bool = True
     # The all-items softmax's matmuls, most of a step's work, in bfloat16 where the hardware computes it
     # natively (model.native_bfloat16; elsewhere TensorFlow emulates it, slower, and float32 is kept). It
@@ -75,7 +79,9 @@ class HParams:
         """The negatives the model trains with on a catalog of num_items items: "auto" resolved."""
         if self.negatives != "auto":
             return self.negatives
-        return "all_items" if num_items <= EXACT_SOFTMAX_MAX_ITEMS else "in_batch"
+        if num_items <= 2 * self.sampled_negatives:
+            return "all_items"
+        return "sampled" if num_items <= SAMPLED_SOFTMAX_MAX_ITEMS else "in_batch"
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "HParams":

@@ -100,12 +100,14 @@ class TwoTowerModel(tfrs.Model):
         self.query_tower = QueryTower(
             num_users, self.candidate_tower.item_embedding, hp.known_user_history_weight
         )
-        # Sampling probability of each item as an in-batch negative: its share of the training events.
+        # Each item's probability of being a negative (in-batch or sampled): its share of the training events.
         counts = tf.constant(item_counts, tf.float32) + 1.0
         self.item_probability = counts / tf.reduce_sum(counts)
+        self.item_categories = tf.constant(item_categories, tf.int64)
         if self.negatives == "all_items":  # the exact softmax over the catalog: no sampling bias to correct
             self.all_items = tf.range(num_items)
-            self.all_item_categories = tf.constant(item_categories, tf.int64)
+        if self.negatives == "sampled":  # drawn by inverting the popularity's cumulative distribution
+            self.item_cdf = tf.cumsum(self.item_probability)
         # A learned bias per item added to its logit: popularity, which a cosine alone expresses poorly.
         # Zeros (and not trained) when hp.item_bias is off, so the export is the same either way.
         self.item_bias = tf.keras.layers.Embedding(
@@ -148,7 +150,7 @@ class TwoTowerModel(tfrs.Model):
         item_idx = features[contract.ITEM_IDX]
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
         if self.negatives == "all_items":
-            candidates = self.candidate_tower(self.all_items, self.all_item_categories)
+            candidates = self.candidate_tower(self.all_items, self.item_categories)
             if self.hp.bfloat16_softmax and native_bfloat16():
                 cosines = tf.cast(
                     tf.matmul(
@@ -162,6 +164,10 @@ class TwoTowerModel(tfrs.Model):
             logits += tf.transpose(self.item_bias(self.all_items))
             loss = self.hp.retrieval_weight * tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits)
+            )
+        elif self.negatives == "sampled":
+            loss = self.hp.retrieval_weight * self.sampled_softmax(
+                query, candidate, item_idx, self.draw_negatives()
             )
         else:
             sampling = tf.gather(self.item_probability, item_idx) if self.hp.logq_correction else None
@@ -182,6 +188,39 @@ class TwoTowerModel(tfrs.Model):
                 compute_metrics=False,
             )
         return loss
+
+    def draw_negatives(self) -> tf.Tensor:
+        """sampled_negatives item indices drawn with replacement by popularity (item_probability)."""
+        drawn = tf.searchsorted(self.item_cdf, tf.random.uniform([self.hp.sampled_negatives]), side="right")
+        return tf.cast(tf.minimum(drawn, tf.size(self.item_cdf) - 1), tf.int64)
+
+    def sampled_softmax(self, query, candidate, item_idx, negatives) -> tf.Tensor:
+        """The summed softmax loss of each event's target against the drawn negatives, every logit less
+        log(expected draws of its item) (the logQ correction, unless off); a negative that is the event's
+        own target is left out of its row."""
+
+        def log_q(items):
+            if not self.hp.logq_correction:
+                return 0.0
+            return tf.math.log(self.hp.sampled_negatives * tf.gather(self.item_probability, items))
+
+        negatives = tf.cast(negatives, item_idx.dtype)
+        vectors = self.candidate_tower(negatives, tf.gather(self.item_categories, negatives))
+        target = (
+            tf.reduce_sum(query * candidate, 1) / self.hp.temperature
+            + self.item_bias(item_idx)[:, 0]
+            - log_q(item_idx)
+        )
+        others = (
+            tf.matmul(query, vectors, transpose_b=True) / self.hp.temperature
+            + tf.transpose(self.item_bias(negatives))
+            - log_q(negatives)
+        )
+        others = tf.where(item_idx[:, tf.newaxis] == negatives[tf.newaxis, :], others.dtype.min, others)
+        logits = tf.concat([target[:, tf.newaxis], others], 1)
+        return tf.reduce_sum(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.zeros_like(item_idx), logits=logits)
+        )
 
 
 def compiled_model(

@@ -80,16 +80,28 @@ def canonical_order(events: dict) -> dict:
     return {name: tf.gather(values, order) for name, values in events.items()}
 
 
-def in_memory_batches(events: dict, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Batches of the in-memory events, gathered by index (reshuffled every epoch when shuffle is on)."""
+def in_memory_batches(
+    events: dict, batch_size: int, shuffle: bool, seed: int, repeat: bool = False
+) -> tf.data.Dataset:
+    """Batches of the in-memory events, gathered by index (reshuffled every epoch when shuffle is on). With
+    repeat, endless (an epoch is then steps_per_epoch(events, batch_size) batches), so that one iterator
+    serves every epoch: Keras otherwise makes a new one each epoch, and each old one took seconds to tear
+    down."""
     rows = tf.data.Dataset.range(events[contract.ITEM_IDX].shape[0])
     if shuffle:
         rows = rows.shuffle(events[contract.ITEM_IDX].shape[0], seed=seed)
+    rows = rows.batch(batch_size)
+    if repeat:
+        rows = rows.repeat()
 
     def gather(batch):
         return {name: tf.gather(values, batch) for name, values in events.items()}
 
-    return rows.batch(batch_size).map(gather).prefetch(1)
+    return rows.map(gather).prefetch(1)
+
+
+def steps_per_epoch(events: dict, batch_size: int) -> int:
+    return -(-events[contract.ITEM_IDX].shape[0] // batch_size)
 
 
 def item_statistics(batches, num_items: int):
@@ -180,25 +192,30 @@ def _make_deterministic(hp: HParams):
 
 
 def _read_input(fn_args, tf_transform_output, hp: HParams, seconds: dict):
-    """(training batches, evaluation batches, the training events item_statistics reads): from memory when the
-    split fits IN_MEMORY_EVENTS, else read from the files every epoch."""
+    """(training batches, their steps per epoch (None: one pass over the files), evaluation batches, the
+    training events item_statistics reads): from memory when the split fits IN_MEMORY_EVENTS, else read from
+    the files every epoch."""
     with _timed(seconds, "read_input"):
         train_events = read_in_memory(fn_args, fn_args.train_files, tf_transform_output)
         eval_events = read_in_memory(fn_args, fn_args.eval_files, tf_transform_output)
     if train_events is None:
         train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hp.batch_size, True, hp.seed)
+        steps = None
         statistics_input = _dataset(fn_args, fn_args.train_files, tf_transform_output, 8192, False, hp.seed)
     else:
-        train = in_memory_batches(train_events, hp.batch_size, True, hp.seed)
+        train = in_memory_batches(train_events, hp.batch_size, True, hp.seed, repeat=True)
+        steps = steps_per_epoch(train_events, hp.batch_size)
         statistics_input = [train_events]
     if eval_events is None:
         evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hp.batch_size, False, hp.seed)
     else:
         evaluation = in_memory_batches(eval_events, hp.batch_size, False, hp.seed)
-    return train, evaluation, statistics_input
+    return train, steps, evaluation, statistics_input
 
 
-def _train(fn_args, hp: HParams, sizes: _Vocabularies, counts, categories, train, evaluation, seconds: dict):
+def _train(
+    fn_args, hp: HParams, sizes: _Vocabularies, counts, categories, train, steps, evaluation, seconds: dict
+):
     """The fitted model, its Keras history, the seconds of each epoch and the strategy it trained under. The
     RefitTrainer (given a base_model) starts and trains as refit.py says."""
     strategy = training_strategy()
@@ -209,7 +226,12 @@ def _train(fn_args, hp: HParams, sizes: _Vocabularies, counts, categories, train
     epoch_seconds = _EpochSeconds()
     with _timed(seconds, "fit"):
         history = model.fit(
-            train, epochs=epochs, validation_data=evaluation, verbose=2, callbacks=[epoch_seconds]
+            train,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_data=evaluation,
+            verbose=2,
+            callbacks=[epoch_seconds],
         )
     if not fn_args.base_model:
         refit.after_candidate(model, hp, fn_args.serving_model_dir)
@@ -320,11 +342,11 @@ def run_fn(fn_args: tfx.components.FnArgs):
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     sizes = _Vocabularies.of(tf_transform_output)
     seconds = {}
-    train, evaluation, statistics_input = _read_input(fn_args, tf_transform_output, hp, seconds)
+    train, steps, evaluation, statistics_input = _read_input(fn_args, tf_transform_output, hp, seconds)
     with _timed(seconds, "item_statistics"):
         counts, categories = item_statistics(statistics_input, sizes.num_items)
     model, history, epoch_seconds, strategy = _train(
-        fn_args, hp, sizes, counts, categories, train, evaluation, seconds
+        fn_args, hp, sizes, counts, categories, train, steps, evaluation, seconds
     )
     candidates = _embed_candidates(model, tf_transform_output, hp, counts, categories)
     query_tower, candidates, averaged_with = _average_with_base_model(
