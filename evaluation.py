@@ -210,4 +210,9 @@ def report(results: dict[str, dict]) -> str:
                 )
                 + " |"
             )
+    if REFIT in results:
+        lines.append(
+            f"({REFIT}: the model pushed if blessed, trained on the eval split too: a check that it trained, "
+            "not a test)"
+        )
     return "\n".join(lines)

@@ -44,8 +44,7 @@ def _pipeline_run(args):
     print(drift.describe(result["drift"]))
     print(
         f"\nEvaluator (eval split):\n{evaluation.report(report['metrics'])}\n"
-        f"({evaluation.REFIT}: the model pushed if blessed, trained on the eval split too: a check that it "
-        f"trained, not a test)\n{'blessed' if report['blessed'] else 'NOT blessed'}: {report['reason']}"
+        f"{'blessed' if report['blessed'] else 'NOT blessed'}: {report['reason']}"
     )
     if result["pushed"]:
         print(f"pushed: {result['pushed']}")

@@ -128,6 +128,10 @@ def test_report_gives_ratios_to_the_baselines_but_none_for_the_refit_which_saw_t
     assert f"| {evaluation.REFIT} | 0.6000 | 0.8000 |" in lines
     assert "| model / most_popular | 3.00x | 2.00x |" in lines and "| model / ease | 1.50x | 1.00x |" in lines
     assert not any(line.startswith(f"| {evaluation.REFIT} /") for line in lines)
+    assert lines[-1].startswith(f"({evaluation.REFIT}: the model pushed if blessed")
+    # Without a refit (hyperparameter refit "none") the table says nothing of one.
+    del results[evaluation.REFIT]
+    assert evaluation.REFIT not in evaluation.report(results)
 
 
 def test_the_inputs_fingerprint_ignores_event_order_and_changes_with_any_event_or_the_recipe():
