@@ -88,7 +88,8 @@ def _per_example(summed_loss: tf.Tensor, features) -> tf.Tensor:
 
 
 class TwoTowerModel(tfrs.Model):
-    """Retrieval (softmax over the catalog, or in-batch with logQ correction) plus an optional rating head."""
+    """Retrieval (softmax over the catalog, over sampled items, or in-batch; the latter two logQ-corrected)
+    plus an optional rating head."""
 
     def __init__(
         self, hp: HParams, num_users: int, num_items: int, num_categories: int, item_counts, item_categories
