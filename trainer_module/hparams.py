@@ -49,7 +49,8 @@ class HParams:
     # off.
     # "auto" (negatives_for): all_items while sampling would save less than half the softmax (at most
     # 2 x sampled_negatives items), sampled up to SAMPLED_SOFTMAX_MAX_ITEMS, in_batch above. On MovieLens
-    # (9.7k items) sampled ranked as the exact softmax did, on three seeds, in about half its training time.
+    # (9.7k items) sampled ranked at EASE's level as the exact softmax did, in about half its training time
+    # (docs/experiments.md).
     negatives: Literal["auto", "all_items", "sampled", "in_batch"] = "auto"
     sampled_negatives: PositiveInt = 4096
     logq_correction: bool = True
