@@ -37,7 +37,7 @@ import contract  # noqa: E402
 import evaluation  # noqa: E402
 from trainer_module.hparams import HParams  # noqa: E402
 from trainer_module.model import compiled_model  # noqa: E402
-from trainer_module.task import in_memory_batches  # noqa: E402
+from trainer_module.task import in_memory_batches, steps_per_epoch  # noqa: E402
 
 EVAL_BUCKETS = 20  # ExampleGen's split: 19 hash buckets train, 1 eval
 
@@ -179,8 +179,9 @@ def main():
     def fit(name, model, events, epochs, averaged_with=None):
         every_epoch = _EveryEpoch(name, serve_history, evaluate, started, averaged_with)
         model.fit(
-            in_memory_batches(events, hp.batch_size, True, hp.seed),
+            in_memory_batches(events, hp.batch_size, True, hp.seed, repeat=True),
             epochs=epochs,
+            steps_per_epoch=steps_per_epoch(events, hp.batch_size),
             verbose=0,
             callbacks=[every_epoch],
         )
