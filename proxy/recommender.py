@@ -19,9 +19,6 @@ from serving.tf_serving import BackendUnavailable
 
 log = logging.getLogger("proxy.app")
 STABLE, CANARY = "stable", "canary"
-# Under concurrent load a model call waits this share of the last call's time for more requests to join it
-# (proxy/batcher.py): at concurrency 32 the batches then hold about all 32 requests instead of half.
-GATHER_SHARE = 0.5
 
 
 def user_bucket(user_id: str) -> float:
@@ -55,7 +52,7 @@ class Recommender:
         self.impressions = (
             impressions  # proxy/impressions.py: a sample of the answers, for the online metrics
         )
-        self.batcher = Batcher(self._recommend_together, gather_share=GATHER_SHARE)
+        self.batcher = Batcher(self._recommend_together)
 
     def serving(self) -> ServingModel:
         if self.watcher.current is None:

@@ -1,10 +1,8 @@
-"""proxy/batcher.py: concurrent queries joined into one call, a lone one straight through, and (gather_share)
-the wait under load that lets the clients just answered join the next call."""
+"""proxy/batcher.py: concurrent queries joined into one call, a lone one straight through, the queries that
+came during a call taken by the next one as soon as the model is free, at most max_batch a call."""
 
 import asyncio
 import time
-
-import pytest
 
 from proxy.batcher import Batcher
 
@@ -31,7 +29,7 @@ def test_a_lone_query_goes_straight_through():
     model = SlowModel()
 
     async def scenario():
-        batcher = Batcher(model, gather_share=0.5)
+        batcher = Batcher(model)
         started = time.perf_counter()
         assert await batcher.submit(1) == 10
         first = time.perf_counter() - started
@@ -45,34 +43,43 @@ def test_a_lone_query_goes_straight_through():
     assert model.batches == [[1], [2]]
 
 
-async def clients_answered_then_back(batcher: Batcher):
+def test_the_next_call_takes_what_came_during_the_last_one_without_waiting_for_more():
     """Two queries together, one more while they are in the model, then the first two clients come back
-    just after their answer (CALL_SECONDS / 10 later), as clients at a steady concurrency do."""
-
-    async def client(query):
-        answer = await batcher.submit(query)
-        await asyncio.sleep(CALL_SECONDS / 10)
-        return answer, await batcher.submit(query + 100)
-
-    async def late():
-        await asyncio.sleep(CALL_SECONDS / 4)
-        return await batcher.submit(3)
-
-    return await asyncio.gather(client(1), client(2), late())
-
-
-@pytest.mark.parametrize(
-    "gather_share, batches",
-    [
-        (0.0, [[1, 2], [3], [101, 102]]),  # the late query alone: the clients answered miss that call
-        (0.5, [[1, 2], [3, 101, 102]]),  # the wait lets them join it
-    ],
-)
-def test_under_load_a_call_waits_for_the_clients_just_answered(gather_share, batches):
+    just after their answer (CALL_SECONDS / 10 later): the late query's call starts when the model is free,
+    and the clients who came back are in the call after it."""
     model = SlowModel()
-    answers = run(lambda: clients_answered_then_back(Batcher(model, gather_share=gather_share)))
+
+    async def scenario():
+        batcher = Batcher(model)
+
+        async def client(query):
+            answer = await batcher.submit(query)
+            await asyncio.sleep(CALL_SECONDS / 10)
+            return answer, await batcher.submit(query + 100)
+
+        async def late():
+            await asyncio.sleep(CALL_SECONDS / 4)
+            return await batcher.submit(3)
+
+        started = time.perf_counter()
+        answers = await asyncio.gather(client(1), client(2), late())
+        return answers, time.perf_counter() - started
+
+    answers, seconds = run(scenario)
     assert answers == [(10, 1010), (20, 1020), 30]
-    assert model.batches == batches
+    assert model.batches == [[1, 2], [3], [101, 102]]
+    assert seconds < CALL_SECONDS * 3.5  # three calls back to back, no wait between them
+
+
+def test_a_call_takes_at_most_max_batch_queries():
+    model = SlowModel()
+
+    async def scenario():
+        batcher = Batcher(model, max_batch=2)
+        return await asyncio.gather(*(batcher.submit(q) for q in range(5)))
+
+    assert run(scenario) == [0, 10, 20, 30, 40]
+    assert model.batches == [[0, 1], [2, 3], [4]]
 
 
 def test_a_failed_call_fails_every_query_in_it_and_the_next_call_runs():
@@ -86,7 +93,7 @@ def test_a_failed_call_fails_every_query_in_it_and_the_next_call_runs():
         return queries
 
     async def scenario():
-        batcher = Batcher(failing_once, gather_share=0.5)
+        batcher = Batcher(failing_once)
         first = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
         return first, await batcher.submit(3)
 
