@@ -80,14 +80,14 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
     app.include_router(web.page)
     errors.add_handlers(app)
     metrics.follow(lambda: watcher.version, lambda: len(watcher.failed), store.delivery_backlog)
-    metrics.instrument(app, dependencies=keyed)
-    _add_middleware(app, settings)
+    metrics.expose(app, dependencies=keyed)
+    _add_middleware(app, settings, metrics)
     return app
 
 
-def _add_middleware(app: FastAPI, settings: Settings):
+def _add_middleware(app: FastAPI, settings: Settings, metrics: ApiMetrics):
     """The last added runs first: RequestLog is outermost, so every answer, 413s and CORS preflights too, has
-    an id and a log line."""
+    an id, a log line and its place in the HTTP metrics."""
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -97,4 +97,4 @@ def _add_middleware(app: FastAPI, settings: Settings):
             allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, metrics=metrics)

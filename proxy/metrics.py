@@ -3,15 +3,16 @@
 Each app has a registry of its own (tests run several apps in one process) holding, besides the API's
 metrics, the client library's process, platform and garbage-collector collectors
 (process_resident_memory_bytes and the like: memory matters for a TensorFlow process). HTTP requests are
-counted and timed by prometheus-fastapi-instrumentator: http_requests_total{handler,method,status} and
+counted and timed by proxy/middleware.py's RequestLog: http_requests_total{handler,method,status} and
 http_request_duration_seconds{handler,method}, by route template so ids in paths do not multiply the
 series.
 """
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
     CollectorRegistry,
     Counter,
@@ -19,9 +20,9 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_fastapi_instrumentator import Instrumentator
 
 MODEL_CALL_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -58,16 +59,35 @@ class ApiMetrics:
             registry=self.registry,
             buckets=BATCH_SIZE_BUCKETS,
         )
+        self.http_requests = Counter(
+            "http_requests", "HTTP requests answered", ["handler", "method", "status"], registry=self.registry
+        )
+        self.http_request_seconds = Histogram(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its answer's last byte",
+            ["handler", "method"],
+            registry=self.registry,
+        )
         self.answered_by_label: dict[
             str, str
         ] = {}  # TF Serving version label -> the version that last answered
 
-    def instrument(self, app: FastAPI, dependencies: list) -> None:
-        """Counts and times every request, and serves GET /metrics (outside the OpenAPI document) with the
-        given dependencies (the API key check)."""
-        Instrumentator(
-            should_group_status_codes=False, excluded_handlers=["^/metrics$"], registry=self.registry
-        ).instrument(app).expose(app, include_in_schema=False, dependencies=dependencies)
+    def expose(self, app: FastAPI, dependencies: list) -> None:
+        """Serves GET /metrics (outside the OpenAPI document) with the given dependencies (the API key
+        check)."""
+        router = APIRouter()
+
+        @router.get("/metrics", include_in_schema=False)
+        async def scrape():
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        app.include_router(router, dependencies=dependencies)
+
+    def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """One answered request; /metrics's own scrapes are not counted."""
+        if handler != "/metrics":
+            self.http_requests.labels(handler, method, str(status)).inc()
+            self.http_request_seconds.labels(handler, method).observe(seconds)
 
     def follow(
         self,

@@ -1,5 +1,5 @@
-"""ASGI middleware of the API: a body size limit, and a request id with one access log line (proxy/metrics.py
-counts and times the requests)."""
+"""ASGI middleware of the API: a body size limit, and a request id with one access log line and the request's
+count and time in the HTTP metrics (proxy/metrics.py)."""
 
 import logging
 import re
@@ -51,10 +51,11 @@ class BodyLimit:
 
 class RequestLog:
     """Gives each request an id (the client's X-Request-ID if it is a plain token, else a new one), returns it
-    in the X-Request-ID header and logs one access line with it."""
+    in the X-Request-ID header and logs one access line with it; counts and times the request by its route's
+    template ("none" when no route matched)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -74,6 +75,9 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")  # set by the router on a match
+            self.metrics.observe_request(getattr(route, "path", "none"), scope["method"], status, seconds)
             client = scope.get("client") or ("-", 0)
             access_log.info(
                 '%s:%s "%s %s" %d %.1f ms request_id=%s',
@@ -82,6 +86,6 @@ class RequestLog:
                 scope["method"],
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
                 request_id,
             )
