@@ -60,7 +60,9 @@ def _log_lines_written_by_a_thread():
     writer = logging.StreamHandler()
     writer.setFormatter(logging.Formatter(LOG_FORMAT))
     lines = queue.SimpleQueue()
-    logging.basicConfig(level=logging.INFO, handlers=[logging.handlers.QueueHandler(lines)])
+    enqueue = logging.handlers.QueueHandler(lines)
+    enqueue.setFormatter(logging.Formatter("%(message)s"))  # the line's prefix is the writer's to add
+    logging.basicConfig(level=logging.INFO, handlers=[enqueue])
     thread = logging.handlers.QueueListener(lines, writer)
     on_main_thread = threading.current_thread() is threading.main_thread()
     if on_main_thread:
@@ -85,7 +87,8 @@ def _serve(listener: socket.socket, settings: Settings, wait_for_model: bool, se
     app = build_app(settings, seed_events)
     host, port = listener.getsockname()[:2]
     log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
-    # One process: the embedded model is large and TensorFlow already uses every core for one call.
+    # One process: each would hold the model (and its own histories without --store), and two measured no
+    # faster on 2 cores (docs/experiments.md).
     config = uvicorn.Config(
         app,
         workers=1,

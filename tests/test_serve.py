@@ -130,7 +130,11 @@ def test_request_ids_are_the_clients_or_new_and_logged(waiting_api):
     url, lines = waiting_api
     answer = httpx.get(url + "/healthz", headers={"X-Request-ID": "client-id.42"})
     assert answer.headers["X-Request-ID"] == "client-id.42"
-    logged(lines, r'"GET /healthz" 200 [0-9.]+ ms request_id=client-id\.42$')
+    # one prefix (time, level, logger) and then the line itself
+    logged(
+        lines,
+        r' INFO proxy\.access: 127\.0\.0\.1:\d+ "GET /healthz" 200 [0-9.]+ ms request_id=client-id\.42$',
+    )
     generated = httpx.get(url + "/healthz").headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     logged(lines, rf"request_id={generated}$")
