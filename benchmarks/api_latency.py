@@ -1,6 +1,8 @@
 """/recommend latency and throughput through the API (embedded backend), against the in-process signature
 call measured in the same run: one query at a time (the latency baseline) and batches of --batch queries (the
-throughput baseline: the most the API's batcher, proxy/batcher.py, can join at that concurrency).
+throughput baseline: the most the API's batcher, proxy/batcher.py, can join at that concurrency). Each phase's
+CPU time per query: the calling process's for the direct calls; the server process's and this one's (the
+load generator) through the API.
 
 Usage: .venv/bin/python -m benchmarks.api_latency --model-base W/serving/recsys --data DIR
        [--requests 2000] [--seconds 60] [--concurrency 1 32] [--batch 32] [--rounds 1]
@@ -14,7 +16,7 @@ import os
 import random
 import time
 
-from benchmarks.loopback import post_json, served_api, summary  # noqa: E402
+from benchmarks.loopback import cpu_seconds, post_json, served_api, summary  # noqa: E402
 from serving.embedded import EmbeddedModel  # noqa: E402
 from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
@@ -80,36 +82,50 @@ def main():
     n, seconds = args.requests // args.rounds, args.seconds / args.rounds
     phases = [(f"direct signature call, batch of {b}", b, None) for b in (1, args.batch)]
     phases += [("POST /recommend via the API", c, c) for c in args.concurrency]
-    measured = {phase: ([], 0.0, 0) for phase in phases}  # latencies, seconds, errors over the rounds
-    with served_api(args.model_base, args.data) as (port, _):
+    # latencies, seconds, errors, and CPU seconds of the serving process (the caller's for the direct calls)
+    # and of the load generator, over the rounds
+    measured = {phase: ([], 0.0, 0, 0.0, 0.0) for phase in phases}
+    with served_api(args.model_base, args.data) as (port, server_pid):
         for _ in range(args.rounds):
             for phase in phases:
                 name, size, concurrency = phase
+                serving_pid = server_pid if concurrency else os.getpid()
+                cpu_before, own_before = cpu_seconds(serving_pid), time.process_time()
                 latencies, elapsed, errors = (
                     asyncio.run(through_api(port, users, n, seconds, concurrency))
                     if concurrency
                     else direct(model, store, users, n, seconds, size)
                 )
-                total = measured[phase]
-                measured[phase] = (total[0] + latencies, total[1] + elapsed, total[2] + errors)
+                serving_cpu = cpu_seconds(serving_pid) - cpu_before
+                client_cpu = time.process_time() - own_before if concurrency else 0.0
+                measured[phase] = tuple(
+                    total + part
+                    for total, part in zip(
+                        measured[phase], (latencies, elapsed, errors, serving_cpu, client_cpu)
+                    )
+                )
     rows = [
-        (name, size, dict(summary(lat, el), errors=err))
-        for (name, size, _), (lat, el, err) in measured.items()
+        (
+            name,
+            size,
+            dict(summary(lat, el), errors=err, cpu_ms=1000 * cpu / len(lat), client_ms=1000 * cl / len(lat)),
+        )
+        for (name, size, _), (lat, el, err, cpu, cl) in measured.items()
     ]
 
     one, batched = rows[0][2], rows[1][2]
     print(f"{os.cpu_count()} cores; {len(users)} users; model {args.model_base}")
     print(
         "| path | concurrency or batch | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s "
-        "| p50 over one query | req/s / batched |"
+        "| p50 over one query | req/s / batched | CPU ms a query: serving + load generator |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c, r in rows:
         print(
             f"| {name} | {c} | {r['n']} | {r.get('errors', 0)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rps']:.0f} | "
             f"+{r['p50_ms'] - one['p50_ms']:.2f} ms ({r['p50_ms'] / one['p50_ms']:.2f}x) | "
-            f"{r['rps'] / batched['rps']:.2f}x |"
+            f"{r['rps'] / batched['rps']:.2f}x | {r['cpu_ms']:.2f} + {r['client_ms']:.2f} |"
         )
 
 

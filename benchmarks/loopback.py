@@ -49,6 +49,13 @@ def rss_mib(pid: int) -> float:
         return int(re.search(r"VmRSS:\s+(\d+) kB", fh.read()).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU time so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def post_json(reader, writer, port: int, path: str, body: dict) -> int:
     """One HTTP/1.1 keep-alive POST on an open connection; returns the status. A bare client, so the load
     generator's own cost (it shares the 2 cores with the server) stays well below the server's."""
