@@ -5,6 +5,7 @@ import math
 import os
 import types
 
+import numpy as np
 import pytest
 
 import evaluation
@@ -92,6 +93,17 @@ class _Ranks:
     def recommend(self, users, histories, exclude, k):
         self.excluded += exclude
         return [[(item, 1.0) for item in self.ranking if item not in left_out][:k] for left_out in exclude]
+
+
+def test_symmetric_inverse_is_the_inverse_and_refuses_a_matrix_that_is_not_positive_definite():
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 30)) < 0.2).astype(np.float32)
+    gram = x.T @ x + 2.0 * np.eye(30, dtype=np.float32)
+    inverse = evaluation.symmetric_inverse(gram)
+    np.testing.assert_allclose(inverse, np.linalg.inv(gram), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(inverse, inverse.T)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        evaluation.symmetric_inverse(np.array([[1.0, 2.0], [2.0, 1.0]], np.float32))
 
 
 def test_compare_scores_every_method_on_the_same_users_and_skips_ease_on_big_catalogs(monkeypatch):
