@@ -136,19 +136,29 @@ def scores(model, serve_history: np.ndarray) -> np.ndarray:
 
 
 class _EveryEpoch(tf.keras.callbacks.Callback):
-    def __init__(self, name, serve_history, evaluate, started, averaged_with=None):
+    """nDCG@10 after every epoch; a full refit's also averaged with the final candidate's scores and with the
+    candidate's after as many epochs (what a recipe of that many epochs would push: Adagrad's constant rate
+    makes epoch e of a longer run the same model as a run of e epochs)."""
+
+    def __init__(self, name, serve_history, evaluate, started, candidate_scores=None):
         super().__init__()
         self.name, self.serve_history, self.evaluate, self.started = name, serve_history, evaluate, started
-        self.averaged_with = averaged_with
-        self.results = []
+        self.candidate_scores = candidate_scores
+        self.results, self.scores = [], []
 
     def on_epoch_end(self, epoch, logs=None):
         s = scores(self.model, self.serve_history)
         result = {"alone": self.evaluate(s)[evaluation.NDCG]}
         line = f"{self.name} epoch {epoch + 1} loss {logs['loss']:.4f} ndcg@10 {result['alone']:.4f}"
-        if self.averaged_with is not None:
-            result["averaged"] = self.evaluate((s + self.averaged_with) / 2)[evaluation.NDCG]
+        if self.candidate_scores is None:
+            self.scores.append(s)
+        else:
+            result["averaged"] = self.evaluate((s + self.candidate_scores[-1]) / 2)[evaluation.NDCG]
             line += f" averaged with the candidate {result['averaged']:.4f}"
+            if epoch < len(self.candidate_scores) - 1:
+                same = self.evaluate((s + self.candidate_scores[epoch]) / 2)[evaluation.NDCG]
+                result["averaged_same_epochs"] = same
+                line += f", with its epoch {epoch + 1} {same:.4f}"
         self.results.append(result)
         print(f"{line} {time.time() - self.started:.0f}s", flush=True)
 
@@ -176,8 +186,8 @@ def main():
     def counts(events):
         return np.bincount(events[contract.ITEM_IDX].numpy(), minlength=sizes["num_items"])
 
-    def fit(name, model, events, epochs, averaged_with=None):
-        every_epoch = _EveryEpoch(name, serve_history, evaluate, started, averaged_with)
+    def fit(name, model, events, epochs, candidate_scores=None):
+        every_epoch = _EveryEpoch(name, serve_history, evaluate, started, candidate_scores)
         model.fit(
             in_memory_batches(events, hp.batch_size, True, hp.seed, repeat=True),
             epochs=epochs,
@@ -185,17 +195,18 @@ def main():
             verbose=0,
             callbacks=[every_epoch],
         )
-        return every_epoch.results
+        return every_epoch
 
     candidate = compiled_model(hp, counts(candidate_part), **sizes)
-    results = {"candidate": fit("candidate", candidate, candidate_part, hp.epochs)}
+    candidate_epochs = fit("candidate", candidate, candidate_part, hp.epochs)
+    results = {"candidate": candidate_epochs.results}
     if hp.refit != "none":
-        candidate_scores = scores(candidate, serve_history)
         if hp.refit == "warm_start":
-            model, epochs = candidate, hp.refit_epochs
+            model, epochs, candidate_scores = candidate, hp.refit_epochs, candidate_epochs.scores[-1:]
         else:
             model, epochs = compiled_model(hp, counts(everything), **sizes), hp.epochs
-        results["refit"] = fit("refit", model, everything, epochs, candidate_scores)
+            candidate_scores = candidate_epochs.scores
+        results["refit"] = fit("refit", model, everything, epochs, candidate_scores).results
     seconds = round(time.time() - started)
     print(json.dumps({"hparams": json.loads(args.hparams), "seconds": seconds, "ndcg@10": results}))
 

@@ -118,7 +118,12 @@ def test_model_trains_without_the_rating_head():
 @pytest.mark.parametrize("item_bias", [False, True])
 def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
     hp = HParams(
-        embedding_dim=8, rating_weight=0.0, negatives="all_items", temperature=0.5, item_bias=item_bias
+        embedding_dim=8,
+        rating_weight=0.0,
+        negatives="all_items",
+        temperature=0.5,
+        item_bias=item_bias,
+        bfloat16_softmax=False,  # the float32 math; the bfloat16 test below compares the two
     )
     categories = np.arange(21) % 5
     model = TwoTowerModel(hp, 11, 21, 5, np.ones(21), categories)
@@ -136,7 +141,12 @@ def test_all_items_negatives_is_the_exact_softmax_over_the_catalog(item_bias):
 
 def test_sampled_negatives_are_the_softmax_over_the_target_and_the_drawn_items_logq_corrected():
     hp = HParams(
-        embedding_dim=8, rating_weight=0.0, negatives="sampled", sampled_negatives=4, temperature=0.5
+        embedding_dim=8,
+        rating_weight=0.0,
+        negatives="sampled",
+        sampled_negatives=4,
+        temperature=0.5,
+        bfloat16_softmax=False,  # the float32 math; the bfloat16 test below compares the two
     )
     counts, categories = np.arange(21), np.arange(21) % 5
     model = TwoTowerModel(hp, 11, 21, 5, counts, categories)
@@ -167,12 +177,19 @@ def test_sampled_negatives_are_drawn_by_popularity():
 
 
 @pytest.mark.skipif(not native_bfloat16(), reason="this machine has no native bfloat16: float32 is kept")
-def test_the_bfloat16_softmax_gives_the_float32_loss_to_bfloat16_precision():
+@pytest.mark.parametrize("negatives", ["all_items", "sampled"])
+def test_the_bfloat16_softmax_gives_the_float32_loss_to_bfloat16_precision(negatives):
     batch = _batch(16)
     losses = []
     for bfloat16 in (False, True):
-        tf.keras.utils.set_random_seed(0)
-        hp = HParams(embedding_dim=8, rating_weight=0.0, bfloat16_softmax=bfloat16)
+        tf.keras.utils.set_random_seed(0)  # the same negatives drawn for both
+        hp = HParams(
+            embedding_dim=8,
+            rating_weight=0.0,
+            bfloat16_softmax=bfloat16,
+            negatives=negatives,
+            sampled_negatives=8,
+        )
         losses.append(
             TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5).compute_loss(batch).numpy()
         )

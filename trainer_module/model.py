@@ -152,16 +152,7 @@ class TwoTowerModel(tfrs.Model):
         candidate = self.candidate_tower(item_idx, features[contract.CATEGORY_IDX])
         if self.negatives == "all_items":
             candidates = self.candidate_tower(self.all_items, self.item_categories)
-            if self.hp.bfloat16_softmax and native_bfloat16():
-                cosines = tf.cast(
-                    tf.matmul(
-                        tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True
-                    ),
-                    tf.float32,
-                )
-            else:
-                cosines = tf.matmul(query, candidates, transpose_b=True)
-            logits = cosines / self.hp.temperature
+            logits = self.cosines(query, candidates) / self.hp.temperature
             logits += tf.transpose(self.item_bias(self.all_items))
             loss = self.hp.retrieval_weight * tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=item_idx, logits=logits)
@@ -190,6 +181,16 @@ class TwoTowerModel(tfrs.Model):
             )
         return loss
 
+    def cosines(self, query, candidates) -> tf.Tensor:
+        """Every query's cosine with every candidate: the softmax's matmul, most of a step's work, in bfloat16
+        when hp.bfloat16_softmax asks and the hardware has it (its two gradient matmuls follow the cast)."""
+        if self.hp.bfloat16_softmax and native_bfloat16():
+            return tf.cast(
+                tf.matmul(tf.cast(query, tf.bfloat16), tf.cast(candidates, tf.bfloat16), transpose_b=True),
+                tf.float32,
+            )
+        return tf.matmul(query, candidates, transpose_b=True)
+
     def draw_negatives(self) -> tf.Tensor:
         """sampled_negatives item indices drawn with replacement by popularity (item_probability)."""
         drawn = tf.searchsorted(self.item_cdf, tf.random.uniform([self.hp.sampled_negatives]), side="right")
@@ -213,7 +214,7 @@ class TwoTowerModel(tfrs.Model):
             - log_q(item_idx)
         )
         others = (
-            tf.matmul(query, vectors, transpose_b=True) / self.hp.temperature
+            self.cosines(query, vectors) / self.hp.temperature
             + tf.transpose(self.item_bias(negatives))
             - log_q(negatives)
         )
