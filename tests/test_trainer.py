@@ -176,23 +176,24 @@ def test_sampled_negatives_are_drawn_by_popularity():
     np.testing.assert_allclose(np.bincount(drawn, minlength=4) / drawn.size, (counts + 1) / 101, atol=0.01)
 
 
+def _seeded_model_and_loss(batch, num_items: int, **overrides) -> tuple[TwoTowerModel, np.ndarray]:
+    """A small model with these hyperparameters, seeded (the same weights and draws every call), and its loss
+    on the batch."""
+    tf.keras.utils.set_random_seed(0)
+    hp = HParams(embedding_dim=8, rating_weight=0.0, **overrides)
+    model = TwoTowerModel(hp, 11, num_items, 5, np.ones(num_items), np.arange(num_items) % 5)
+    return model, model.compute_loss(batch).numpy()
+
+
 @pytest.mark.skipif(not native_bfloat16(), reason="this machine has no native bfloat16: float32 is kept")
 @pytest.mark.parametrize("negatives", ["all_items", "sampled"])
 def test_the_bfloat16_softmax_gives_the_float32_loss_to_bfloat16_precision(negatives):
-    batch = _batch(16)
-    losses = []
-    for bfloat16 in (False, True):
-        tf.keras.utils.set_random_seed(0)  # the same negatives drawn for both
-        hp = HParams(
-            embedding_dim=8,
-            rating_weight=0.0,
-            bfloat16_softmax=bfloat16,
-            negatives=negatives,
-            sampled_negatives=8,
-        )
-        losses.append(
-            TwoTowerModel(hp, 11, 21, 5, np.ones(21), np.arange(21) % 5).compute_loss(batch).numpy()
-        )
+    losses = [
+        _seeded_model_and_loss(
+            _batch(16), 21, bfloat16_softmax=bfloat16, negatives=negatives, sampled_negatives=8
+        )[1]
+        for bfloat16 in (False, True)
+    ]
     assert losses[1] == pytest.approx(losses[0], rel=1e-2)  # bfloat16 keeps 8 bits of the mantissa
     assert losses[1] != losses[0]  # but the matmul did run in bfloat16
 
@@ -244,17 +245,11 @@ def test_auto_negatives_are_exact_on_small_catalogs_sampled_on_medium_ones_and_i
     batch = _batch(16)
     losses = []
     for asked in ("auto", negatives):
-        tf.keras.utils.set_random_seed(0)
-        hp = HParams(
-            embedding_dim=8,
-            rating_weight=0.0,
-            negatives=asked,
-            sampled_negatives=sampled_negatives,
-            user_id_dropout=0.0,
+        model, loss = _seeded_model_and_loss(
+            batch, num_items, negatives=asked, sampled_negatives=sampled_negatives, user_id_dropout=0.0
         )
-        model = TwoTowerModel(hp, 11, num_items, 5, np.ones(num_items), np.arange(num_items) % 5)
         assert model.negatives == negatives
-        losses.append(model.compute_loss(batch).numpy())
+        losses.append(loss)
     assert losses[0] == losses[1]  # the same loss: "auto" trains as the mode it resolved to
 
 
