@@ -160,14 +160,17 @@ def ease(train: dict[str, list[str]], k: int = K, l2: float = 500.0) -> dict[str
     return top_k_unseen(x @ b, x, users, items, k)
 
 
+def catalog_size(train: dict[str, list[str]], test: dict[str, set[str]]) -> int:
+    """The items of the training and the test events: the catalog coverage is counted against."""
+    return len({i for seen in train.values() for i in seen} | {i for items in test.values() for i in items})
+
+
 def compare(
     train: dict[str, list[str]], test: dict[str, set[str]], recommended: dict[str, dict[str, list[str]]]
 ) -> dict[str, dict]:
     """The metrics of most popular, EASE (catalogs up to EASE_MAX_ITEMS) and each model's recommendations
     (name: {user: top K}, as serving.query.recommendations gives them), on the same users."""
-    num_items = len(
-        {i for seen in train.values() for i in seen} | {i for items in test.values() for i in items}
-    )
+    num_items = catalog_size(train, test)
     results = {"most_popular": metrics(most_popular(train), test, num_items)}
     if num_items <= EASE_MAX_ITEMS:
         results["ease"] = metrics(ease(train), test, num_items)

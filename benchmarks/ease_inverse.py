@@ -25,9 +25,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="times the two take turns")
     args = parser.parse_args()
     train, test = evaluation.load_split(args.split)
-    num_items = len(
-        {i for seen in train.values() for i in seen} | {i for items in test.values() for i in items}
-    )
+    num_items = evaluation.catalog_size(train, test)
     seconds, ndcg = {name: [] for name in INVERSES}, {}
     shipped = evaluation.symmetric_inverse
     try:
@@ -37,7 +35,7 @@ def main():
                 started = time.perf_counter()
                 top = evaluation.ease(train)
                 seconds[name].append(time.perf_counter() - started)
-                ndcg[name] = evaluation.metrics(top, test, num_items)[f"ndcg@{evaluation.K}"]
+                ndcg[name] = evaluation.metrics(top, test, num_items)[evaluation.NDCG]
     finally:
         evaluation.symmetric_inverse = shipped
     baseline = min(seconds["np.linalg.inv"])

@@ -115,7 +115,7 @@ def load(split: str):
 def baselines(split: str) -> dict:
     """nDCG@10 of most popular and EASE on the split."""
     train, test = evaluation.load_split(split)
-    num_items = len({i for s in train.values() for i in s} | {i for s in test.values() for i in s})
+    num_items = evaluation.catalog_size(train, test)
     return {
         name: evaluation.metrics(method(train), test, num_items)[evaluation.NDCG]
         for name, method in (("most_popular", evaluation.most_popular), ("ease", evaluation.ease))
