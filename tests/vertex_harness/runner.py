@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -122,10 +123,12 @@ def topological_order(tasks: dict) -> list[str]:
 
 class VertexHarness:
     """Runs PipelineJobs in `root`: gs://BUCKET/... is root/gcs/BUCKET/..., BigQuery's tables are the CSV
-    files `bigquery_tables` maps them to; metadata and cache persist in root between runs."""
+    files `bigquery_tables` maps them to, and its clock (CURRENT_TIMESTAMP) reads `bigquery_now`; metadata and
+    cache persist in root between runs."""
 
-    def __init__(self, root: str, bigquery_tables: dict[str, str], region: str):
+    def __init__(self, root: str, bigquery_tables: dict[str, str], region: str, bigquery_now: datetime):
         self.root = os.path.abspath(root)
+        self.bigquery_now = bigquery_now.isoformat()
         self.location = f"projects/{PROJECT_NUMBER}/locations/{region}"
         os.makedirs(self.root, exist_ok=True)
         self.store = MetadataStore(os.path.join(self.root, "metadata.json"))
@@ -243,6 +246,7 @@ class VertexHarness:
             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
             PYTHONPATH=os.pathsep.join([STAND_INS] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
             VERTEX_HARNESS_BIGQUERY=self.tables_file,
+            VERTEX_HARNESS_BIGQUERY_NOW=self.bigquery_now,
             VERTEX_HARNESS_CUSTOM_JOBS=self.custom_jobs,
         )
         for [artifact] in outputs.values():  # any gs:// path is writable: an object store has no directories

@@ -2,10 +2,10 @@
 the Google Cloud services a task calls, stood in for on this machine where the harness's environment says so.
 
 - VERTEX_HARNESS_BIGQUERY (a JSON file {"project.dataset.table": "file.csv"}): BigQuery. Queries are BigQuery
-SQL,
-  translated by sqlglot and run in DuckDB over those tables; what the client and Beam's ReadFromBigQuery
+  SQL, translated by sqlglot and run in DuckDB over those tables; what the client and Beam's ReadFromBigQuery
   return has BigQuery's shape (a result schema with BigQuery's types; rows as dicts, an empty list for a NULL
-  array).
+  array). BigQuery's clock is VERTEX_HARNESS_BIGQUERY_NOW (an ISO time): CURRENT_TIMESTAMP() reads it, so that
+  a query's time window selects the same events on every run.
 - VERTEX_HARNESS_CUSTOM_JOBS (a directory): Vertex AI Training. A CustomJob is parsed into the real
   aiplatform_v1 request type (an unknown field fails as the API would), written there as JSON, and its worker
   pool's container command runs here as a subprocess; its exit code is the job's state.
@@ -20,6 +20,7 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
     import sqlglot
     from apache_beam.io.gcp import bigquery as beam_bigquery
     from google.cloud import bigquery
+    from sqlglot import exp
 
     # The contract's columns as the BigQuery table has them (docs/architecture.md, "Data contract").
     _TABLE_COLUMNS = {
@@ -58,7 +59,11 @@ if os.environ.get("VERTEX_HARNESS_BIGQUERY"):
                 f'CREATE TABLE "{project}"."{dataset}"."{name}" AS SELECT * FROM '
                 f"read_csv('{path}', header=true, columns={{{columns}}})"
             )
-        return con.execute(sqlglot.transpile(sql, read="bigquery", write="duckdb")[0])
+        now = exp.cast(exp.Literal.string(os.environ["VERTEX_HARNESS_BIGQUERY_NOW"]), "TIMESTAMPTZ")
+        query = sqlglot.parse_one(sql, read="bigquery").transform(
+            lambda node: now.copy() if isinstance(node, exp.CurrentTimestamp) else node
+        )
+        return con.execute(query.sql(dialect="duckdb"))
 
     def _schema(cursor) -> list:
         fields = []
