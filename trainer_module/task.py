@@ -97,7 +97,11 @@ def in_memory_batches(
     def gather(batch):
         return {name: tf.gather(values, batch) for name, values in events.items()}
 
-    return rows.map(gather).prefetch(1)
+    # Without tf.data's autotuning, which has nothing to tune here: its thread sleeps up to a minute between
+    # rounds, and tearing the iterator down at the end of fit waited for it (0-60 s a Trainer).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return rows.map(gather).prefetch(1).with_options(options)
 
 
 def steps_per_epoch(events: dict, batch_size: int) -> int:
