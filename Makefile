@@ -50,10 +50,13 @@ venv: $(VENV)/.installed
 $(UV):
 	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv==0.13.9
 
+# The packages' bytecode compiled once here: with PYTHONDONTWRITEBYTECODE (above) nothing writes it later, and
+# every process (each pipeline run, each Vertex task, each test's server) compiled TensorFlow's and TFX's
+# sources again.
 $(VENV)/.installed: requirements.lock setup.py | $(UV)
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (TFX 1.16 needs it): install it, e.g. pyenv install 3.10"; exit 1; }
 	test -x $(PY) || $(UV) venv --seed --python "$(PYTHON310)" $(VENV)
-	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip sync --python $(PY) --compile-bytecode requirements.lock
 	$(UV) pip install --python $(PY) --no-deps -e .
 	touch $@
 
