@@ -13,9 +13,19 @@ import functools
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from tensorflow.python.autograph.core import config as autograph_config
 
 import contract
 from trainer_module.hparams import HParams
+
+# A tf.function's AutoGraph converts every function it calls except those of the packages on its list: "keras"
+# is there, "tf_keras" (the Keras 2 that TFRS needs: tensorflow_env.py) is not, so the first trace in each
+# process converted about a thousand of Keras's own functions, most of a Trainer's first epoch
+# (docs/experiments.md). Keras's code runs in graphs unconverted, as it did when it was "keras".
+autograph_config.CONVERSION_RULES = (
+    autograph_config.DoNotConvert("tf_keras"),
+    *autograph_config.CONVERSION_RULES,
+)
 
 
 @functools.cache
