@@ -356,7 +356,7 @@ def test_the_training_events_are_read_once_and_each_epoch_is_every_event_in_a_ne
         assert sorted(order) == sorted(events[contract.ITEM_IDX].numpy())
     assert not np.array_equal(orders[0], orders[1])
     # Without tf.data's autotuning thread, which the iterator's teardown at the end of fit waited for
-    # (benchmarks/fit_teardown.py).
+    # (benchmarks/fit_overheads.py).
     assert dataset.options().autotune.enabled is False
     # More events than fit: None, and the Trainer reads the files every epoch instead.
     monkeypatch.setattr(task, "IN_MEMORY_EVENTS", 49)
