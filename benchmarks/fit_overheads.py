@@ -72,7 +72,9 @@ def _fit(way: str, steps: int) -> None:
         batches = batches.with_options(options)
 
     class Epochs(tf.keras.callbacks.Callback):
-        seconds: list = []
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.began = time.time()
