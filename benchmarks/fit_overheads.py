@@ -37,7 +37,7 @@ def _fit(way: str, steps: int) -> None:
     import contract
     from trainer_module.hparams import HParams
     from trainer_module.model import compiled_model
-    from trainer_module.task import in_memory_batches
+    from trainer_module.task import EpochSeconds, in_memory_batches
 
     keras_functions, autotune = WAYS[way]
     if keras_functions == "converted":  # without the rule trainer_module.model puts first
@@ -71,17 +71,10 @@ def _fit(way: str, steps: int) -> None:
         options.autotune.enabled = True
         batches = batches.with_options(options)
 
-    class Epochs(tf.keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.time()
-
+    class Epochs(EpochSeconds):  # the Trainer's epoch timer, and when the last epoch ended
         def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
             self.ended = time.time()
-            self.seconds.append(self.ended - self.began)
 
     epochs = Epochs()
     model.fit(batches, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[epochs])

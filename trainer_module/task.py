@@ -129,7 +129,7 @@ def _timed(seconds: dict, name: str):
     seconds[name] = round(seconds.get(name, 0.0) + time.time() - started, 1)
 
 
-class _EpochSeconds(tf.keras.callbacks.Callback):
+class EpochSeconds(tf.keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds = []
@@ -227,7 +227,7 @@ def _train(
     with strategy.scope():
         model = compiled_model(hp, counts, sizes.num_users, sizes.num_items, sizes.num_categories, categories)
     epochs = refit.refit_epochs(model, hp, fn_args.base_model) if fn_args.base_model else hp.epochs
-    epoch_seconds = _EpochSeconds()
+    epoch_seconds = EpochSeconds()
     with _timed(seconds, "fit"):
         history = model.fit(
             train,
