@@ -14,17 +14,32 @@ from proxy.api_client import ApiClient
 
 
 @contextlib.contextmanager
-def served_api(model_base: str, data: str | None = None, store: str | None = None):
+def served_api(
+    model_base: str,
+    data: str | None = None,
+    store: str | None = None,
+    env: dict[str, str] | None = None,
+    code: str | None = None,
+):
     """`recsys serve` in its own process on 127.0.0.1 (a fresh feedback store), its histories from `data` in
-    process or from the shared store at `store`; yields (port, pid)."""
+    process or from the shared store at `store`, with `env` added to its environment and, given `code` (a
+    checkout, e.g. a `git worktree` of another commit), that checkout's code instead of this one's; yields
+    (port, pid)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     histories = ["--data", data] if data else ["--store", store] if store else []
+    recsys = [os.path.join(os.path.dirname(sys.executable), "recsys")]
+    if code:  # the checkout first on the path, ahead of this one (which the venv's editable install adds)
+        recsys = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {code!r}); import cli.main; sys.exit(cli.main.main())",
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen(
             [
-                os.path.join(os.path.dirname(sys.executable), "recsys"),
+                *recsys,
                 "serve",
                 "--model-base",
                 model_base,
@@ -33,7 +48,8 @@ def served_api(model_base: str, data: str | None = None, store: str | None = Non
                 "--feedback-db",
                 os.path.join(tmp, "fb.sqlite"),
                 *histories,
-            ]
+            ],
+            env={**os.environ, **(env or {})},
         )
         try:
             with ApiClient(f"http://127.0.0.1:{port}") as api:
@@ -49,9 +65,10 @@ def rss_mib(pid: int) -> float:
         return int(re.search(r"VmRSS:\s+(\d+) kB", fh.read()).group(1)) / 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """The process's user and system CPU time so far."""
-    with open(f"/proc/{pid}/stat") as fh:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """The process's user and system CPU time so far, or one of its threads' (the main thread's id is the
+    process's)."""
+    with open(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

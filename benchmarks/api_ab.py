@@ -1,0 +1,86 @@
+"""Two or more versions of the API under the same load, in turn: `recsys serve` started once per variant (a
+setting in its environment, or another commit's code from a checkout), then the same /recommend load at
+--concurrency sent to each in short phases, in alternating order, so that a shared machine's load falls on
+every variant alike. Per variant: throughput, latency, the serving process's CPU per request and its event
+loop's (the main thread's) share of it.
+
+Usage: .venv/bin/python -m benchmarks.api_ab --model-base W/serving/recsys --data DIR
+       --variant NAME[@CHECKOUT][:VAR=VALUE,...] (two or more) [--seconds 8] [--rounds 8] [--concurrency 32]
+e.g.   --variant head --variant no-impressions:RECSYS_IMPRESSION_SAMPLE=0 --variant before@../wt_old
+(a checkout: `git worktree add ../wt_old <commit>`). The first variant is the baseline of the ratios.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+
+from benchmarks.api_latency import through_api
+from benchmarks.loopback import cpu_seconds, served_api, summary
+from serving.history import HistoryStore
+from tfx_pipeline.data import local_source
+
+
+def parse_variant(text: str) -> tuple[str, str | None, dict[str, str]]:
+    """NAME[@CHECKOUT][:VAR=VALUE,...] -> (name, checkout or None, environment)."""
+    head, _, settings = text.partition(":")
+    name, _, code = head.partition("@")
+    env = dict(item.split("=", 1) for item in settings.split(",") if item)
+    return name, os.path.abspath(code) if code else None, env
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-base", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--variant", action="append", required=True, help="NAME[@CHECKOUT][:VAR=VALUE,...]")
+    parser.add_argument("--seconds", type=float, default=8, help="length of one variant's phase")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    variants = [parse_variant(v) for v in args.variant]
+    if len(variants) < 2:
+        parser.error("give two variants or more")
+
+    store = HistoryStore()
+    store.add_events(local_source.recent_user_events(args.data))
+    users = sorted(store.users())
+    random.Random(0).shuffle(users)
+    load = lambda port, seconds: asyncio.run(  # noqa: E731
+        through_api(port, users, 10**9, seconds, args.concurrency)
+    )
+    # latencies, seconds, errors, process CPU seconds, main thread CPU seconds
+    measured = {name: ([], 0.0, 0, 0.0, 0.0) for name, _, _ in variants}
+    with contextlib.ExitStack() as stack:
+        servers = [
+            (name, *stack.enter_context(served_api(args.model_base, args.data, env=env, code=code)))
+            for name, code, env in variants
+        ]
+        for _, port, _ in servers:
+            load(port, 5)  # warm-up
+        for round_ in range(args.rounds):
+            for name, port, pid in servers if round_ % 2 == 0 else servers[::-1]:
+                cpu, loop = cpu_seconds(pid), cpu_seconds(pid, thread=pid)  # the loop: the main thread
+                latencies, elapsed, errors = load(port, args.seconds)
+                part = (latencies, elapsed, errors, cpu_seconds(pid) - cpu, cpu_seconds(pid, pid) - loop)
+                measured[name] = tuple(total + p for total, p in zip(measured[name], part))
+
+    print(f"{os.cpu_count()} cores; concurrency {args.concurrency}; {args.rounds} rounds of {args.seconds} s")
+    print(
+        "| variant | requests | errors | p50 ms | p99 ms | req/s | ratio | CPU ms a request "
+        "| of it the event loop |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    baseline = None
+    for name, (latencies, elapsed, errors, cpu, loop) in measured.items():
+        s = summary(latencies, elapsed)
+        baseline = baseline or s["rps"]
+        print(
+            f"| {name} | {s['n']} | {errors} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['rps']:.0f} | "
+            f"{s['rps'] / baseline:.2f}x | {1000 * cpu / s['n']:.2f} | {1000 * loop / s['n']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
