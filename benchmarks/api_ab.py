@@ -40,8 +40,8 @@ def main():
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant]
-    if len(variants) < 2:
-        parser.error("give two variants or more")
+    if len({name for name, _, _ in variants}) != len(variants) or len(variants) < 2:
+        parser.error("give two variants or more, each its own name")
 
     store = HistoryStore()
     store.add_events(local_source.recent_user_events(args.data))
@@ -63,7 +63,8 @@ def main():
             for name, port, pid in servers if round_ % 2 == 0 else servers[::-1]:
                 cpu, loop = cpu_seconds(pid), cpu_seconds(pid, thread=pid)  # the loop: the main thread
                 latencies, elapsed, errors = load(port, args.seconds)
-                part = (latencies, elapsed, errors, cpu_seconds(pid) - cpu, cpu_seconds(pid, pid) - loop)
+                loop = cpu_seconds(pid, thread=pid) - loop
+                part = (latencies, elapsed, errors, cpu_seconds(pid) - cpu, loop)
                 measured[name] = tuple(total + p for total, p in zip(measured[name], part))
 
     print(f"{os.cpu_count()} cores; concurrency {args.concurrency}; {args.rounds} rounds of {args.seconds} s")
