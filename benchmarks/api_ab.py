@@ -14,11 +14,9 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 
 from benchmarks.api_latency import through_api
-from benchmarks.loopback import cpu_seconds, served_api, summary
-from serving.history import HistoryStore
+from benchmarks.loopback import cpu_seconds, served_api, shuffled_users, summary
 from tfx_pipeline.data import local_source
 
 
@@ -43,10 +41,7 @@ def main():
     if len({name for name, _, _ in variants}) != len(variants) or len(variants) < 2:
         parser.error("give two variants or more, each its own name")
 
-    store = HistoryStore()
-    store.add_events(local_source.recent_user_events(args.data))
-    users = sorted(store.users())
-    random.Random(0).shuffle(users)
+    users = shuffled_users(local_source.recent_user_events(args.data))
     load = lambda port, seconds: asyncio.run(  # noqa: E731
         through_api(port, users, 10**9, seconds, args.concurrency)
     )

@@ -13,10 +13,9 @@ times (each a share of the requests and seconds), so that on a shared machine th
 import argparse
 import asyncio
 import os
-import random
 import time
 
-from benchmarks.loopback import cpu_seconds, post_json, served_api, summary  # noqa: E402
+from benchmarks.loopback import cpu_seconds, post_json, served_api, shuffled_users, summary  # noqa: E402
 from serving.embedded import EmbeddedModel  # noqa: E402
 from serving.history import HistoryStore  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
@@ -73,10 +72,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="times the phases take turns")
     args = parser.parse_args()
 
+    events = list(local_source.recent_user_events(args.data))
     store = HistoryStore()
-    store.add_events(local_source.recent_user_events(args.data))
-    users = sorted(store.users())
-    random.Random(0).shuffle(users)
+    store.add_events(events)
+    users = shuffled_users(events)
 
     model = EmbeddedModel.newest(args.model_base)
     n, seconds = args.requests // args.rounds, args.seconds / args.rounds

@@ -1,8 +1,10 @@
-"""What the benchmarks share: the API started on a free loopback port, a bare HTTP/1.1 client, percentiles."""
+"""What the benchmarks share: the API started on a free loopback port, the users to ask for, a bare HTTP/1.1
+client, percentiles."""
 
 import contextlib
 import json
 import os
+import random
 import re
 import socket
 import statistics
@@ -58,6 +60,13 @@ def served_api(
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def shuffled_users(events) -> list[str]:
+    """The users of (user_id, item_id, interaction_type) events, in one fixed shuffled order."""
+    users = sorted({user for user, _, _ in events})
+    random.Random(0).shuffle(users)
+    return users
 
 
 def rss_mib(pid: int) -> float:

@@ -10,11 +10,10 @@ The two APIs run side by side and take turns, `--rounds` times, so that the mach
 import argparse
 import asyncio
 import os
-import random
 import tempfile
 
 from benchmarks.api_latency import through_api  # noqa: E402
-from benchmarks.loopback import percentile, served_api  # noqa: E402
+from benchmarks.loopback import percentile, served_api, shuffled_users  # noqa: E402
 from proxy import redis_store  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tfx_pipeline.data import local_source  # noqa: E402
@@ -29,8 +28,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
     events = list(local_source.recent_user_events(args.data))
-    users = sorted({user for user, _, _ in events})
-    random.Random(0).shuffle(users)
+    users = shuffled_users(events)
     p50 = {"in process (--data)": [], "shared store (--store)": []}
     with tempfile.TemporaryDirectory() as tmp:
         store = RedisServer(os.path.join(tmp, "redis")).start()
