@@ -28,8 +28,6 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs  # noqa: E402

@@ -18,6 +18,7 @@ RUN apt-get update \
 FROM base-${VARIANT}
 # RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT: Beam's boot would otherwise make a fresh venv without our packages.
 ENV TF_USE_LEGACY_KERAS=1 \
+    TF_ENABLE_ONEDNN_OPTS=1 \
     PYTHONUNBUFFERED=1 \
     RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1 \
     UV_NO_CACHE=1 \

@@ -493,7 +493,6 @@ def test_dockerfile_installs_python_packages_from_the_lock(path):
 
 def test_pipeline_image():
     path = DOCKER / "pipeline.Dockerfile"
-    assert _env(path)["TF_USE_LEGACY_KERAS"] == "1"
     assert ["uv", "pip", "sync"] in [words[:3] for words in _install_commands(path)]
     # Dataflow boots its workers with Beam's boot program, of the Beam version installed; Vertex AI replaces
     # the entrypoint with TFX's command.
@@ -502,6 +501,18 @@ def test_pipeline_image():
     global_args, stages = _stages(path)
     assert stages[-1][0] == "base-${VARIANT}" and global_args["VARIANT"] == "cpu"
     assert {"base-cpu", "base-gpu"} <= {s[0].split()[-1] for s in stages}
+
+
+@pytest.mark.parametrize("image", ["pipeline.Dockerfile", "proxy.Dockerfile"])
+def test_images_set_the_tensorflow_environment(image):
+    # A TFX container task imports TensorFlow before our code, so tensorflow_env.py's settings come too late
+    # there: the image's ENV must carry each of them.
+    settings = re.findall(
+        r'os\.environ\.setdefault\("(\w+)", "(\w+)"\)', (ROOT / "tensorflow_env.py").read_text()
+    )
+    assert {"TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS"} <= dict(settings).keys()
+    env = _env(DOCKER / image)
+    assert {name: env.get(name) for name, _ in settings} == dict(settings)
 
 
 def test_proxy_image_listens_where_cloud_run_sends():
