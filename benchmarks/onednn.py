@@ -18,8 +18,7 @@ import sys
 
 import tensorflow_transform as tft
 
-import contract
-from benchmarks.trainer_breakdown import _Loop, fn_args, matmul_seconds
+from benchmarks.trainer_breakdown import _Loop, fn_args, matmul_seconds, two_tower_args
 from trainer_module import task
 from trainer_module.hparams import HParams
 
@@ -31,13 +30,9 @@ def measure(workdir: str, epochs: int) -> dict:
     hp = HParams()
     args = fn_args(workdir, ["train"], os.devnull, {})
     tft_output = tft.TFTransformOutput(args.transform_output)
-    vocabularies = (contract.USER_VOCAB, contract.ITEM_VOCAB, contract.CATEGORY_VOCAB)
-    sizes = [tft_output.vocabulary_size_by_name(v) + contract.NUM_OOV_BUCKETS for v in vocabularies]
+    sizes, counts, categories = two_tower_args(args, tft_output, hp)
     items = min(hp.sampled_negatives, sizes[1])
     matmuls = matmul_seconds(hp.batch_size, hp.embedding_dim, items)
-    counts, categories = task.item_statistics(
-        task._dataset(args, args.train_files, tft_output, 8192, False, hp.seed), sizes[1]
-    )
     batches = task.in_memory_batches(
         task.read_in_memory(args, args.train_files, tft_output), hp.batch_size, True, hp.seed
     )
@@ -58,6 +53,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="epochs a process (the first includes tracing)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs: at least 2 (the first includes tracing and is not counted)")
     if args.child:
         print(json.dumps(measure(args.workdir, args.epochs)))
         return

@@ -176,14 +176,20 @@ def matmul_seconds(batch: int, dim: int, items: int, dtype=tf.float32, repeats: 
     return statistics.median(_seconds(lambda: float(three()))[0] for _ in range(repeats))
 
 
-def part_steps(args, tft_output, hp, epochs):
-    num_users = tft_output.vocabulary_size_by_name(contract.USER_VOCAB) + contract.NUM_OOV_BUCKETS
-    num_items = tft_output.vocabulary_size_by_name(contract.ITEM_VOCAB) + contract.NUM_OOV_BUCKETS
-    num_categories = tft_output.vocabulary_size_by_name(contract.CATEGORY_VOCAB) + contract.NUM_OOV_BUCKETS
-    sizes = (num_users, num_items, num_categories)
+def two_tower_args(args, tft_output, hp) -> tuple:
+    """What TwoTowerModel takes besides hp, as the Trainer computes it: (vocabulary sizes of users, items and
+    categories, item counts, item categories)."""
+    vocabularies = (contract.USER_VOCAB, contract.ITEM_VOCAB, contract.CATEGORY_VOCAB)
+    sizes = tuple(tft_output.vocabulary_size_by_name(v) + contract.NUM_OOV_BUCKETS for v in vocabularies)
     counts, categories = task.item_statistics(
-        task._dataset(args, args.train_files, tft_output, 8192, False, hp.seed), num_items
+        task._dataset(args, args.train_files, tft_output, 8192, False, hp.seed), sizes[1]
     )
+    return sizes, counts, categories
+
+
+def part_steps(args, tft_output, hp, epochs):
+    sizes, counts, categories = two_tower_args(args, tft_output, hp)
+    num_items = sizes[1]
     data = in_memory(args, tft_output, hp)
     events = int(data[contract.ITEM_IDX].shape[0])
     memory = in_memory_dataset(data, hp)
