@@ -3,13 +3,13 @@ handlers and the middleware. The endpoints are in proxy/routes/, what they share
 
 import contextlib
 
-from fastapi import FastAPI, Security
+from fastapi import Depends, FastAPI, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from proxy import errors, monitor_api, online_metrics, skew
-from proxy.deps import require_key
+from proxy.deps import impressions_written, require_key
 from proxy.impressions import ImpressionLog
 from proxy.metrics import ApiMetrics
 from proxy.middleware import BodyLimit, RequestLog
@@ -74,13 +74,15 @@ def create_app(settings: Settings, watcher: ModelWatcher, seed_events: SeedEvent
     app.state.reports = web.VersionReports(settings.model_base)
     keyed = [Security(require_key)] if settings.api_key else []  # not the probes, the page and the docs
     monitor = monitor_api.router(metrics_source, traffic_source, catalog, settings.skew_thresholds)
-    for router in (recommend.router, feedback.router, web.router, monitor):
+    for router in (recommend.router, feedback.router, web.router):
         app.include_router(router, dependencies=keyed)
+    reading_impressions = [*keyed, Depends(impressions_written)]
+    app.include_router(monitor, dependencies=reading_impressions)
     app.include_router(health.probes)
     app.include_router(web.page)
     errors.add_handlers(app)
     metrics.follow(lambda: watcher.version, lambda: len(watcher.failed), store.delivery_backlog)
-    metrics.expose(app, dependencies=keyed)
+    metrics.expose(app, dependencies=reading_impressions)
     _add_middleware(app, settings, metrics)
     return app
 

@@ -43,6 +43,12 @@ async def _recommender(request: Request) -> Recommender:
     return request.app.state.recommender
 
 
+async def impressions_written(request: Request):
+    """For the endpoints that read the impressions: those of every answer served so far are written (the
+    answers do not wait for them: proxy/impressions.py)."""
+    await request.app.state.recommender.impressions.flush()
+
+
 async def serving_model(watcher: Annotated[ModelWatcher, Depends(_watcher)]) -> ServingModel:
     """The model loaded now; the request keeps it even if a newer version is swapped in meanwhile."""
     if watcher.current is None:

@@ -8,10 +8,12 @@ With the shared store (`--store`) each recorded answer also goes to its monitor 
 where the online metrics of every instance read all instances' answers.
 
 Cheap: only a share of requests is recorded (`sample_rate`, chosen by a hash of the request id, so every
-metric over the sampled requests is unbiased); concurrent requests share one transaction; the commit does not
-wait for an fsync (WAL with synchronous=NORMAL): a crash of the process loses nothing, a power cut the last
-moments."""
+metric over the sampled requests is unbiased); concurrent requests share one transaction; the answer does not
+wait for the write (a slow or locked file delays no answer; the API's reads of the impressions, and its
+shutdown, wait for those under way) and the commit not for an fsync (WAL with synchronous=NORMAL): a crash of
+the process loses the answers of its last milliseconds, a power cut its last moments."""
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -114,6 +116,7 @@ class ImpressionLog(SequencedTable):
         self.path, self.sample_rate, self.bigquery_feedback_table = path, sample_rate, bigquery_feedback_table
         self.shared_store = shared_store
         self._sink = None
+        self._writing: set[asyncio.Task] = set()  # record()'s writes under way
 
     def open(self):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -136,21 +139,32 @@ class ImpressionLog(SequencedTable):
             self._sink.start()
 
     async def stop(self):
+        await self.flush()
         if self._sink:
             self._sink.stop()
         self.close()
 
-    async def record(self, responses: list):
-        """Records the sampled ones of the responses (RecommendResponse) just served."""
+    def record(self, responses: list):
+        """Records the sampled ones of the responses (RecommendResponse) just served. The answer does not wait
+        for the write: flush() does, before anything reads the impressions."""
         served_at = utc_iso(datetime.now(timezone.utc))
         groups = [
             rows
             for r in responses
             if sampled(r.request_id, self.sample_rate) and (rows := rows_of(r, served_at))
         ]
-        if not groups:
-            return
-        # The answer goes out all the same when a write fails: impressions are a sample anyway.
+        if groups:
+            write = asyncio.get_running_loop().create_task(self._write(groups))
+            self._writing.add(write)
+            write.add_done_callback(self._writing.discard)
+
+    async def flush(self):
+        """Waits until the impressions of every answer served so far are written."""
+        while self._writing:
+            await asyncio.gather(*self._writing)
+
+    async def _write(self, groups: list[list[dict]]):
+        # The answer has gone out all the same when a write fails: impressions are a sample anyway.
         try:
             await self._writer.submit([row for rows in groups for row in rows])
         except sqlite3.Error as e:

@@ -3,8 +3,8 @@ count and time in the HTTP metrics (proxy/metrics.py)."""
 
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from fastapi.responses import JSONResponse
 
@@ -61,7 +61,7 @@ class RequestLog:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         started, status = time.perf_counter(), 500
 

@@ -120,7 +120,7 @@ class Recommender:
             self._response(r, answers.get(i), catalog, excludes[i], labels[i], flag, request_id, i, len(reqs))
             for i, r in enumerate(reqs)
         ]
-        await self.impressions.record(responses)
+        self.impressions.record(responses)
         return responses
 
     def _response(

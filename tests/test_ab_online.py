@@ -84,6 +84,7 @@ def test_the_ab_report_names_the_version_users_click_more_and_not_before_the_sam
     for answer in answers:
         label = "canary" if user_bucket(answer["user_id"]) < CANARY_SHARE else "stable"
         assert (answer["model_label"], answer["model_version"]) == (label, versions[label])
+    report = online(url)  # (the API's reads wait for the impressions being written: the answers do not)
     with sqlite3.connect(db) as con:
         recorded = con.execute(
             "SELECT request_id, user_id, variant, model_version, count(*), min(position), max(position) "
@@ -93,7 +94,6 @@ def test_the_ab_report_names_the_version_users_click_more_and_not_before_the_sam
         (a["request_id"], a["user_id"], a["model_label"], a["model_version"], 10, 1, 10) for a in answers
     )
 
-    report = online(url)
     ab = report["ab"]
     assert ab["verdict"] == ab["winner"] == "canary", ab["summary"]
     assert ab["p_value"] < 0.05 and ab["confidence"] == 0.95 and "two-proportion z-test" in ab["test"]

@@ -4,6 +4,7 @@ A/B report's statistics, without a model."""
 import asyncio
 import json
 import random
+import sqlite3
 from types import SimpleNamespace
 
 import duckdb
@@ -120,7 +121,8 @@ def test_sampling_keeps_a_share_of_requests_the_same_everywhere(tmp_path):
 
     async def record():
         for n in range(0, 400, 10):
-            await log.record([response(i, "u", ["a", "b"]) for i in ids[n : n + 10]])
+            log.record([response(i, "u", ["a", "b"]) for i in ids[n : n + 10]])
+        await log.flush()
 
     asyncio.run(record())
     stored = {row["request_id"] for row in log.events()}
@@ -164,5 +166,28 @@ def test_ab_report_names_the_winner_or_says_there_is_not_enough_data():
 def test_a_failed_impression_write_is_logged_and_the_answer_goes_out(tmp_path, caplog):
     log = impressions.ImpressionLog(str(tmp_path / "f.sqlite")).open()
     log._db.execute("DROP TABLE impressions")
-    asyncio.run(log.record([response("r1", "u1", ["a"])]))  # no exception
+
+    async def serve():
+        log.record([response("r1", "u1", ["a"])])
+        await log.flush()  # no exception
+
+    asyncio.run(serve())
     assert "impressions not recorded: no such table: impressions" in caplog.text
+
+
+def test_an_answer_does_not_wait_for_its_impressions_write_and_a_flush_does(tmp_path):
+    path = str(tmp_path / "f.sqlite")
+    log = impressions.ImpressionLog(path).open()
+    other_writer = sqlite3.connect(path, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")  # holds the file's write lock
+
+    async def serve():
+        log.record([response("r1", "u1", ["a", "b"])])  # returns at once: the answer goes out
+        flushed = asyncio.ensure_future(log.flush())
+        await asyncio.sleep(0.5)
+        assert not flushed.done()  # the write waits for the lock, and flush() for the write
+        other_writer.execute("ROLLBACK")
+        await asyncio.wait_for(flushed, 10)
+
+    asyncio.run(serve())
+    assert [(r["request_id"], r["item_id"]) for r in log.events()] == [("r1", "a"), ("r1", "b")]

@@ -48,6 +48,8 @@ def test_each_instances_metrics_count_the_answers_and_clicks_of_both(two_instanc
         }
         assert post(url, "/feedback", event).status_code == 202
     [version] = {answer["model_version"] for answer in answers}
+    for url in (a, b):  # each instance's reads wait for the writes of its own answers: both in the store now
+        online(url)
     for url in (a, b):
         [row] = online(url)["versions"]
         assert (row["model_version"], row["requests"], row["clicks"]) == (version, 10, len(clicked)), url

@@ -368,6 +368,7 @@ def test_model_page_shows_the_click_through_per_version_that_the_store_counts(pa
             item = answer["recommendations"][n]["item_id"]
             event = dict(user_id=user, item_id=item, feedback_type="click", request_id=answer["request_id"])
             assert feedback(url, **event).status_code == 202
+    assert get(url, "/monitor/online").status_code == 200  # (its reads wait for the impressions under way)
     # the store's counts, by their own SQL: answers recorded, and those with a click on an item they showed
     requests = dict(
         stored(db, "SELECT model_version, count(DISTINCT request_id) FROM impressions GROUP BY 1")
