@@ -13,10 +13,11 @@ e.g.   --variant head --variant no-impressions:RECSYS_IMPRESSION_SAMPLE=0 --vari
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 
 from benchmarks.api_latency import through_api
-from benchmarks.loopback import cpu_seconds, served_api, shuffled_users, summary
+from benchmarks.loopback import measured_phase, print_phases, served_api, shuffled_users
 from tfx_pipeline.data import local_source
 
 
@@ -56,26 +57,9 @@ def main():
             load(port, 5)  # warm-up
         for round_ in range(args.rounds):
             for name, port, pid in servers if round_ % 2 == 0 else servers[::-1]:
-                cpu, loop = cpu_seconds(pid), cpu_seconds(pid, thread=pid)  # the loop: the main thread
-                latencies, elapsed, errors = load(port, args.seconds)
-                loop = cpu_seconds(pid, thread=pid) - loop
-                part = (latencies, elapsed, errors, cpu_seconds(pid) - cpu, loop)
+                part = measured_phase(pid, functools.partial(load, port, args.seconds))
                 measured[name] = tuple(total + p for total, p in zip(measured[name], part))
-
-    print(f"{os.cpu_count()} cores; concurrency {args.concurrency}; {args.rounds} rounds of {args.seconds} s")
-    print(
-        "| variant | requests | errors | p50 ms | p99 ms | req/s | ratio | CPU ms a request "
-        "| of it the event loop |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    baseline = None
-    for name, (latencies, elapsed, errors, cpu, loop) in measured.items():
-        s = summary(latencies, elapsed)
-        baseline = baseline or s["rps"]
-        print(
-            f"| {name} | {s['n']} | {errors} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['rps']:.0f} | "
-            f"{s['rps'] / baseline:.2f}x | {1000 * cpu / s['n']:.2f} | {1000 * loop / s['n']:.2f} |"
-        )
+    print_phases(measured, "variant", args.concurrency, args.rounds, args.seconds)
 
 
 if __name__ == "__main__":

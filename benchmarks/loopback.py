@@ -82,6 +82,33 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measured_phase(pid: int, run) -> tuple:
+    """run() -> (latencies, seconds, errors), with the CPU seconds process `pid` and its main thread (an API's
+    event loop) spent meanwhile appended."""
+    cpu, main_thread = cpu_seconds(pid), cpu_seconds(pid, thread=pid)
+    latencies, elapsed, errors = run()
+    return latencies, elapsed, errors, cpu_seconds(pid) - cpu, cpu_seconds(pid, thread=pid) - main_thread
+
+
+def print_phases(measured: dict, kind: str, concurrency: int, rounds: int, seconds: float):
+    """measured: name -> measured_phase()'s figures summed over the rounds; a markdown table of them, each
+    throughput against the first's."""
+    print(f"{os.cpu_count()} cores; concurrency {concurrency}; {rounds} rounds of {seconds:g} s")
+    print(
+        f"| {kind} | requests | errors | p50 ms | p99 ms | req/s | ratio | CPU ms a request "
+        "| of it the main thread (the event loop) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    baseline = None
+    for name, (latencies, elapsed, errors, cpu, main_thread) in measured.items():
+        s = summary(latencies, elapsed)
+        baseline = baseline or s["rps"]
+        print(
+            f"| {name} | {s['n']} | {errors} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['rps']:.0f} | "
+            f"{s['rps'] / baseline:.2f}x | {1000 * cpu / s['n']:.2f} | {1000 * main_thread / s['n']:.2f} |"
+        )
+
+
 async def post_json(reader, writer, port: int, path: str, body: dict) -> int:
     """One HTTP/1.1 keep-alive POST on an open connection; returns the status. A bare client, so the load
     generator's own cost (it shares the 2 cores with the server) stays well below the server's."""
