@@ -1,52 +1,86 @@
 """Joins concurrent model calls into one, as TF Serving's batching does.
 
 While one batch is in the model, new requests queue; the next call takes all of them (up to max_batch) as
-soon as the model is free. A lone request goes straight through: nothing waits for a batch to fill. Under a
-steady concurrency the clients then settle into groups that take turns: one group's queries are in the
-model while the other's answers go out and its next requests are read, so the event loop and the model
-work at the same time (docs/experiments.md, `/recommend` latency and throughput).
+soon as the model is free. A lone request goes straight through: nothing waits for a batch to fill. The calls
+run in the batcher's own thread, which takes the next batch the moment a call returns: the model does not
+wait for a busy event loop to come round to it (docs/experiments.md, `/recommend` latency and throughput).
 """
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 MAX_BATCH = 64  # queries per model call
+IDLE_SECONDS = 5.0  # the thread ends after this long without a query; the next query starts another
 
 
 class Batcher:
     def __init__(self, call: Callable[[list], list], max_batch: int = MAX_BATCH):
-        """call: list of queries -> list of answers, same order; runs in a worker thread."""
+        """call: list of queries -> list of answers, same order; runs in the batcher's thread."""
         self.call, self.max_batch = call, max_batch
-        self._queue: list[tuple[Any, asyncio.Future]] = []
-        self._draining = False
+        self._arriving: list = []  # this event loop iteration's queries, handed to the thread together
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # the thread's: queries not yet in a call
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     async def submit(self, query) -> Any:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((query, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._arriving:
+            loop.call_soon(self._hand_over)
+        self._arriving.append((query, future, loop))
         return await future
 
-    async def _drain(self):
-        try:
-            while self._queue:
-                batch = [(q, f) for q, f in self._queue[: self.max_batch] if not f.done()]  # done: timed out
-                del self._queue[: self.max_batch]
-                if not batch:
-                    continue
+    def _hand_over(self):
+        """Once the loop has run what was ready with the first query (the other requests that came in the
+        same read of the sockets), their queries go to the thread together, so that they share a call."""
+        arrived, self._arriving = self._arriving, []
+        with self._lock:
+            self._queue.put(arrived)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+                self._thread.start()
+
+    def _run(self):
+        waiting = []  # taken from the queue, not yet in a call
+        while True:
+            if not waiting:
                 try:
-                    answers = await run_in_threadpool(self.call, [q for q, _ in batch])
-                except Exception as e:  # every waiting request gets the failure, none hangs
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(e)
+                    waiting = self._queue.get(timeout=IDLE_SECONDS)
+                except queue.Empty:
+                    with self._lock:
+                        if self._queue.empty():
+                            self._thread = None
+                            return
                     continue
-                for (_, future), answer in zip(batch, answers):
-                    if not future.done():
-                        future.set_result(answer)
-        finally:
-            self._draining = False
+            while not self._queue.empty():
+                waiting += self._queue.get()
+            batch, waiting = waiting[: self.max_batch], waiting[self.max_batch :]
+            batch = [entry for entry in batch if not entry[1].done()]  # done: timed out
+            if batch:
+                self._answer(batch)
+
+    def _answer(self, batch: list):
+        try:
+            answers, error = self.call([q for q, _, _ in batch]), None
+        except Exception as e:  # every waiting request gets the failure, none hangs
+            answers, error = [None] * len(batch), e
+        by_loop = {}
+        for (_, future, loop), answer in zip(batch, answers):
+            by_loop.setdefault(loop, []).append((future, answer))
+        for loop, answered in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # its event loop has closed: nobody waits for these
+                loop.call_soon_threadsafe(_settle, answered, error)
+
+
+def _settle(answered: list[tuple[asyncio.Future, Any]], error: Exception | None):
+    for future, answer in answered:
+        if future.done():  # timed out
+            continue
+        if error is None:
+            future.set_result(answer)
+        else:
+            future.set_exception(error)

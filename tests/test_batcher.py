@@ -1,5 +1,6 @@
 """proxy/batcher.py: concurrent queries joined into one call, a lone one straight through, the queries that
-came during a call taken by the next one as soon as the model is free, at most max_batch a call."""
+came during a call taken by the next one as soon as the model is free (the event loop busy or not), at most
+max_batch a call."""
 
 import asyncio
 import time
@@ -99,3 +100,28 @@ def test_a_failed_call_fails_every_query_in_it_and_the_next_call_runs():
 
     first, second = run(scenario)
     assert [str(e) for e in first] == ["model down", "model down"] and second == 3
+
+
+def test_the_next_call_starts_when_the_model_is_free_even_while_the_event_loop_is_busy():
+    """A query waits while another is in the model; then the event loop is held (a slow handler) past the end
+    of that call: the waiting query's call starts as the first ends, not when the loop is free again."""
+    model = SlowModel()
+    starts = []
+
+    def timed(queries):
+        starts.append(time.perf_counter())
+        return model(queries)
+
+    async def scenario():
+        batcher = Batcher(timed)
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(CALL_SECONDS / 4)
+        second = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(CALL_SECONDS / 20)  # the second query is handed over
+        time.sleep(CALL_SECONDS * 2)  # the loop busy until well after the first call's end
+        loop_free = time.perf_counter()
+        return await first, await second, loop_free
+
+    first, second, loop_free = run(scenario)
+    assert (first, second) == (10, 20) and model.batches == [[1], [2]]
+    assert starts[1] < loop_free - CALL_SECONDS / 2
