@@ -33,7 +33,8 @@ K = 10
 def bare_app(model: EmbeddedModel, store: HistoryStore):
     """POST with {"user_id": ...}: the user's top K; GET (readiness, /readyz as ApiClient asks): 200 {}."""
     limit = model.catalog.max_exclusions
-    batcher = Batcher(lambda queries: model.recommend(*map(list, zip(*queries)), K))
+    call = lambda queries: model.recommend(*map(list, zip(*queries)), K)  # noqa: E731
+    batcher = Batcher(call, halves=True)  # as the API's, with the model in its process
 
     async def app(scope, receive, send):
         body, more = b"", scope["method"] == "POST"

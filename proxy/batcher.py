@@ -4,6 +4,11 @@ While one batch is in the model, new requests queue; the next call takes all of 
 soon as the model is free. A lone request goes straight through: nothing waits for a batch to fill. The calls
 run in the batcher's own thread, which takes the next batch the moment a call returns: the model does not
 wait for a busy event loop to come round to it (docs/experiments.md, `/recommend` latency and throughput).
+
+With `halves`, a call takes at most half of the queries in flight (those waiting and the last call's, whose
+clients come back while it runs): for a model in the API's process, whose time grows with the batch, one half
+is in the model while the event loop answers the other and reads its next requests, where whole batches
+would leave each idle while the other works.
 """
 
 import asyncio
@@ -18,9 +23,9 @@ IDLE_SECONDS = 5.0  # the thread ends after this long without a query; the next 
 
 
 class Batcher:
-    def __init__(self, call: Callable[[list], list], max_batch: int = MAX_BATCH):
+    def __init__(self, call: Callable[[list], list], max_batch: int = MAX_BATCH, halves: bool = False):
         """call: list of queries -> list of answers, same order; runs in the batcher's thread."""
-        self.call, self.max_batch = call, max_batch
+        self.call, self.max_batch, self.halves = call, max_batch, halves
         self._arriving: list = []  # this event loop iteration's queries, handed to the thread together
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # the thread's: queries not yet in a call
         self._lock = threading.Lock()
@@ -46,6 +51,7 @@ class Batcher:
 
     def _run(self):
         waiting = []  # taken from the queue, not yet in a call
+        last = 0  # the last call's queries
         while True:
             if not waiting:
                 try:
@@ -58,7 +64,9 @@ class Batcher:
                     continue
             while not self._queue.empty():
                 waiting += self._queue.get()
-            batch, waiting = waiting[: self.max_batch], waiting[self.max_batch :]
+            size = min(self.max_batch, -(-(len(waiting) + last) // 2) if self.halves else len(waiting))
+            batch, waiting = waiting[:size], waiting[size:]
+            last = len(batch)
             batch = [entry for entry in batch if not entry[1].done()]  # done: timed out
             if batch:
                 self._answer(batch)

@@ -52,7 +52,8 @@ class Recommender:
         self.impressions = (
             impressions  # proxy/impressions.py: a sample of the answers, for the online metrics
         )
-        self.batcher = Batcher(self._recommend_together)
+        # TF Serving batches by itself; the in-process model shares the event loop's cores (proxy/batcher.py)
+        self.batcher = Batcher(self._recommend_together, halves=not settings.backend)
 
     def serving(self) -> ServingModel:
         if self.watcher.current is None:

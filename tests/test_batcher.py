@@ -125,3 +125,27 @@ def test_the_next_call_starts_when_the_model_is_free_even_while_the_event_loop_i
     first, second, loop_free = run(scenario)
     assert (first, second) == (10, 20) and model.batches == [[1], [2]]
     assert starts[1] < loop_free - CALL_SECONDS / 2
+
+
+def test_with_halves_a_call_takes_at_most_half_of_the_queries_in_flight():
+    """Eight clients, three queries each, each client back CALL_SECONDS / 10 after its answer: two groups of
+    four take turns in the model (one group's answers go out while the other's queries are in it); a lone
+    query still goes straight through."""
+    model = SlowModel()
+
+    async def scenario():
+        batcher = Batcher(model, halves=True)
+
+        async def client(query):
+            answers = []
+            for n in range(3):
+                answers.append(await batcher.submit(query + 100 * n))
+                await asyncio.sleep(CALL_SECONDS / 10)
+            return answers
+
+        answers = await asyncio.gather(*(client(q) for q in range(8)))
+        return answers, await batcher.submit(1000)
+
+    answers, lone = run(scenario)
+    assert answers == [[10 * (q + 100 * n) for n in range(3)] for q in range(8)] and lone == 10000
+    assert [len(b) for b in model.batches] == [4] * 6 + [1]
