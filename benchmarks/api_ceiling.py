@@ -13,14 +13,13 @@ import asyncio
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import uvicorn
 
 from benchmarks.api_latency import direct, through_api
-from benchmarks.loopback import measured_phase, print_phases, served_api, shuffled_users
+from benchmarks.loopback import free_port, measured_phase, print_phases, served_api, shuffled_users
 from proxy.api_client import ApiClient
 from proxy.batcher import Batcher
 from serving.embedded import EmbeddedModel
@@ -59,12 +58,6 @@ def serve_bare(port: int, model_base: str, data: str):
     store.add_events(local_source.recent_user_events(data))
     app = bare_app(EmbeddedModel.newest(model_base), store)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main():

@@ -15,6 +15,13 @@ import tempfile
 from proxy.api_client import ApiClient
 
 
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def served_api(
     model_base: str,
@@ -27,9 +34,7 @@ def served_api(
     process or from the shared store at `store`, with `env` added to its environment and, given `code` (a
     checkout, e.g. a `git worktree` of another commit), that checkout's code instead of this one's; yields
     (port, pid)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     histories = ["--data", data] if data else ["--store", store] if store else []
     recsys = [os.path.join(os.path.dirname(sys.executable), "recsys")]
     if code:  # the checkout first on the path, ahead of this one (which the venv's editable install adds)
